@@ -1,0 +1,27 @@
+// Subcommands of `apr` register themselves here, one file each (src/cli/<name>.cpp), so adding a
+// command never edits main.cpp. `setup` declares the options on the subcommand and returns the
+// function that runs it; that function returns the process exit code.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace realizar::cli {
+
+using CommandRunner = std::function<int()>;
+
+struct Command {
+  std::string name;
+  std::string description;
+  std::function<CommandRunner(CLI::App&)> setup;
+};
+
+// Adds a command; call from a namespace-scope initializer: `const bool r = register_command({...});`
+bool register_command(Command command);
+
+const std::vector<Command>& registered_commands();
+
+}  // namespace realizar::cli

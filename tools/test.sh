@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The test command of the README and of CI: installs dependencies, builds (with the CUDA code when
+# nvcc is present), runs every test, then runs the GGUF reader's tests again under ASan/UBSan.
+# GPU tests (label "gpu") skip themselves when no GPU is present.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=$(nproc)
+
+tools/setup.sh
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
+cmake --build build -j "$jobs"
+ctest --test-dir build -j "$jobs" --output-on-failure
+
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DREALIZAR_SANITIZE=ON \
+      -DREALIZAR_CUDA=OFF -DREALIZAR_BENCH=OFF
+cmake --build build-asan -j "$jobs" --target apr gguf_test
+ctest --test-dir build-asan -j "$jobs" --output-on-failure -R '^Gguf'
