@@ -13,4 +13,9 @@ namespace realizar {
 std::unique_ptr<Backend> make_backend(Device device, const Model& model, int64_t cache_tokens,
                                       int threads);
 
+// Copy bandwidth of the memory `backend`'s weights live in (device memory for CUDA, host memory
+// otherwise), bytes read plus written per second, measured now: the denominator of the decode
+// bandwidth figure (DESIGN.md §4).
+double measure_copy_bandwidth(const Backend& backend, int threads);
+
 }  // namespace realizar
