@@ -85,6 +85,12 @@ CHAT_CONVERSATIONS = {
     "no_system_multi": [{"role": "user", "content": "Write code"}, {"role": "assistant", "content": "print('hi')\n"},
                         {"role": "user", "content": "Thanks 👍"}],
     "ends_with_assistant": [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": "A."}],
+    "thinking": [{"role": "user", "content": "2+2?"},
+                 {"role": "assistant", "content": "<think>\nadd them\n</think>\n\n4"},
+                 {"role": "user", "content": "and 3+3?"}],
+    "tool_results": [{"role": "user", "content": "Weather?"}, {"role": "assistant", "content": "Checking."},
+                     {"role": "tool", "content": "{\"temp\": 20}"}, {"role": "tool", "content": "{\"rain\": false}"},
+                     {"role": "user", "content": "Thanks"}],
 }
 
 
