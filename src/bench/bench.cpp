@@ -1,5 +1,6 @@
 #include "bench/bench.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
