@@ -215,6 +215,48 @@ TEST(Sampler, FiltersApplyInLlamaCppOrder) {
   EXPECT_EQ(observed_tokens(looser, logits, 5000), (std::set<int32_t>{1, 4, 3}));
 }
 
+// Straightforward reference of llama.cpp's chain: full sort, top-k, softmax + nucleus, min-p.
+std::set<int32_t> reference_survivors(const std::vector<float>& logits, const SamplingParams& params) {
+  std::vector<int32_t> order(logits.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return logits[a] > logits[b]; });
+  if (params.top_k > 0 && static_cast<size_t>(params.top_k) < order.size()) order.resize(params.top_k);
+  if (params.top_p < 1) {
+    std::vector<float> kept_logits;
+    for (int32_t id : order) kept_logits.push_back(logits[id]);
+    const std::vector<double> p = softmax(kept_logits);
+    double cumulative = 0;
+    size_t kept = 0;
+    while (kept < order.size() && (kept == 0 || cumulative < params.top_p)) cumulative += p[kept++];
+    order.resize(kept);
+  }
+  const double max_logit = logits[order.front()];
+  std::erase_if(order, [&](int32_t id) { return std::exp(logits[id] - max_logit) < params.min_p; });
+  return {order.begin(), order.end()};
+}
+
+TEST(Sampler, FilterChainOverALargeVocabularyMatchesAReference) {
+  struct Case {
+    int top_k;
+    float top_p, min_p, logit_scale;
+  };
+  // Wide logit scales make top-k reach far below the maximum (the collection margin must widen).
+  for (const Case& c : {Case{50, 1.0f, 0.0f, 20.0f}, Case{200, 0.9f, 0.0f, 3.0f}, Case{0, 0.3f, 0.05f, 2.0f},
+                        Case{300, 0.95f, 0.02f, 2.0f}, Case{400, 1.0f, 1e-6f, 10.0f}}) {
+    const std::vector<float> logits = random_logits(20000, 11, c.logit_scale);
+    SamplingParams params = no_filters(1000.0f);
+    params.top_k = c.top_k;
+    params.top_p = c.top_p;
+    params.min_p = c.min_p;
+    const std::set<int32_t> expected = reference_survivors(logits, params);
+    ASSERT_GT(expected.size(), 1u);
+    ASSERT_LT(expected.size(), 1000u) << "case with top_k " << c.top_k;
+    Sampler sampler(params, 20000);
+    EXPECT_EQ(observed_tokens(sampler, logits, 25 * static_cast<int>(expected.size())), expected)
+        << "top_k " << c.top_k << " top_p " << c.top_p << " min_p " << c.min_p << " survivors " << expected.size();
+  }
+}
+
 TEST(Sampler, PenaltiesFollowLlamaCpp) {
   SamplingParams params;
   params.repeat_penalty = 2.0f;

@@ -92,27 +92,57 @@ void Sampler::apply_penalties(std::span<const float> logits, std::span<float> ou
   }
 }
 
+// Equivalent to llama.cpp's chain top-k -> top-p -> min-p, arranged to touch the whole vocabulary
+// only in a few linear passes: all three keep a prefix of the candidates in ranks_before order, and
+// min-p's cut (logit >= max + log(min_p)) does not depend on the others, so tokens below it are
+// dropped before sorting. Top-p still normalizes over everything top-k kept, as llama.cpp does.
 int32_t Sampler::sample(std::span<const float> logits) {
   apply_penalties(logits, penalized_);
-  fill_candidates();
-  if (params_.temperature <= 0) return argmax();
-  keep_top_k();
-  keep_top_p();
-  keep_min_p();
-  return draw();
+  const float max_logit = checked_max_logit();
+  if (params_.temperature <= 0) return first_token_with_logit(max_logit);
+  const bool top_k_active = params_.top_k > 0 && params_.top_k < vocab_size_;
+  const bool top_p_active = params_.top_p < 1;
+  const float min_p_floor = params_.min_p > 0 ? max_logit + std::log(params_.min_p) : -INFINITY;
+  double top_p_total = 0;  // softmax denominator (relative to max_logit) over the top-k survivors
+  if (top_k_active) {
+    keep_top_k(max_logit);
+    if (top_p_active) top_p_total = sum_of_exp(candidates_, max_logit);
+    std::erase_if(candidates_, [&](const Candidate& c) { return c.logit < min_p_floor; });
+  } else {
+    if (top_p_active) top_p_total = sum_of_exp(penalized_, max_logit);
+    collect_at_least(min_p_floor);
+    sorted_count_ = 0;
+  }
+  if (top_p_active) keep_top_p(max_logit, top_p_total);
+  return draw(max_logit);
 }
 
-void Sampler::fill_candidates() {
-  candidates_.resize(vocab_size_);
+float Sampler::checked_max_logit() const {
   float max_logit = -INFINITY;
-  for (int32_t id = 0; id < vocab_size_; ++id) {
-    const float logit = penalized_[id];
-    if (std::isnan(logit)) fail("Sampler: logit of token {} is NaN", id);
+  bool has_nan = false;
+  for (const float logit : penalized_) {
+    has_nan |= std::isnan(logit);
     max_logit = std::max(max_logit, logit);
-    candidates_[id] = {id, logit};
+  }
+  if (has_nan) {
+    const auto nan = std::find_if(penalized_.begin(), penalized_.end(), [](float x) { return std::isnan(x); });
+    fail("Sampler: logit of token {} is NaN", nan - penalized_.begin());
   }
   if (max_logit == -INFINITY) fail("Sampler: every logit is -inf, nothing can be sampled");
-  sorted_count_ = 0;
+  return max_logit;
+}
+
+// Greedy decoding: the lowest id among the largest logits.
+int32_t Sampler::first_token_with_logit(float logit) const {
+  return static_cast<int32_t>(std::find(penalized_.begin(), penalized_.end(), logit) - penalized_.begin());
+}
+
+// candidates_ = every token whose logit is >= threshold, in id order.
+void Sampler::collect_at_least(float threshold) {
+  candidates_.clear();
+  for (int32_t id = 0; id < vocab_size_; ++id) {
+    if (penalized_[id] >= threshold) candidates_.push_back({id, penalized_[id]});
+  }
 }
 
 // Candidate order: larger logit first, then lower id; a strict total order, so partial sorts and
@@ -121,36 +151,43 @@ bool Sampler::ranks_before(const Candidate& a, const Candidate& b) {
   return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
 }
 
-int32_t Sampler::argmax() const {
-  return std::min_element(candidates_.begin(), candidates_.end(), ranks_before)->id;
-}
-
-void Sampler::keep_top_k() {
-  const size_t k = static_cast<size_t>(std::max(params_.top_k, 0));
-  if (k == 0 || k >= candidates_.size()) return;
+// Collects the tokens within a margin of the maximum, widening it until at least k are in, then
+// selects the k best among them: cheaper than nth_element over the whole vocabulary.
+void Sampler::keep_top_k(float max_logit) {
+  const size_t k = static_cast<size_t>(params_.top_k);
+  for (float margin : {8.0f, 16.0f, 32.0f, 64.0f, INFINITY}) {
+    collect_at_least(max_logit - margin);
+    if (candidates_.size() >= k) break;
+  }
   std::nth_element(candidates_.begin(), candidates_.begin() + k, candidates_.end(), ranks_before);
   candidates_.resize(k);
   std::sort(candidates_.begin(), candidates_.end(), ranks_before);
   sorted_count_ = k;
 }
 
-// Sorts candidates_ further than before only as far as the nucleus reaches: the sorted prefix grows
-// by partial sorts (64, 256, ... entries), so a peaked distribution over 150k tokens never needs a
-// full sort.
-void Sampler::keep_top_p() {
-  if (params_.top_p >= 1 || candidates_.size() <= 1) return;
-  const double max_logit = std::max_element(candidates_.begin(), candidates_.end(),
-                                            [](const Candidate& a, const Candidate& b) { return a.logit < b.logit; })->logit;
+double Sampler::sum_of_exp(std::span<const float> logits, float max_logit) {
   double total = 0;
-  for (const Candidate& c : candidates_) total += std::exp(c.logit - max_logit);
+  for (const float logit : logits) total += std::exp(logit - max_logit);
+  return total;
+}
+
+double Sampler::sum_of_exp(std::span<const Candidate> candidates, float max_logit) {
+  double total = 0;
+  for (const Candidate& c : candidates) total += std::exp(c.logit - max_logit);
+  return total;
+}
+
+// Keeps the shortest prefix (in ranks_before order) whose probability, relative to `total`, reaches
+// top_p. The sorted prefix grows by partial sorts (64, 256, ... entries), so a peaked distribution
+// over 150k tokens never needs a full sort.
+void Sampler::keep_top_p(float max_logit, double total) {
   const double target = params_.top_p * total;
   double cumulative = 0;
   size_t kept = 0;
   while (kept < candidates_.size() && (kept == 0 || cumulative < target)) {
     if (kept == sorted_count_) {
       const size_t grow_to = std::min(candidates_.size(), std::max<size_t>(64, sorted_count_ * 4));
-      std::partial_sort(candidates_.begin() + sorted_count_, candidates_.begin() + grow_to, candidates_.end(), ranks_before);
-      sorted_count_ = grow_to;
+      sort_prefix(grow_to);
     }
     cumulative += std::exp(candidates_[kept].logit - max_logit);
     ++kept;
@@ -159,24 +196,27 @@ void Sampler::keep_top_p() {
   sorted_count_ = kept;
 }
 
-// p_i >= min_p * p_max  <=>  logit_i - max_logit >= log(min_p), so no softmax is needed.
-void Sampler::keep_min_p() {
-  if (params_.min_p <= 0 || candidates_.size() <= 1) return;
-  const double max_logit = std::max_element(candidates_.begin(), candidates_.end(),
-                                            [](const Candidate& a, const Candidate& b) { return a.logit < b.logit; })->logit;
-  const double log_min_p = std::log(static_cast<double>(params_.min_p));
-  std::erase_if(candidates_, [&](const Candidate& c) { return c.logit - max_logit < log_min_p; });
-  sorted_count_ = std::min(sorted_count_, candidates_.size());
+// Extends the sorted prefix of candidates_ to `length` entries. A heap selection (partial_sort) is
+// fastest while the new part is small next to what is left; nth_element + sort beyond that.
+void Sampler::sort_prefix(size_t length) {
+  const auto first = candidates_.begin() + sorted_count_;
+  const auto last = candidates_.begin() + length;
+  if ((length - sorted_count_) * 16 < candidates_.size() - sorted_count_) {
+    std::partial_sort(first, last, candidates_.end(), ranks_before);
+  } else {
+    std::nth_element(first, last - 1, candidates_.end(), ranks_before);
+    std::sort(first, last, ranks_before);
+  }
+  sorted_count_ = length;
 }
 
 // softmax(logit / temperature) over the survivors, then inverse-CDF sampling with one uniform draw.
-int32_t Sampler::draw() {
-  const double max_logit = std::max_element(candidates_.begin(), candidates_.end(),
-                                            [](const Candidate& a, const Candidate& b) { return a.logit < b.logit; })->logit;
+int32_t Sampler::draw(float max_logit) {
   weights_.resize(candidates_.size());
+  const float inverse_temperature = 1.0f / params_.temperature;
   double total = 0;
   for (size_t i = 0; i < candidates_.size(); ++i) {
-    weights_[i] = std::exp((candidates_[i].logit - max_logit) / params_.temperature);
+    weights_[i] = std::exp((candidates_[i].logit - max_logit) * inverse_temperature);
     total += weights_[i];
   }
   const double threshold = uniform01() * total;
