@@ -15,8 +15,9 @@
 //   - min-p (Nguyen et al. 2024): keep tokens with p >= min_p * p_max;
 //   - temperature: logits / temperature, then softmax and one draw.
 // Candidates are ordered by logit descending, ties by lower token id, so every step is
-// deterministic. Random numbers come from our own xoshiro256** generator (seeded by splitmix64),
-// not std:: distributions, so a seed gives the same tokens on every platform.
+// deterministic. Random numbers come from our own xoshiro256** generator (seeded by splitmix64)
+// and a 53-bit uniform double, not std:: distributions, so a seed gives the same random stream on
+// every platform (tokens too, unless a libm's expf differs in the last bit at a draw boundary).
 #pragma once
 
 #include <cstdint>
