@@ -161,7 +161,7 @@ TEST_P(GgufInterop, FilesWeWriteAreReadIdenticallyByGgufPy) {
   EXPECT_EQ(theirs["tensors"], expected_tensors);
 }
 
-INSTANTIATE_TEST_SUITE_P(Versions, GgufInterop,
+INSTANTIATE_TEST_SUITE_P(GgufVersions, GgufInterop,
                          ::testing::Values(Case{3, 0}, Case{3, 64}, Case{2, 8}, Case{3, 1}),
                          [](const auto& info) {
                            return "v" + std::to_string(info.param.version) + "_align" +

@@ -178,7 +178,7 @@ TEST_P(GgufAlignment, DataSectionAndOffsetsFollowGeneralAlignment) {
   expect_tensors_match(file, kSeveralTypes, data);
 }
 
-INSTANTIATE_TEST_SUITE_P(Powers, GgufAlignment, ::testing::Values(1u, 8u, 64u, 4096u));
+INSTANTIATE_TEST_SUITE_P(GgufPowers, GgufAlignment, ::testing::Values(1u, 8u, 64u, 4096u));
 
 TEST(GgufRoundTrip, Version2FilesReadLikeVersion3) {
   TempDir dir;
