@@ -73,6 +73,7 @@ concept ScalarValue =
 struct Array {
   ValueType element_type = ValueType::UINT8;
   std::vector<Value> elements;
+  bool operator==(const Array& other) const;  // same element type and equal elements
 };
 
 // One metadata value of any GGUF type.

@@ -75,6 +75,10 @@ Value Value::array(ValueType element_type, std::vector<Value> elements) {
   return Value(Array{element_type, std::move(elements)});
 }
 
+bool Array::operator==(const Array& other) const {
+  return element_type == other.element_type && elements == other.elements;
+}
+
 bool is_integer_type(ValueType type) {
   switch (type) {
     case ValueType::FLOAT32:

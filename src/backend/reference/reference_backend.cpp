@@ -1,5 +1,6 @@
 #include "backend/reference/reference_backend.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
