@@ -3,11 +3,10 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "convert/hf_checkpoint.h"
 #include "convert/hparams.h"
 #include "realizar/convert.h"
 #include "realizar/error.h"
-#include "realizar/quant.h"
+#include "realizar/safetensors.h"
 #include "realizar/tokenizer.h"
 #include "realizar/tokenizer_gguf.h"
 #include "util/thread_pool.h"
@@ -16,8 +15,8 @@ namespace realizar {
 namespace {
 
 using nlohmann::json;
-using convert_detail::Checkpoint;
-using convert_detail::CheckpointTensor;
+using safetensors::Checkpoint;
+using safetensors::TensorEntry;
 
 struct ArchitectureInfo {
   std::string_view hf_name;    // config.json "architectures"[0]
@@ -131,26 +130,35 @@ std::vector<TensorSource> tensor_sources(const std::string& arch, int64_t layers
   return s;
 }
 
+// Elements [first, first + count) of `t` (flattened) converted to float32.
+void read_elements(const TensorEntry& t, int64_t first, int64_t count, float* out) {
+  const size_t size = safetensors::dtype_size(t.dtype);
+  const TensorEntry part{{}, t.dtype, {count}, t.data.subspan(first * size, count * size), {}};
+  safetensors::to_float32(part, out);
+}
+
 // Rows of a checkpoint tensor as float32, permuted when asked. A 1-D tensor is one row; its
 // permutation (a q/k bias) moves elements.
-std::function<void(int64_t, int64_t, float*)> checkpoint_rows(const CheckpointTensor& t,
+std::function<void(int64_t, int64_t, float*)> checkpoint_rows(const TensorEntry& t,
                                                               int64_t permute_heads) {
   const int64_t ne0 = t.shape.back();
   const int64_t rows = t.shape.size() == 1 ? 1 : t.shape[0];
-  const size_t element_bytes = tensor_type_info(t.type).block_bytes;
-  const TensorType type = t.type;
-  const uint8_t* data = t.data;
   if (permute_heads != 0 && t.shape.size() == 1) {
-    return [=](int64_t, int64_t, float* out) {
+    return [&t, ne0, permute_heads](int64_t, int64_t, float* out) {
       std::vector<float> plain(static_cast<size_t>(ne0));
-      dequantize_row(type, data, plain.data(), ne0);
+      read_elements(t, 0, ne0, plain.data());
       for (int64_t i = 0; i < ne0; ++i) out[i] = plain[permuted_source_row(i, ne0, permute_heads)];
     };
   }
-  return [=](int64_t first, int64_t count, float* out) {
+  if (permute_heads == 0) {
+    return [&t, ne0](int64_t first, int64_t count, float* out) {
+      read_elements(t, first * ne0, count * ne0, out);
+    };
+  }
+  return [&t, ne0, rows, permute_heads](int64_t first, int64_t count, float* out) {
     for (int64_t r = first; r < first + count; ++r) {
-      const int64_t source = permute_heads ? permuted_source_row(r, rows, permute_heads) : r;
-      dequantize_row(type, data + source * ne0 * element_bytes, out + (r - first) * ne0, ne0);
+      read_elements(t, permuted_source_row(r, rows, permute_heads) * ne0, ne0,
+                    out + (r - first) * ne0);
     }
   };
 }
@@ -189,10 +197,14 @@ void convert_hf_to_gguf(const std::filesystem::path& hf_dir, const std::filesyst
   std::vector<TensorPlan> plans;
   for (const TensorSource& source :
        tensor_sources(arch, params.block_count, params.head_count, params.head_count_kv, tied)) {
-    const CheckpointTensor* t = checkpoint.find(source.hf_name);
+    const TensorEntry* t = checkpoint.find(source.hf_name);
     if (t == nullptr) {
       if (source.required) fail("{}: tensor {} not found", hf_dir.string(), source.hf_name);
       continue;
+    }
+    if (t->shape.empty() || t->shape.size() > 2) {
+      fail("{}: tensor {} has {} dimensions (1 or 2 expected)", hf_dir.string(), source.hf_name,
+           t->shape.size());
     }
     std::vector<uint64_t> dims = gguf_dims(t->shape);
     const TensorType type = choose_tensor_type(scheme, source.gguf_name, dims, shape);
