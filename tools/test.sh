@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command of the README and of CI: installs dependencies, builds (with the CUDA code when
-# nvcc is present), runs every test, then runs the GGUF reader's tests again under ASan/UBSan.
+# nvcc is present), runs every test, then runs the GGUF tests (the reader's, and `apr inspect` on
+# the malformed corpus) again under ASan/UBSan.
 # GPU tests (label "gpu") skip themselves when no GPU is present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,5 +14,5 @@ ctest --test-dir build -j "$jobs" --output-on-failure
 
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DREALIZAR_SANITIZE=ON \
       -DREALIZAR_CUDA=OFF -DREALIZAR_BENCH=OFF
-cmake --build build-asan -j "$jobs" --target apr gguf_test
+cmake --build build-asan -j "$jobs" --target apr gguf_test inspect_test
 ctest --test-dir build-asan -j "$jobs" --output-on-failure -R '^Gguf'
