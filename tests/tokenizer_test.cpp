@@ -179,6 +179,25 @@ TEST(StreamingDecoder, ByteLevelTokensInsideACharacter) {
   EXPECT_EQ(streamed + decoder.finish(), text);
 }
 
+// SmolLM2's real vocabulary lacks a few control-byte tokens: the tokenizer must still load and
+// encode other text, and fail clearly (or use <unk>) only when such a byte occurs.
+TEST(Tokenizer, MissingByteTokenFailsOnlyWhenTheByteOccurs) {
+  TokenizerSpec spec = load_hf_tokenizer(tokenizer_dir("qwen2") / "tokenizer.json", std::nullopt);
+  const Tokenizer full(spec);
+  const int32_t byte_04 = full.encode("\x04", false, false).at(0);
+  spec.tokens[static_cast<size_t>(byte_04)] = "<no byte 04>";
+  const Tokenizer without(spec);
+  EXPECT_EQ(without.encode("plain text", false, false), full.encode("plain text", false, false));
+  try {
+    without.encode("a\x04b", false, false);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), ::testing::HasSubstr("byte 0x04"));
+  }
+  spec.unknown_token_id = 0;
+  EXPECT_EQ(Tokenizer(spec).encode("\x04", false, false), std::vector<int32_t>{0});
+}
+
 TEST(Tokenizer, InvalidUtf8RoundTripsAsBytes) {
   const std::string bytes = "ok\xFF\xC3(end";
   EXPECT_EQ(qwen2().decode(qwen2().encode(bytes, false, false)), "ok\xEF\xBF\xBD\xEF\xBF\xBD(end");

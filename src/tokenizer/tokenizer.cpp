@@ -132,6 +132,7 @@ struct Tokenizer::Impl {
   std::vector<Segment> split_literal_tokens(std::string_view text, bool parse_special) const;
   void encode_byte_level(std::string_view text, std::vector<int32_t>& out) const;
   void encode_byte_level_word(std::string_view word, std::vector<int32_t>& out) const;
+  int32_t require_byte_token(char byte) const;  // its byte-level token, or unk, or an error
   void encode_sentencepiece(std::string_view text, bool prefix_space, std::vector<int32_t>& out) const;
 };
 
@@ -159,9 +160,10 @@ void Tokenizer::Impl::build_byte_level() {
   for (int b = 0; b < 256; ++b) {
     std::string text;
     append_utf8(text, table[b]);
+    // Some real vocabularies (SmolLM2) lack a few control bytes; like llama.cpp, only fail when
+    // such a byte actually occurs in the text (see require_byte_token).
     const auto it = ids.find(text);
-    if (it == ids.end()) fail("byte-level vocabulary lacks the token for byte 0x{:02X} ('{}')", b, text);
-    byte_tokens[b] = it->second;
+    byte_tokens[b] = it == ids.end() ? -1 : it->second;
   }
   merges.reserve(spec.merges.size());
   for (size_t rank = 0; rank < spec.merges.size(); ++rank) {
@@ -299,7 +301,17 @@ void Tokenizer::Impl::encode_byte_level_word(std::string_view word, std::vector<
     if (it == merges.end()) return std::nullopt;
     return std::pair{static_cast<double>(it->second.rank), it->second.merged};
   });
-  for (int32_t i = 0; i >= 0; i = symbols[i].next) out.push_back(symbols[i].id);
+  for (int32_t i = 0; i >= 0; i = symbols[i].next) {
+    out.push_back(symbols[i].id >= 0 ? symbols[i].id : require_byte_token(word[symbols[i].start]));
+  }
+}
+
+int32_t Tokenizer::Impl::require_byte_token(char byte) const {
+  const int32_t id = byte_tokens[static_cast<uint8_t>(byte)];
+  if (id >= 0) return id;
+  if (spec.unknown_token_id) return *spec.unknown_token_id;
+  fail("the text contains byte 0x{:02X}, which this vocabulary has no token for",
+       static_cast<uint8_t>(byte));
 }
 
 void Tokenizer::Impl::encode_byte_level(std::string_view text, std::vector<int32_t>& out) const {
@@ -310,7 +322,7 @@ void Tokenizer::Impl::encode_byte_level(std::string_view text, std::vector<int32
       const Utf8Step step = utf8_step(text, pos);
       if (!step.valid) {
         encode_byte_level(text.substr(valid_start, pos - valid_start), out);
-        for (size_t k = 0; k < step.length; ++k) out.push_back(byte_tokens[static_cast<uint8_t>(text[pos + k])]);
+        for (size_t k = 0; k < step.length; ++k) out.push_back(require_byte_token(text[pos + k]));
         valid_start = pos + step.length;
       }
       pos += step.length;
