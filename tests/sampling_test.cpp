@@ -1,0 +1,381 @@
+#include "realizar/sampling.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <set>
+#include <vector>
+
+#include "realizar/error.h"
+
+namespace realizar {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::ThrowsMessage;
+
+SamplingParams no_filters(float temperature = 1.0f) {
+  SamplingParams p;
+  p.temperature = temperature;
+  p.top_k = 0;
+  p.top_p = 1.0f;
+  p.min_p = 0.0f;
+  return p;
+}
+
+std::vector<float> random_logits(int n, uint32_t seed, float scale = 3.0f) {
+  std::mt19937 gen(seed);
+  std::normal_distribution<float> normal(0.0f, scale);
+  std::vector<float> logits(n);
+  for (float& x : logits) x = normal(gen);
+  return logits;
+}
+
+// Independent reference: softmax of logits / temperature in double.
+std::vector<double> softmax(const std::vector<float>& logits, double temperature = 1.0) {
+  const double max = *std::max_element(logits.begin(), logits.end());
+  std::vector<double> p(logits.size());
+  for (size_t i = 0; i < logits.size(); ++i) p[i] = std::exp((logits[i] - max) / temperature);
+  const double total = std::accumulate(p.begin(), p.end(), 0.0);
+  for (double& x : p) x /= total;
+  return p;
+}
+
+std::vector<int> histogram(Sampler& sampler, const std::vector<float>& logits, int draws) {
+  std::vector<int> counts(logits.size());
+  for (int i = 0; i < draws; ++i) counts[sampler.sample(logits)]++;
+  return counts;
+}
+
+std::set<int32_t> observed_tokens(Sampler& sampler, const std::vector<float>& logits, int draws) {
+  std::set<int32_t> seen;
+  for (int i = 0; i < draws; ++i) seen.insert(sampler.sample(logits));
+  return seen;
+}
+
+std::vector<float> logits_of_probabilities(const std::vector<double>& probabilities) {
+  std::vector<float> logits;
+  for (double p : probabilities) logits.push_back(static_cast<float>(std::log(p)));
+  return logits;
+}
+
+TEST(Sampler, GreedyIsArgmaxWithTiesToLowestId) {
+  SamplingParams params;
+  params.temperature = 0;
+  for (uint32_t seed = 0; seed < 20; ++seed) {
+    std::vector<float> logits = random_logits(1000, seed);
+    Sampler sampler(params, 1000);
+    const auto expected = std::max_element(logits.begin(), logits.end()) - logits.begin();
+    EXPECT_EQ(sampler.sample(logits), expected);
+  }
+  std::vector<float> tied = {0.5f, 2.0f, -1.0f, 2.0f, 2.0f};
+  EXPECT_EQ(Sampler(params, 5).sample(tied), 1);
+}
+
+TEST(Sampler, TopKOfOneIsGreedyAtAnyTemperature) {
+  for (float temperature : {0.1f, 1.0f, 5.0f, 100.0f}) {
+    SamplingParams params;
+    params.temperature = temperature;
+    params.top_k = 1;
+    Sampler sampler(params, 500);
+    for (uint32_t seed = 0; seed < 20; ++seed) {
+      std::vector<float> logits = random_logits(500, seed);
+      logits[seed * 7 + 3] = logits[seed * 7 + 100] = 50.0f;  // a tie at the top
+      EXPECT_EQ(sampler.sample(logits), static_cast<int32_t>(seed * 7 + 3)) << "temperature " << temperature;
+    }
+  }
+}
+
+TEST(Sampler, SameSeedGivesSameSequenceAndDifferentSeedsDiffer) {
+  const std::vector<float> logits = random_logits(200, 1, 1.0f);
+  auto sequence = [&](uint64_t seed) {
+    SamplingParams params = no_filters();
+    params.seed = seed;
+    Sampler sampler(params, 200);
+    std::vector<int32_t> tokens;
+    for (int i = 0; i < 100; ++i) tokens.push_back(sampler.sample(logits));
+    return tokens;
+  };
+  EXPECT_EQ(sequence(42), sequence(42));
+  EXPECT_NE(sequence(42), sequence(43));
+}
+
+TEST(Sampler, ResetRestartsTheGeneratorAndForgetsHistory) {
+  SamplingParams params = no_filters();
+  params.repeat_penalty = 1.5f;
+  const std::vector<float> logits = random_logits(50, 2, 1.0f);
+  Sampler sampler(params, 50);
+  std::vector<int32_t> first, second;
+  for (int i = 0; i < 30; ++i) sampler.accept(first.emplace_back(sampler.sample(logits)));
+  sampler.reset();
+  for (int i = 0; i < 30; ++i) sampler.accept(second.emplace_back(sampler.sample(logits)));
+  EXPECT_EQ(first, second);
+}
+
+// Pearson's chi-square statistic of observed counts against expected probabilities.
+double chi_square(const std::vector<int>& counts, const std::vector<double>& probabilities, int draws) {
+  double statistic = 0;
+  for (size_t i = 0; i < counts.size(); ++i) {
+    const double expected = probabilities[i] * draws;
+    statistic += (counts[i] - expected) * (counts[i] - expected) / expected;
+  }
+  return statistic;
+}
+
+TEST(Sampler, DrawsFollowSoftmaxOfLogitsOverTemperature) {
+  const std::vector<float> logits = {1.0f, 0.2f, -0.5f, 2.0f, 0.0f, 1.5f, -1.0f, 0.7f};
+  const int draws = 200000;
+  for (float temperature : {1.0f, 0.5f, 2.0f}) {
+    Sampler sampler(no_filters(temperature), 8);
+    const std::vector<int> counts = histogram(sampler, logits, draws);
+    // 7 degrees of freedom: P(chi2 > 29.9) = 1e-4 for a correct sampler; a wrong temperature or an
+    // off-by-one in the inverse CDF gives statistics in the thousands.
+    EXPECT_LT(chi_square(counts, softmax(logits, temperature), draws), 29.9) << "temperature " << temperature;
+  }
+}
+
+TEST(Sampler, TopKKeepsExactlyTheKLargest) {
+  SamplingParams params = no_filters(3.0f);
+  params.top_k = 5;
+  const std::vector<float> logits = random_logits(100, 3, 1.0f);
+  std::vector<int32_t> order(100);
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](int a, int b) { return logits[a] > logits[b]; });
+  Sampler sampler(params, 100);
+  EXPECT_EQ(observed_tokens(sampler, logits, 5000), std::set<int32_t>(order.begin(), order.begin() + 5));
+}
+
+TEST(Sampler, TopPKeepsTheSmallestNucleus) {
+  // Probabilities in a scrambled order; sorted: 0.4 0.25 0.15 0.1 0.06 0.04.
+  const std::vector<double> probabilities = {0.1, 0.4, 0.04, 0.15, 0.25, 0.06};
+  const std::vector<float> logits = logits_of_probabilities(probabilities);
+  const std::vector<std::pair<float, std::set<int32_t>>> cases = {
+      {0.3f, {1}}, {0.6f, {1, 4}}, {0.7f, {1, 4, 3}}, {0.85f, {1, 4, 3, 0}}, {0.99f, {1, 4, 3, 0, 5, 2}}, {0.0f, {1}}};
+  for (const auto& [top_p, expected] : cases) {
+    SamplingParams params = no_filters(4.0f);
+    params.top_p = top_p;
+    Sampler sampler(params, 6);
+    EXPECT_EQ(observed_tokens(sampler, logits, 5000), expected) << "top_p " << top_p;
+  }
+}
+
+TEST(Sampler, TopPOverALargeVocabularyMatchesAFullSort) {
+  // Thousands of survivors force the sorted prefix to grow several times.
+  const int vocab = 5000;
+  const std::vector<float> logits = random_logits(vocab, 4, 0.5f);
+  const std::vector<double> p = softmax(logits);
+  std::vector<int32_t> order(vocab);
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](int a, int b) { return p[a] > p[b]; });
+  double cumulative = 0;
+  size_t nucleus = 0;
+  while (cumulative < 0.2) cumulative += p[order[nucleus++]];
+  SamplingParams params = no_filters(1000.0f);  // nearly uniform over the survivors
+  params.top_p = 0.2f;
+  Sampler sampler(params, vocab);
+  // 25 draws per survivor: each is missed with probability ~e^-25.
+  const std::set<int32_t> seen = observed_tokens(sampler, logits, 25 * static_cast<int>(nucleus));
+  EXPECT_GT(nucleus, 256u);  // the sorted prefix grew twice: 64, 256, 1024
+  EXPECT_EQ(seen, std::set<int32_t>(order.begin(), order.begin() + nucleus));
+}
+
+TEST(Sampler, MinPKeepsTokensWithinAFactorOfTheMostLikely) {
+  const std::vector<double> probabilities = {0.1, 0.4, 0.04, 0.15, 0.25, 0.06};
+  const std::vector<float> logits = logits_of_probabilities(probabilities);
+  for (float min_p : {0.05f, 0.2f, 0.3f, 0.5f, 0.9f}) {
+    std::set<int32_t> expected;
+    for (int32_t i = 0; i < 6; ++i) {
+      if (probabilities[i] >= min_p * 0.4) expected.insert(i);
+    }
+    SamplingParams params = no_filters(4.0f);
+    params.min_p = min_p;
+    Sampler sampler(params, 6);
+    EXPECT_EQ(observed_tokens(sampler, logits, 5000), expected) << "min_p " << min_p;
+  }
+}
+
+TEST(Sampler, FiltersApplyInLlamaCppOrder) {
+  // top-k 4 keeps {1, 4, 3, 0} (p 0.4 0.25 0.15 0.1, renormalized /0.9: .444 .278 .167 .111);
+  // top-p 0.75 keeps {1, 4, 3} (cumulative .722 < .75 <= .889); min-p 0.4 then needs p >= .4*.444:
+  // keeps {1, 4}. Temperature applies after all filters.
+  const std::vector<float> logits = logits_of_probabilities({0.1, 0.4, 0.04, 0.15, 0.25, 0.06});
+  SamplingParams params;
+  params.temperature = 5.0f;
+  params.top_k = 4;
+  params.top_p = 0.75f;
+  params.min_p = 0.4f;
+  Sampler sampler(params, 6);
+  EXPECT_EQ(observed_tokens(sampler, logits, 5000), (std::set<int32_t>{1, 4}));
+  params.min_p = 0.3f;
+  Sampler looser(params, 6);
+  EXPECT_EQ(observed_tokens(looser, logits, 5000), (std::set<int32_t>{1, 4, 3}));
+}
+
+// Straightforward reference of llama.cpp's chain: full sort, top-k, softmax + nucleus, min-p.
+std::set<int32_t> reference_survivors(const std::vector<float>& logits, const SamplingParams& params) {
+  std::vector<int32_t> order(logits.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return logits[a] > logits[b]; });
+  if (params.top_k > 0 && static_cast<size_t>(params.top_k) < order.size()) order.resize(params.top_k);
+  if (params.top_p < 1) {
+    std::vector<float> kept_logits;
+    for (int32_t id : order) kept_logits.push_back(logits[id]);
+    const std::vector<double> p = softmax(kept_logits);
+    double cumulative = 0;
+    size_t kept = 0;
+    while (kept < order.size() && (kept == 0 || cumulative < params.top_p)) cumulative += p[kept++];
+    order.resize(kept);
+  }
+  const double max_logit = logits[order.front()];
+  std::erase_if(order, [&](int32_t id) { return std::exp(logits[id] - max_logit) < params.min_p; });
+  return {order.begin(), order.end()};
+}
+
+TEST(Sampler, FilterChainOverALargeVocabularyMatchesAReference) {
+  struct Case {
+    int top_k;
+    float top_p, min_p, logit_scale;
+  };
+  // Wide logit scales make top-k reach far below the maximum (the collection margin must widen).
+  for (const Case& c : {Case{50, 1.0f, 0.0f, 20.0f}, Case{200, 0.9f, 0.0f, 3.0f}, Case{0, 0.3f, 0.05f, 2.0f},
+                        Case{300, 0.95f, 0.02f, 2.0f}, Case{400, 1.0f, 1e-6f, 10.0f}}) {
+    const std::vector<float> logits = random_logits(20000, 11, c.logit_scale);
+    SamplingParams params = no_filters(1000.0f);
+    params.top_k = c.top_k;
+    params.top_p = c.top_p;
+    params.min_p = c.min_p;
+    const std::set<int32_t> expected = reference_survivors(logits, params);
+    ASSERT_GT(expected.size(), 1u);
+    ASSERT_LT(expected.size(), 1000u) << "case with top_k " << c.top_k;
+    Sampler sampler(params, 20000);
+    EXPECT_EQ(observed_tokens(sampler, logits, 25 * static_cast<int>(expected.size())), expected)
+        << "top_k " << c.top_k << " top_p " << c.top_p << " min_p " << c.min_p << " survivors " << expected.size();
+  }
+}
+
+TEST(Sampler, PenaltiesFollowLlamaCpp) {
+  SamplingParams params;
+  params.repeat_penalty = 2.0f;
+  params.frequency_penalty = 0.5f;
+  params.presence_penalty = 0.25f;
+  params.penalty_last_n = 3;
+  Sampler sampler(params, 5);
+  for (int32_t token : {2, 0, 1, 0}) sampler.accept(token);  // window of 3: {0, 1, 0}
+  const std::vector<float> logits = {2.0f, -2.0f, 1.0f, 0.0f, 3.0f};
+  std::vector<float> out(5);
+  sampler.apply_penalties(logits, out);
+  EXPECT_FLOAT_EQ(out[0], 2.0f / 2 - 2 * 0.5f - 0.25f);   // positive: divided; seen twice
+  EXPECT_FLOAT_EQ(out[1], -2.0f * 2 - 1 * 0.5f - 0.25f);  // negative: multiplied; seen once
+  EXPECT_FLOAT_EQ(out[2], 1.0f);                          // left the window
+  EXPECT_FLOAT_EQ(out[3], 0.0f);
+  EXPECT_FLOAT_EQ(out[4], 3.0f);
+}
+
+TEST(Sampler, PenaltiesSteerGreedySampling) {
+  SamplingParams params;
+  params.temperature = 0;
+  params.repeat_penalty = 1.5f;
+  Sampler sampler(params, 3);
+  const std::vector<float> logits = {3.0f, 2.5f, 1.0f};
+  EXPECT_EQ(sampler.sample(logits), 0);
+  sampler.accept(0);  // 3 / 1.5 = 2 < 2.5
+  EXPECT_EQ(sampler.sample(logits), 1);
+  sampler.accept(1);  // 2.5 / 1.5 = 1.67 < 2
+  EXPECT_EQ(sampler.sample(logits), 0);
+}
+
+TEST(Sampler, RejectsBadInput) {
+  Sampler sampler(SamplingParams{}, 4);
+  EXPECT_THAT([&] { sampler.sample(std::vector<float>(3)); }, ThrowsMessage<Error>(HasSubstr("expected 4 logits, got 3")));
+  EXPECT_THAT([&] { sampler.sample(std::vector<float>{0, NAN, 0, 0}); }, ThrowsMessage<Error>(HasSubstr("token 1 is NaN")));
+  EXPECT_THAT([&] { sampler.sample(std::vector<float>(4, -INFINITY)); }, ThrowsMessage<Error>(HasSubstr("every logit is -inf")));
+  EXPECT_THAT([&] { sampler.accept(4); }, ThrowsMessage<Error>(HasSubstr("token 4 outside vocabulary")));
+  SamplingParams bad;
+  bad.top_p = 1.5f;
+  EXPECT_THAT([&] { Sampler(bad, 4); }, ThrowsMessage<Error>(HasSubstr("top_p must be in [0, 1]")));
+  EXPECT_THAT([&] { Sampler(SamplingParams{}, 0); }, ThrowsMessage<Error>(HasSubstr("vocab_size must be positive")));
+}
+
+// ---- StopMatcher -------------------------------------------------------------------------------
+
+std::vector<std::string> feed_all(StopMatcher& matcher, const std::vector<std::string>& pieces) {
+  std::vector<std::string> out;
+  for (const std::string& piece : pieces) out.push_back(matcher.feed(piece).text);
+  return out;
+}
+
+TEST(StopMatcher, StopStringAcrossPieceBoundaries) {
+  StopMatcher matcher({"</s>"});
+  EXPECT_EQ(feed_all(matcher, {"Hel", "lo</", "s>rest"}), (std::vector<std::string>{"Hel", "lo", ""}));
+  EXPECT_TRUE(matcher.stopped());
+  EXPECT_EQ(matcher.feed("more").text, "");
+  EXPECT_TRUE(matcher.feed("more").stopped);
+  EXPECT_EQ(matcher.flush(), "");
+}
+
+TEST(StopMatcher, FalseStartIsReleasedWhenItStopsMatching) {
+  StopMatcher matcher({"</s>"});
+  EXPECT_EQ(feed_all(matcher, {"a<", "/", "b>c"}), (std::vector<std::string>{"a", "", "</b>c"}));
+  EXPECT_FALSE(matcher.stopped());
+}
+
+TEST(StopMatcher, HeldTextIsFlushedAtTheEnd) {
+  StopMatcher matcher({"User:"});
+  EXPECT_EQ(matcher.feed("done. Us").text, "done. ");
+  EXPECT_EQ(matcher.flush(), "Us");
+}
+
+TEST(StopMatcher, EarliestOfSeveralStopStringsWins) {
+  StopMatcher matcher({"User:", "\n\n"});
+  const StopMatcher::Result result = matcher.feed("answer\n\nUser: hi");
+  EXPECT_EQ(result.text, "answer");
+  EXPECT_TRUE(result.stopped);
+}
+
+TEST(StopMatcher, OverlappingPrefixes) {
+  StopMatcher matcher({"aab"});
+  EXPECT_EQ(feed_all(matcher, {"a", "a", "a", "b", "x"}), (std::vector<std::string>{"", "", "a", "", ""}));
+  EXPECT_TRUE(matcher.stopped());
+  StopMatcher nested({"abab", "bx"});
+  EXPECT_EQ(feed_all(nested, {"ab", "a", "bx"}), (std::vector<std::string>{"", "", ""}));  // "abab" at 0
+}
+
+TEST(StopMatcher, MatchesAReferenceOnRandomStreams) {
+  std::mt19937 gen(7);
+  auto random_text = [&](int length) {
+    std::string s;
+    for (int i = 0; i < length; ++i) s += "ab\n"[gen() % 3];
+    return s;
+  };
+  for (int trial = 0; trial < 2000; ++trial) {
+    const std::vector<std::string> stops = {random_text(1 + gen() % 4), random_text(1 + gen() % 4)};
+    const std::string text = random_text(gen() % 20);
+    // Reference: after each piece, look for the earliest stop string in all the text so far; the
+    // first piece that completes one cuts the output at that stop's start.
+    auto earliest_stop = [&](const std::string& seen) {
+      size_t first = std::string::npos;
+      for (const std::string& stop : stops) first = std::min(first, seen.find(stop));
+      return first;
+    };
+    StopMatcher matcher(stops);
+    std::string emitted, expected;
+    size_t first = std::string::npos;
+    for (size_t pos = 0; pos < text.size() && first == std::string::npos;) {
+      const size_t length = std::min<size_t>(1 + gen() % 4, text.size() - pos);
+      emitted += matcher.feed(text.substr(pos, length)).text;
+      pos += length;
+      first = earliest_stop(text.substr(0, pos));
+    }
+    expected = text.substr(0, first);
+    emitted += matcher.flush();
+    ASSERT_EQ(emitted, expected) << "text '" << text << "' stops '" << stops[0] << "' '" << stops[1] << "'";
+    EXPECT_EQ(matcher.stopped(), first != std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace realizar
