@@ -126,7 +126,11 @@ class CpuBackend final : public Backend {
     sin_.resize(floats(config_.rope_dim / 2));
     const int64_t widest = std::max({hidden, ffn, config_.q_dim()});
     for (TensorType type : kActivationTypes) {
-      quantized_[index_of(type)].resize(static_cast<size_t>(tokens) * row_bytes(type, widest));
+      // Rounded up to whole blocks: a type's buffer is only used for rows it can hold, but the
+      // widest row need not be a multiple of every block size (tiny models, Q8_K's 256).
+      const int64_t block = tensor_type_info(type).block_size;
+      const int64_t padded = (widest + block - 1) / block * block;
+      quantized_[index_of(type)].resize(static_cast<size_t>(tokens) * row_bytes(type, padded));
     }
   }
 
