@@ -2,6 +2,7 @@
 
 #include <thread>
 
+#include "backend/cpu/cpu_backend.h"
 #include "backend/reference/reference_backend.h"
 #include "bench/bench.h"
 #include "realizar/error.h"
@@ -10,16 +11,16 @@ namespace realizar {
 
 std::unique_ptr<Backend> make_backend(Device device, const Model& model, int64_t cache_tokens,
                                       int threads) {
-  (void)threads;
   switch (device) {
     case Device::Reference:
       return make_reference_backend(model.config, model.weights, cache_tokens);
-    case Device::Auto:
+    case Device::Auto:  // no CUDA backend is wired yet, so Auto means the CPU
     case Device::Cpu:
+      return make_cpu_backend(model.config, model.weights, cache_tokens, threads);
     case Device::Cuda:
       break;
   }
-  fail("this build has no backend for the requested device yet; use --device reference");
+  fail("this build has no CUDA backend yet; use --device cpu or --device reference");
 }
 
 double measure_copy_bandwidth(const Backend& backend, int threads) {
