@@ -102,6 +102,10 @@ main() {
   if [[ ${#models[@]} -eq 0 ]]; then
     mapfile -t models < <(known_models)
   fi
+  # Tests may fetch from several processes at once: one assembles, the others wait and reuse.
+  mkdir -p "$cache_dir"
+  exec 9>"$cache_dir/.lock"
+  flock 9
   for model in "${models[@]}"; do fetch_model "$model"; done
 }
 
