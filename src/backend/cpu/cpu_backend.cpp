@@ -31,12 +31,13 @@ struct Linear {
   WeightTensor weight;
   std::vector<float> bias;  // empty: none
   cpu::DotKernel kernel = nullptr;
+  cpu::MultiDotKernel multi_kernel = nullptr;  // nullptr: `kernel` token by token
   TensorType input_type = TensorType::F32;
 
   Linear() = default;
   Linear(const WeightTensor& w, const WeightTensor& b)
       : weight(w), bias(dequantized(b)), kernel(cpu::dot_kernel(w.type)),
-        input_type(cpu::activation_type(w.type)) {
+        multi_kernel(cpu::multi_dot_kernel(w.type)), input_type(cpu::activation_type(w.type)) {
     if (w.cols % static_cast<int64_t>(tensor_type_info(input_type).block_size) != 0) {
       fail("CPU backend: {} weight with {} columns is not a multiple of the {} block",
            tensor_type_name(w.type), w.cols, tensor_type_name(input_type));
@@ -240,7 +241,16 @@ class CpuBackend final : public Backend {
     for (int64_t r = tile * kTileRows; r < r_end; ++r) {
       const uint8_t* w = l.weight.row(r);
       const float bias = l.bias.empty() ? 0.0f : l.bias[static_cast<size_t>(r)];
-      for (int64_t t = 0; t < tokens; ++t) {
+      int64_t t = 0;
+      if (l.multi_kernel != nullptr) {
+        for (; t < tokens; t += cpu::kMaxTokens) {
+          const int count = static_cast<int>(std::min<int64_t>(cpu::kMaxTokens, tokens - t));
+          float dots[cpu::kMaxTokens];
+          l.multi_kernel(w, in + static_cast<size_t>(t) * in_bytes, in_bytes, count, cols, dots);
+          for (int i = 0; i < count; ++i) p.out[(t + i) * rows + r] = dots[i] + bias;
+        }
+      }
+      for (; t < tokens; ++t) {
         p.out[t * rows + r] = l.kernel(w, in + static_cast<size_t>(t) * in_bytes, cols) + bias;
       }
     }

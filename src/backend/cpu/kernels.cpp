@@ -235,63 +235,75 @@ float dot_q4_q5_avx2(const void* w, const void* a, int64_t n) {
   return hsum(acc);
 }
 
-// Sum over the 8 sub-blocks of m[s] * (bsums[2s] + bsums[2s+1]).
-int32_t k_quant_min_sum(const uint8_t* mins, const int16_t* bsums) {
-  int32_t sum = 0;
-  for (int s = 0; s < 8; ++s) sum += mins[s] * (bsums[2 * s] + bsums[2 * s + 1]);
-  return sum;
+// The 8 scales (bytes 0-7) and 8 mins (bytes 8-15) of a Q4_K/Q5_K block, 6 bits each, unpacked
+// four at a time with 32-bit operations (same layout as unpack_scale_min_k4).
+void unpack_scales_mins_k4(const uint8_t packed[12], uint8_t out[16]) {
+  constexpr uint32_t kLow6 = 0x3f3f3f3f, kLow4 = 0x0f0f0f0f, kLow2 = 0x03030303;
+  uint32_t q[3];
+  std::memcpy(q, packed, 12);
+  const uint32_t words[4] = {q[0] & kLow6, (q[2] & kLow4) | (((q[0] >> 6) & kLow2) << 4), q[1] & kLow6,
+                             ((q[2] >> 4) & kLow4) | (((q[1] >> 6) & kLow2) << 4)};
+  std::memcpy(out, words, 16);
 }
 
-template <typename Block, bool kHighBit>
-float dot_q4_q5_K_avx2(const void* w, const void* a, int64_t n) {
+// Q4_K/Q5_K row against kTokens Q8_K rows (a + t * stride): each weight block is unpacked once
+// and used for every token, which is what makes batched prefill cheaper per token than decode.
+template <typename Block, bool kHighBit, int kTokens>
+void dot_q4_q5_K_rows(const void* w, const void* a, size_t stride, int64_t n, float* out) {
   const auto* x = static_cast<const Block*>(w);
-  const auto* y = static_cast<const block_q8_K*>(a);
+  const auto* act = static_cast<const uint8_t*>(a);
   const __m256i low_mask = _mm256_set1_epi8(0x0F);
-  __m256 acc = _mm256_setzero_ps();
-  float mins_total = 0.0f;
+  const __m256i ones16 = _mm256_set1_epi16(1);
+  __m256 acc[kTokens], acc_min[kTokens];
+  for (int t = 0; t < kTokens; ++t) acc[t] = acc_min[t] = _mm256_setzero_ps();
   for (int64_t b = 0; b < n / QK_K; ++b) {
-    uint8_t sc[8], m[8];
-    for (int s = 0; s < 8; ++s) unpack_scale_min_k4(s, x[b].scales, &sc[s], &m[s]);
-    mins_total += y[b].d * fp16_to_fp32(x[b].dmin) * static_cast<float>(k_quant_min_sum(m, y[b].bsums));
-    __m256i high;
-    if constexpr (kHighBit) high = load256(x[b].qh);
-    __m256i sum = _mm256_setzero_si256();
+    alignas(16) uint8_t scales_mins[16];
+    unpack_scales_mins_k4(x[b].scales, scales_mins);
+    const __m256i mins = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(scales_mins + 8)));
+    __m256i q[8];  // sub-block s: 32 values
     for (int c = 0; c < 4; ++c) {
       const __m256i packed = load256(x[b].qs + 32 * c);
-      __m256i lo = _mm256_and_si256(packed, low_mask);
-      __m256i hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low_mask);
-      if constexpr (kHighBit) {
-        const __m256i bit_lo = _mm256_set1_epi8(static_cast<char>(1 << (2 * c)));
-        const __m256i bit_hi = _mm256_set1_epi8(static_cast<char>(1 << (2 * c + 1)));
-        const __m256i sixteen = _mm256_set1_epi8(0x10);
-        lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(high, bit_lo), bit_lo), sixteen));
-        hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(high, bit_hi), bit_hi), sixteen));
-      }
-      const __m256i p_lo = dot_u8s8(_mm256_setzero_si256(), lo, load256(y[b].qs + 64 * c));
-      const __m256i p_hi = dot_u8s8(_mm256_setzero_si256(), hi, load256(y[b].qs + 64 * c + 32));
-      sum = _mm256_add_epi32(sum, _mm256_mullo_epi32(p_lo, _mm256_set1_epi32(sc[2 * c])));
-      sum = _mm256_add_epi32(sum, _mm256_mullo_epi32(p_hi, _mm256_set1_epi32(sc[2 * c + 1])));
+      q[2 * c] = _mm256_and_si256(packed, low_mask);
+      q[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low_mask);
     }
-    const float d = y[b].d * fp16_to_fp32(x[b].d);
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sum), acc);
+    if constexpr (kHighBit) {
+      const __m256i high = load256(x[b].qh);
+      const __m256i sixteen = _mm256_set1_epi8(0x10);
+      for (int s = 0; s < 8; ++s) {
+        const __m256i bit = _mm256_set1_epi8(static_cast<char>(1 << s));
+        const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(high, bit), bit);
+        q[s] = _mm256_or_si256(q[s], _mm256_and_si256(set, sixteen));
+      }
+    }
+    const float dx = fp16_to_fp32(x[b].d), dmin = fp16_to_fp32(x[b].dmin);
+    for (int t = 0; t < kTokens; ++t) {
+      const auto& y = reinterpret_cast<const block_q8_K*>(act + t * stride)[b];
+      __m256i sum = _mm256_setzero_si256();
+      for (int s = 0; s < 8; ++s) {
+        const __m256i p = dot_u8s8(_mm256_setzero_si256(), q[s], load256(y.qs + 32 * s));
+        sum = _mm256_add_epi32(sum, _mm256_mullo_epi32(p, _mm256_set1_epi32(scales_mins[s])));
+      }
+      acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dx * y.d), _mm256_cvtepi32_ps(sum), acc[t]);
+      // bsums pairs (one per sub-block of 32) times the mins.
+      const __m256i pairs = _mm256_madd_epi16(load256(y.bsums), ones16);
+      acc_min[t] = _mm256_fmadd_ps(_mm256_set1_ps(dmin * y.d),
+                                   _mm256_cvtepi32_ps(_mm256_mullo_epi32(pairs, mins)), acc_min[t]);
+    }
   }
-  return hsum(acc) - mins_total;
+  for (int t = 0; t < kTokens; ++t) out[t] = hsum(_mm256_sub_ps(acc[t], acc_min[t]));
 }
 
-float dot_q6_K_avx2(const void* w, const void* a, int64_t n) {
+// Q6_K row against kTokens Q8_K rows; x = d * sc * (q - 32), the -32 taken through the bsums.
+template <int kTokens>
+void dot_q6_K_rows(const void* w, const void* a, size_t stride, int64_t n, float* out) {
   const auto* x = static_cast<const block_q6_K*>(w);
-  const auto* y = static_cast<const block_q8_K*>(a);
+  const auto* act = static_cast<const uint8_t*>(a);
   const __m256i low_mask = _mm256_set1_epi8(0x0F);
   const __m256i two_bits = _mm256_set1_epi8(0x03);
-  __m256 acc = _mm256_setzero_ps();
-  float offsets_total = 0.0f;
+  __m256 acc[kTokens], acc_offset[kTokens];
+  for (int t = 0; t < kTokens; ++t) acc[t] = acc_offset[t] = _mm256_setzero_ps();
   for (int64_t b = 0; b < n / QK_K; ++b) {
-    const int8_t* scales = x[b].scales;
-    int32_t offset = 0;  // 32 * sum_i scales[i] * bsums[i]: the "- 32" of every value
-    for (int i = 0; i < 16; ++i) offset += scales[i] * y[b].bsums[i];
-    const float d = y[b].d * fp16_to_fp32(x[b].d);
-    offsets_total += d * static_cast<float>(32 * offset);
-    __m256i sum = _mm256_setzero_si256();
+    __m256i q[8], scale[8];  // 32 values each, covering scales 2k and 2k+1
     for (int h = 0; h < 2; ++h) {
       const __m256i qh = load256(x[b].qh + 32 * h);
       const __m256i ql0 = load256(x[b].ql + 64 * h);
@@ -299,17 +311,37 @@ float dot_q6_K_avx2(const void* w, const void* a, int64_t n) {
       const __m256i lows[4] = {_mm256_and_si256(ql0, low_mask), _mm256_and_si256(ql1, low_mask),
                                _mm256_and_si256(_mm256_srli_epi16(ql0, 4), low_mask),
                                _mm256_and_si256(_mm256_srli_epi16(ql1, 4), low_mask)};
+      const __m256i sc = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(x[b].scales + 8 * h)));
       for (int g = 0; g < 4; ++g) {
         const __m256i high = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * g), two_bits);
-        const __m256i q = _mm256_or_si256(lows[g], _mm256_slli_epi16(high, 4));
-        const __m256i p = dot_u8s8(_mm256_setzero_si256(), q, load256(y[b].qs + 128 * h + 32 * g));
-        const int s0 = scales[8 * h + 2 * g], s1 = scales[8 * h + 2 * g + 1];
-        sum = _mm256_add_epi32(sum, _mm256_mullo_epi32(p, _mm256_setr_epi32(s0, s0, s0, s0, s1, s1, s1, s1)));
+        q[4 * h + g] = _mm256_or_si256(lows[g], _mm256_slli_epi16(high, 4));
+        const __m256i index = _mm256_setr_epi32(2 * g, 2 * g, 2 * g, 2 * g, 2 * g + 1, 2 * g + 1, 2 * g + 1, 2 * g + 1);
+        scale[4 * h + g] = _mm256_permutevar8x32_epi32(sc, index);
       }
     }
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sum), acc);
+    const __m256i scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[b].scales)));
+    const float dx = fp16_to_fp32(x[b].d);
+    for (int t = 0; t < kTokens; ++t) {
+      const auto& y = reinterpret_cast<const block_q8_K*>(act + t * stride)[b];
+      __m256i sum = _mm256_setzero_si256();
+      for (int k = 0; k < 8; ++k) {
+        const __m256i p = dot_u8s8(_mm256_setzero_si256(), q[k], load256(y.qs + 32 * k));
+        sum = _mm256_add_epi32(sum, _mm256_mullo_epi32(p, scale[k]));
+      }
+      const float d = dx * y.d;
+      acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sum), acc[t]);
+      const __m256i offset = _mm256_madd_epi16(scales16, load256(y.bsums));
+      acc_offset[t] = _mm256_fmadd_ps(_mm256_set1_ps(32.0f * d), _mm256_cvtepi32_ps(offset), acc_offset[t]);
+    }
   }
-  return hsum(acc) - offsets_total;
+  for (int t = 0; t < kTokens; ++t) out[t] = hsum(_mm256_sub_ps(acc[t], acc_offset[t]));
+}
+
+template <void (*kRows)(const void*, const void*, size_t, int64_t, float*)>
+float single_token(const void* w, const void* a, int64_t n) {
+  float out;
+  kRows(w, a, 0, n, &out);
+  return out;
 }
 
 // Float weights: 16 elements per step in two accumulators, scalar tail.
@@ -350,9 +382,38 @@ float dot_bf16_avx2(const void* w, const void* a, int64_t n) {
       },
       [x](int64_t i) { return bf16_to_fp32(x[i]); });
 }
+using RowsKernel = void (*)(const void*, const void*, size_t, int64_t, float*);
+
+template <RowsKernel k1, RowsKernel k2, RowsKernel k3, RowsKernel k4>
+void multi_token(const void* w, const void* a, size_t stride, int tokens, int64_t n, float* out) {
+  switch (tokens) {
+    case 1: k1(w, a, stride, n, out); break;
+    case 2: k2(w, a, stride, n, out); break;
+    case 3: k3(w, a, stride, n, out); break;
+    default: k4(w, a, stride, n, out); break;
+  }
+}
 #endif  // REALIZAR_CPU_AVX2
 
 }  // namespace
+
+MultiDotKernel multi_dot_kernel(TensorType weight_type) {
+#ifdef REALIZAR_CPU_AVX2
+  switch (weight_type) {
+    case TensorType::Q4_K:
+      return multi_token<dot_q4_q5_K_rows<block_q4_K, false, 1>, dot_q4_q5_K_rows<block_q4_K, false, 2>,
+                         dot_q4_q5_K_rows<block_q4_K, false, 3>, dot_q4_q5_K_rows<block_q4_K, false, 4>>;
+    case TensorType::Q5_K:
+      return multi_token<dot_q4_q5_K_rows<block_q5_K, true, 1>, dot_q4_q5_K_rows<block_q5_K, true, 2>,
+                         dot_q4_q5_K_rows<block_q5_K, true, 3>, dot_q4_q5_K_rows<block_q5_K, true, 4>>;
+    case TensorType::Q6_K:
+      return multi_token<dot_q6_K_rows<1>, dot_q6_K_rows<2>, dot_q6_K_rows<3>, dot_q6_K_rows<4>>;
+    default: break;
+  }
+#endif
+  (void)weight_type;
+  return nullptr;
+}
 
 TensorType activation_type(TensorType weight_type) {
   switch (weight_type) {
@@ -394,9 +455,9 @@ DotKernel dot_kernel(TensorType weight_type) {
     case TensorType::Q4_1: return dot_q4_q5_avx2<block_q4_1, false, true, 0>;
     case TensorType::Q5_0: return dot_q4_q5_avx2<block_q5_0, true, false, 16>;
     case TensorType::Q5_1: return dot_q4_q5_avx2<block_q5_1, true, true, 0>;
-    case TensorType::Q4_K: return dot_q4_q5_K_avx2<block_q4_K, false>;
-    case TensorType::Q5_K: return dot_q4_q5_K_avx2<block_q5_K, true>;
-    case TensorType::Q6_K: return dot_q6_K_avx2;
+    case TensorType::Q4_K: return single_token<dot_q4_q5_K_rows<block_q4_K, false, 1>>;
+    case TensorType::Q5_K: return single_token<dot_q4_q5_K_rows<block_q5_K, true, 1>>;
+    case TensorType::Q6_K: return single_token<dot_q6_K_rows<1>>;
     default: break;
   }
 #endif
