@@ -179,9 +179,9 @@ class CpuBackend final : public Backend {
   }
 
   // RMSNorm (Zhang & Sennrich 2019) or LayerNorm (Ba et al. 2016) of `tokens` rows of `in`.
-  void norm(const Norm& n, const float* in, float* out, int64_t tokens) const {
+  void norm(const Norm& n, const float* in, float* out, int64_t tokens) {
     const int64_t width = config_.embedding_length;
-    for (int64_t t = 0; t < tokens; ++t) {
+    for_each_token(tokens, [&](int64_t t) {
       const float* x = in + t * width;
       float* y = out + t * width;
       double mean = 0.0;
@@ -197,7 +197,17 @@ class CpuBackend final : public Backend {
         y[i] = (x[i] - m) * scale * n.weight[static_cast<size_t>(i)];
         if (!n.bias.empty()) y[i] += n.bias[static_cast<size_t>(i)];
       }
-    }
+    });
+  }
+
+  // fn(t) for every token, over the pool when there is more than one (a decode step does not
+  // wake the workers for per-token work).
+  template <typename Fn>
+  void for_each_token(int64_t tokens, const Fn& fn) {
+    if (tokens == 1) return fn(0);
+    pool_.parallel_for(tokens, [&](int64_t begin, int64_t end, int) {
+      for (int64_t t = begin; t < end; ++t) fn(t);
+    });
   }
 
   // Runs every projection of `group` (all reading the same `tokens` x cols input) in one parallel
@@ -213,10 +223,8 @@ class CpuBackend final : public Backend {
       const TensorType type = kActivationTypes[i];
       const size_t bytes = row_bytes(type, static_cast<uint64_t>(cols));
       uint8_t* dst = quantized_[i].data();
-      pool_.parallel_for(tokens, [&](int64_t begin, int64_t end, int) {
-        for (int64_t t = begin; t < end; ++t) {
-          cpu::quantize_activation_row(type, input + t * cols, dst + static_cast<size_t>(t) * bytes, cols);
-        }
+      for_each_token(tokens, [&](int64_t t) {
+        cpu::quantize_activation_row(type, input + t * cols, dst + static_cast<size_t>(t) * bytes, cols);
       });
     }
     std::array<int64_t, N + 1> tile_start{};
@@ -319,17 +327,20 @@ class CpuBackend final : public Backend {
 
   // SwiGLU (Shazeer 2020) or phi-2's GELU MLP from h_ into proj_.
   void feed_forward(const Layer& w, int64_t tokens) {
-    const size_t n = static_cast<size_t>(tokens * config_.feed_forward_length);
+    const int64_t ffn = config_.feed_forward_length;
     if (config_.gelu_mlp) {
       matmul(std::array{Projection{&w.up, up_.data()}}, h_.data(), tokens);
       constexpr float kSqrt2OverPi = 0.7978845608028654f;  // GELU, tanh form (Hendrycks & Gimpel)
-      for (size_t i = 0; i < n; ++i) {
-        const float u = up_[i];
-        up_[i] = 0.5f * u * (1.0f + std::tanh(kSqrt2OverPi * (u + 0.044715f * u * u * u)));
-      }
+      pool_.parallel_for(tokens * ffn, [&](int64_t begin, int64_t end, int) {
+        for (float* u = up_.data() + begin; u < up_.data() + end; ++u) {
+          *u = 0.5f * *u * (1.0f + std::tanh(kSqrt2OverPi * (*u + 0.044715f * *u * *u * *u)));
+        }
+      });
     } else {
       matmul(std::array{Projection{&w.gate, gate_.data()}, Projection{&w.up, up_.data()}}, h_.data(), tokens);
-      for (size_t i = 0; i < n; ++i) up_[i] *= gate_[i] / (1.0f + std::exp(-gate_[i]));
+      pool_.parallel_for(tokens * ffn, [&](int64_t begin, int64_t end, int) {
+        for (int64_t i = begin; i < end; ++i) up_[i] *= gate_[i] / (1.0f + std::exp(-gate_[i]));
+      });
     }
     matmul(std::array{Projection{&w.down, proj_.data()}}, up_.data(), tokens);
   }
