@@ -10,6 +10,7 @@
 #include "kv/block_table.h"
 #include "realizar/error.h"
 #include "realizar/quant.h"
+#include "realizar/quant_blocks.h"
 #include "util/thread_pool.h"
 
 namespace realizar {
@@ -125,7 +126,8 @@ class CpuBackend final : public Backend {
     up_.resize(floats(ffn));
     cos_.resize(floats(config_.rope_dim / 2));
     sin_.resize(floats(config_.rope_dim / 2));
-    const int64_t widest = std::max({hidden, ffn, config_.q_dim()});
+    // Rounded up to whole super-blocks: a type's buffer is only used for widths it divides.
+    const int64_t widest = (std::max({hidden, ffn, config_.q_dim()}) + QK_K - 1) / QK_K * QK_K;
     for (TensorType type : kActivationTypes) {
       quantized_[index_of(type)].resize(static_cast<size_t>(tokens) * row_bytes(type, widest));
     }
