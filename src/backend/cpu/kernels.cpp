@@ -154,6 +154,9 @@ float dot_dequantized(const void* w, const void* a, int64_t n) {
 #ifdef REALIZAR_CPU_AVX2
 // ---- AVX2 / AVX-512 VNNI kernels --------------------------------------------------------------
 
+// One F16C instruction; the portable fp16_to_fp32 costs several cycles per block scale.
+float half_to_float(ggml_half h) { return _cvtsh_ss(h); }
+
 float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -208,7 +211,7 @@ float dot_q8_0_avx2(const void* w, const void* a, int64_t n) {
   __m256 acc = _mm256_setzero_ps();
   for (int64_t b = 0; b < n / QK8_0; ++b) {
     const __m256i p = dot_s8s8(load256(x[b].qs), load256(y[b].qs));
-    const float d = fp16_to_fp32(x[b].d) * fp16_to_fp32(y[b].d);
+    const float d = half_to_float(x[b].d) * half_to_float(y[b].d);
     acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(p), acc);
   }
   return hsum(acc);
@@ -224,16 +227,16 @@ float dot_q4_q5_avx2(const void* w, const void* a, int64_t n) {
     __m256i q = unpack_nibbles_32(x[b].qs);
     if constexpr (kHighBit) q = _mm256_or_si256(q, expand_high_bits(x[b].qh));
     const __m256i yq = load256(y[b].qs);
-    const float dy = fp16_to_fp32(y[b].d);
+    const float dy = half_to_float(y[b].d);
     if constexpr (kHasMin) {
       const __m256i p = dot_u8s8(_mm256_setzero_si256(), q, yq);
       const __m256i sum_y = dot_u8s8(_mm256_setzero_si256(), ones, yq);
-      acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_fp32(x[b].d) * dy), _mm256_cvtepi32_ps(p), acc);
-      acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_fp32(x[b].m) * dy), _mm256_cvtepi32_ps(sum_y),
+      acc = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(x[b].d) * dy), _mm256_cvtepi32_ps(p), acc);
+      acc = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(x[b].m) * dy), _mm256_cvtepi32_ps(sum_y),
                             acc);
     } else {
       const __m256i p = dot_s8s8(_mm256_sub_epi8(q, _mm256_set1_epi8(kOffset)), yq);
-      acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_fp32(x[b].d) * dy), _mm256_cvtepi32_ps(p), acc);
+      acc = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(x[b].d) * dy), _mm256_cvtepi32_ps(p), acc);
     }
   }
   return hsum(acc);
@@ -279,7 +282,7 @@ void dot_q4_q5_K_rows(const void* w, const void* a, size_t stride, int64_t n, fl
         q[s] = _mm256_or_si256(q[s], _mm256_and_si256(set, sixteen));
       }
     }
-    const float dx = fp16_to_fp32(x[b].d), dmin = fp16_to_fp32(x[b].dmin);
+    const float dx = half_to_float(x[b].d), dmin = half_to_float(x[b].dmin);
     for (int t = 0; t < kTokens; ++t) {
       const auto& y = reinterpret_cast<const block_q8_K*>(act + t * stride)[b];
       __m256i sum = _mm256_setzero_si256();
@@ -324,7 +327,7 @@ void dot_q6_K_rows(const void* w, const void* a, size_t stride, int64_t n, float
       }
     }
     const __m256i scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[b].scales)));
-    const float dx = fp16_to_fp32(x[b].d);
+    const float dx = half_to_float(x[b].d);
     for (int t = 0; t < kTokens; ++t) {
       const auto& y = reinterpret_cast<const block_q8_K*>(act + t * stride)[b];
       __m256i sum = _mm256_setzero_si256();
@@ -373,7 +376,7 @@ float dot_f16_avx2(const void* w, const void* a, int64_t n) {
   return dot_float_avx2(
       static_cast<const float*>(a), n,
       [x](int64_t i) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i))); },
-      [x](int64_t i) { return fp16_to_fp32(x[i]); });
+      [x](int64_t i) { return half_to_float(x[i]); });
 }
 
 float dot_bf16_avx2(const void* w, const void* a, int64_t n) {
