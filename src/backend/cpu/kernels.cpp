@@ -283,13 +283,34 @@ void dot_q4_q5_K_rows(const void* w, const void* a, size_t stride, int64_t n, fl
       }
     }
     const float dx = half_to_float(x[b].d), dmin = half_to_float(x[b].dmin);
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    // Sub-block sums of 4 products (|p| <= 4 * 31 * 127) fit int16: two sub-blocks are packed
+    // into one vector and scaled with one vpdpwssd, against [sc[2c] x4, sc[2c+1] x4] per lane.
+    const __m256i scales16 = _mm256_broadcastsi128_si256(
+        _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(scales_mins))));
+    __m256i pair_scales[4];
+    for (int c = 0; c < 4; ++c) {
+      const char lo = static_cast<char>(4 * c), hi = static_cast<char>(4 * c + 2);
+      pair_scales[c] = _mm256_shuffle_epi8(
+          scales16, _mm256_setr_epi8(lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1,
+                                     lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1));
+    }
+#endif
     for (int t = 0; t < kTokens; ++t) {
       const auto& y = reinterpret_cast<const block_q8_K*>(act + t * stride)[b];
       __m256i sum = _mm256_setzero_si256();
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+      for (int c = 0; c < 4; ++c) {
+        const __m256i p_lo = dot_u8s8(_mm256_setzero_si256(), q[2 * c], load256(y.qs + 64 * c));
+        const __m256i p_hi = dot_u8s8(_mm256_setzero_si256(), q[2 * c + 1], load256(y.qs + 64 * c + 32));
+        sum = _mm256_dpwssd_epi32(sum, _mm256_packs_epi32(p_lo, p_hi), pair_scales[c]);
+      }
+#else
       for (int s = 0; s < 8; ++s) {
         const __m256i p = dot_u8s8(_mm256_setzero_si256(), q[s], load256(y.qs + 32 * s));
         sum = _mm256_add_epi32(sum, _mm256_mullo_epi32(p, _mm256_set1_epi32(scales_mins[s])));
       }
+#endif
       acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dx * y.d), _mm256_cvtepi32_ps(sum), acc[t]);
       // bsums pairs (one per sub-block of 32) times the mins.
       const __m256i pairs = _mm256_madd_epi16(load256(y.bsums), ones16);
