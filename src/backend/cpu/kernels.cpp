@@ -6,6 +6,9 @@
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
 #define REALIZAR_CPU_AVX2 1
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+#define REALIZAR_CPU_VNNI 1  // vpdpbusd / vpdpwssd on 256-bit vectors
+#endif
 #endif
 
 #include "realizar/error.h"
@@ -167,7 +170,7 @@ float hsum(__m256 v) {
 // int32 lane i += sum of u[4i..4i+3] * s[4i..4i+3], u unsigned and s signed bytes. Without VNNI
 // the int16 pair sums of maddubs cannot saturate here: |u| <= 127 and |s| <= 127 everywhere.
 __m256i dot_u8s8(__m256i acc, __m256i u, __m256i s) {
-#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+#ifdef REALIZAR_CPU_VNNI
   return _mm256_dpbusd_epi32(acc, u, s);
 #else
   return _mm256_add_epi32(acc,
@@ -283,7 +286,7 @@ void dot_q4_q5_K_rows(const void* w, const void* a, size_t stride, int64_t n, fl
       }
     }
     const float dx = half_to_float(x[b].d), dmin = half_to_float(x[b].dmin);
-#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+#ifdef REALIZAR_CPU_VNNI
     // Sub-block sums of 4 products (|p| <= 4 * 31 * 127) fit int16: two sub-blocks are packed
     // into one vector and scaled with one vpdpwssd, against [sc[2c] x4, sc[2c+1] x4] per lane.
     const __m256i scales16 = _mm256_broadcastsi128_si256(
@@ -299,7 +302,7 @@ void dot_q4_q5_K_rows(const void* w, const void* a, size_t stride, int64_t n, fl
     for (int t = 0; t < kTokens; ++t) {
       const auto& y = reinterpret_cast<const block_q8_K*>(act + t * stride)[b];
       __m256i sum = _mm256_setzero_si256();
-#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+#ifdef REALIZAR_CPU_VNNI
       for (int c = 0; c < 4; ++c) {
         const __m256i p_lo = dot_u8s8(_mm256_setzero_si256(), q[2 * c], load256(y.qs + 64 * c));
         const __m256i p_hi = dot_u8s8(_mm256_setzero_si256(), q[2 * c + 1], load256(y.qs + 64 * c + 32));
@@ -331,7 +334,10 @@ void dot_q6_K_rows(const void* w, const void* a, size_t stride, int64_t n, float
   __m256 acc[kTokens], acc_offset[kTokens];
   for (int t = 0; t < kTokens; ++t) acc[t] = acc_offset[t] = _mm256_setzero_ps();
   for (int64_t b = 0; b < n / QK_K; ++b) {
-    __m256i q[8], scale[8];  // 32 values each, covering scales 2k and 2k+1
+    __m256i q[8];      // 32 values each, covering scales 2k and 2k+1
+#ifndef REALIZAR_CPU_VNNI
+    __m256i scale[8];  // [scales[2k] x4, scales[2k+1] x4] as int32
+#endif
     for (int h = 0; h < 2; ++h) {
       const __m256i qh = load256(x[b].qh + 32 * h);
       const __m256i ql0 = load256(x[b].ql + 64 * h);
@@ -339,23 +345,47 @@ void dot_q6_K_rows(const void* w, const void* a, size_t stride, int64_t n, float
       const __m256i lows[4] = {_mm256_and_si256(ql0, low_mask), _mm256_and_si256(ql1, low_mask),
                                _mm256_and_si256(_mm256_srli_epi16(ql0, 4), low_mask),
                                _mm256_and_si256(_mm256_srli_epi16(ql1, 4), low_mask)};
-      const __m256i sc = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(x[b].scales + 8 * h)));
       for (int g = 0; g < 4; ++g) {
         const __m256i high = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * g), two_bits);
         q[4 * h + g] = _mm256_or_si256(lows[g], _mm256_slli_epi16(high, 4));
+#ifndef REALIZAR_CPU_VNNI
+        const __m256i sc = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(x[b].scales + 8 * h)));
         const __m256i index = _mm256_setr_epi32(2 * g, 2 * g, 2 * g, 2 * g, 2 * g + 1, 2 * g + 1, 2 * g + 1, 2 * g + 1);
         scale[4 * h + g] = _mm256_permutevar8x32_epi32(sc, index);
+#endif
       }
     }
     const __m256i scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[b].scales)));
     const float dx = half_to_float(x[b].d);
+#ifdef REALIZAR_CPU_VNNI
+    // As in Q4_K: sums of 4 products (|p| <= 4 * 63 * 127) fit int16; groups 2j and 2j+1 are
+    // packed into one vector whose 128-bit lanes hold [p(2j) | p(2j+1)] of scales 4j, 4j+2 (low)
+    // and 4j+1, 4j+3 (high).
+    __m256i pair_scales[4];
+    for (int j = 0; j < 4; ++j) {
+      const __m256i eight = _mm256_broadcastsi128_si256(j < 2 ? _mm256_castsi256_si128(scales16)
+                                                              : _mm256_extracti128_si256(scales16, 1));
+      const char a = static_cast<char>(8 * (j % 2)), b = a + 2, c = a + 4, d = a + 6;
+      pair_scales[j] = _mm256_shuffle_epi8(
+          eight, _mm256_setr_epi8(a, a + 1, a, a + 1, a, a + 1, a, a + 1, c, c + 1, c, c + 1, c, c + 1, c, c + 1,
+                                  b, b + 1, b, b + 1, b, b + 1, b, b + 1, d, d + 1, d, d + 1, d, d + 1, d, d + 1));
+    }
+#endif
     for (int t = 0; t < kTokens; ++t) {
       const auto& y = reinterpret_cast<const block_q8_K*>(act + t * stride)[b];
       __m256i sum = _mm256_setzero_si256();
+#ifdef REALIZAR_CPU_VNNI
+      for (int j = 0; j < 4; ++j) {
+        const __m256i p0 = dot_u8s8(_mm256_setzero_si256(), q[2 * j], load256(y.qs + 64 * j));
+        const __m256i p1 = dot_u8s8(_mm256_setzero_si256(), q[2 * j + 1], load256(y.qs + 64 * j + 32));
+        sum = _mm256_dpwssd_epi32(sum, _mm256_packs_epi32(p0, p1), pair_scales[j]);
+      }
+#else
       for (int k = 0; k < 8; ++k) {
         const __m256i p = dot_u8s8(_mm256_setzero_si256(), q[k], load256(y.qs + 32 * k));
         sum = _mm256_add_epi32(sum, _mm256_mullo_epi32(p, scale[k]));
       }
+#endif
       const float d = dx * y.d;
       acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sum), acc[t]);
       const __m256i offset = _mm256_madd_epi16(scales16, load256(y.bsums));
@@ -498,7 +528,7 @@ DotKernel dot_kernel(TensorType weight_type) {
 }
 
 const char* kernel_isa() {
-#if defined(REALIZAR_CPU_AVX2) && defined(__AVX512VNNI__) && defined(__AVX512VL__)
+#ifdef REALIZAR_CPU_VNNI
   return "avx512vnni";
 #elif defined(REALIZAR_CPU_AVX2)
   return "avx2";
