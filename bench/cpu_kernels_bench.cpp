@@ -202,8 +202,6 @@ void BM_ModelPrefill(benchmark::State& state) {
   }
   state.counters["tok/cpu_s"] = static_cast<double>(n * state.iterations()) / (process_cpu_seconds() - cpu_start);
   state.counters["tok/s"] = benchmark::Counter(static_cast<double>(n), benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["weight_GB/s"] = benchmark::Counter(
-      static_cast<double>(weight_bytes_per_token(m.weights)) / 1e9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
 // Token generation: one token per forward after a 32-token prompt (llama-bench tg).
