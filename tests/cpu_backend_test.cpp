@@ -241,6 +241,15 @@ TEST_P(CpuVsReferenceTest, InterleavedSequencesMatchSeparateRuns) {
   EXPECT_EQ(together->sequence_length(1), static_cast<int64_t>(other.size()));
 }
 
+// The thread count changes how rows and heads are split, never a result: every output is one
+// kernel call whichever thread makes it.
+TEST_P(CpuVsReferenceTest, ThreadCountDoesNotChangeLogits) {
+  const TestModel model(GetParam().arch, GetParam().scheme);
+  auto one = make_cpu_backend(model.config, model.weights, 64, 1);
+  auto three = make_cpu_backend(model.config, model.weights, 64, 3);
+  EXPECT_EQ(prefill(*one, kPrompt), prefill(*three, kPrompt));
+}
+
 const Scheme kF32{"f32", TensorType::F32, TensorType::F32, 1e-4};
 const Scheme kF16{"f16", TensorType::F16, TensorType::F16, 1e-4};
 const Scheme kBF16{"bf16", TensorType::BF16, TensorType::BF16, 1e-4};

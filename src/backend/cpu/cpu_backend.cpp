@@ -302,10 +302,12 @@ class CpuBackend final : public Backend {
     }
     const int64_t group = config_.head_count / config_.head_count_kv;
     const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_dim)));
+    // Items run head-major so that each thread's contiguous chunk mixes early tokens (short
+    // histories) and late ones (long histories) of a prompt.
     pool_.parallel_for(tokens * config_.head_count, [&](int64_t begin, int64_t end, int thread) {
       float* scores = scores_[static_cast<size_t>(thread)].data();
       for (int64_t item = begin; item < end; ++item) {
-        const int64_t t = item / config_.head_count, head = item % config_.head_count;
+        const int64_t t = item % tokens, head = item / tokens;
         const std::vector<int32_t>& blocks = table_.blocks(batch.seq_ids[static_cast<size_t>(t)]);
         const int64_t length = batch.positions[static_cast<size_t>(t)] + 1;
         const int64_t kv_offset = (head / group) * head_dim;
