@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
@@ -178,11 +179,6 @@ __m256i dot_u8s8(__m256i acc, __m256i u, __m256i s) {
 #endif
 }
 
-// Signed x signed bytes via |x| * (y with x's sign).
-__m256i dot_s8s8(__m256i x, __m256i y) {
-  return dot_u8s8(_mm256_setzero_si256(), _mm256_abs_epi8(x), _mm256_sign_epi8(y, x));
-}
-
 // The 32 4-bit values of a Q4_0-style block: element j < 16 in the low nibble of qs[j].
 __m256i unpack_nibbles_32(const uint8_t* qs) {
   const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
@@ -208,20 +204,9 @@ __m256i expand_high_bits(const uint8_t qh[4]) {
 
 __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
-float dot_q8_0_avx2(const void* w, const void* a, int64_t n) {
-  const auto* x = static_cast<const block_q8_0*>(w);
-  const auto* y = static_cast<const block_q8_0*>(a);
-  __m256 acc = _mm256_setzero_ps();
-  for (int64_t b = 0; b < n / QK8_0; ++b) {
-    const __m256i p = dot_s8s8(load256(x[b].qs), load256(y[b].qs));
-    const float d = half_to_float(x[b].d) * half_to_float(y[b].d);
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(p), acc);
-  }
-  return hsum(acc);
-}
-
-template <typename Block, bool kHighBit, bool kHasMin, int kOffset>
-float dot_q4_q5_avx2(const void* w, const void* a, int64_t n) {
+// Q4_1/Q5_1 (x = d * q + m): d * sum(q * y) + m * sum(y), both sums from vpdpbusd.
+template <typename Block, bool kHighBit>
+float dot_q4_1_q5_1_avx2(const void* w, const void* a, int64_t n) {
   const auto* x = static_cast<const Block*>(w);
   const auto* y = static_cast<const block_q8_0*>(a);
   const __m256i ones = _mm256_set1_epi8(1);
@@ -231,16 +216,10 @@ float dot_q4_q5_avx2(const void* w, const void* a, int64_t n) {
     if constexpr (kHighBit) q = _mm256_or_si256(q, expand_high_bits(x[b].qh));
     const __m256i yq = load256(y[b].qs);
     const float dy = half_to_float(y[b].d);
-    if constexpr (kHasMin) {
-      const __m256i p = dot_u8s8(_mm256_setzero_si256(), q, yq);
-      const __m256i sum_y = dot_u8s8(_mm256_setzero_si256(), ones, yq);
-      acc = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(x[b].d) * dy), _mm256_cvtepi32_ps(p), acc);
-      acc = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(x[b].m) * dy), _mm256_cvtepi32_ps(sum_y),
-                            acc);
-    } else {
-      const __m256i p = dot_s8s8(_mm256_sub_epi8(q, _mm256_set1_epi8(kOffset)), yq);
-      acc = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(x[b].d) * dy), _mm256_cvtepi32_ps(p), acc);
-    }
+    const __m256i p = dot_u8s8(_mm256_setzero_si256(), q, yq);
+    const __m256i sum_y = dot_u8s8(_mm256_setzero_si256(), ones, yq);
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(x[b].d) * dy), _mm256_cvtepi32_ps(p), acc);
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(x[b].m) * dy), _mm256_cvtepi32_ps(sum_y), acc);
   }
   return hsum(acc);
 }
@@ -395,6 +374,35 @@ void dot_q6_K_rows(const void* w, const void* a, size_t stride, int64_t n, float
   for (int t = 0; t < kTokens; ++t) out[t] = hsum(_mm256_sub_ps(acc[t], acc_offset[t]));
 }
 
+// Q8_0, Q4_0 and Q5_0 (signed values after the offset) row against kTokens Q8_0 rows: the block
+// is unpacked and its |q| taken once for all tokens.
+template <typename Block, int kTokens>
+void dot_signed_32_rows(const void* w, const void* a, size_t stride, int64_t n, float* out) {
+  const auto* x = static_cast<const Block*>(w);
+  const auto* act = static_cast<const uint8_t*>(a);
+  __m256 acc[kTokens];
+  for (int t = 0; t < kTokens; ++t) acc[t] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < n / QK8_0; ++b) {
+    __m256i q;
+    if constexpr (std::is_same_v<Block, block_q8_0>) {
+      q = load256(x[b].qs);
+    } else if constexpr (std::is_same_v<Block, block_q5_0>) {
+      q = _mm256_sub_epi8(_mm256_or_si256(unpack_nibbles_32(x[b].qs), expand_high_bits(x[b].qh)),
+                          _mm256_set1_epi8(16));
+    } else {
+      q = _mm256_sub_epi8(unpack_nibbles_32(x[b].qs), _mm256_set1_epi8(8));
+    }
+    const __m256i q_abs = _mm256_abs_epi8(q);
+    const float dx = half_to_float(x[b].d);
+    for (int t = 0; t < kTokens; ++t) {
+      const auto& y = reinterpret_cast<const block_q8_0*>(act + t * stride)[b];
+      const __m256i p = dot_u8s8(_mm256_setzero_si256(), q_abs, _mm256_sign_epi8(load256(y.qs), q));
+      acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dx * half_to_float(y.d)), _mm256_cvtepi32_ps(p), acc[t]);
+    }
+  }
+  for (int t = 0; t < kTokens; ++t) out[t] = hsum(acc[t]);
+}
+
 template <void (*kRows)(const void*, const void*, size_t, int64_t, float*)>
 float single_token(const void* w, const void* a, int64_t n) {
   float out;
@@ -466,6 +474,15 @@ MultiDotKernel multi_dot_kernel(TensorType weight_type) {
                          dot_q4_q5_K_rows<block_q5_K, true, 3>, dot_q4_q5_K_rows<block_q5_K, true, 4>>;
     case TensorType::Q6_K:
       return multi_token<dot_q6_K_rows<1>, dot_q6_K_rows<2>, dot_q6_K_rows<3>, dot_q6_K_rows<4>>;
+    case TensorType::Q8_0:
+      return multi_token<dot_signed_32_rows<block_q8_0, 1>, dot_signed_32_rows<block_q8_0, 2>,
+                         dot_signed_32_rows<block_q8_0, 3>, dot_signed_32_rows<block_q8_0, 4>>;
+    case TensorType::Q5_0:
+      return multi_token<dot_signed_32_rows<block_q5_0, 1>, dot_signed_32_rows<block_q5_0, 2>,
+                         dot_signed_32_rows<block_q5_0, 3>, dot_signed_32_rows<block_q5_0, 4>>;
+    case TensorType::Q4_0:
+      return multi_token<dot_signed_32_rows<block_q4_0, 1>, dot_signed_32_rows<block_q4_0, 2>,
+                         dot_signed_32_rows<block_q4_0, 3>, dot_signed_32_rows<block_q4_0, 4>>;
     default: break;
   }
 #endif
@@ -508,11 +525,11 @@ DotKernel dot_kernel(TensorType weight_type) {
     case TensorType::F32: return dot_f32_avx2;
     case TensorType::F16: return dot_f16_avx2;
     case TensorType::BF16: return dot_bf16_avx2;
-    case TensorType::Q8_0: return dot_q8_0_avx2;
-    case TensorType::Q4_0: return dot_q4_q5_avx2<block_q4_0, false, false, 8>;
-    case TensorType::Q4_1: return dot_q4_q5_avx2<block_q4_1, false, true, 0>;
-    case TensorType::Q5_0: return dot_q4_q5_avx2<block_q5_0, true, false, 16>;
-    case TensorType::Q5_1: return dot_q4_q5_avx2<block_q5_1, true, true, 0>;
+    case TensorType::Q8_0: return single_token<dot_signed_32_rows<block_q8_0, 1>>;
+    case TensorType::Q4_0: return single_token<dot_signed_32_rows<block_q4_0, 1>>;
+    case TensorType::Q4_1: return dot_q4_1_q5_1_avx2<block_q4_1, false>;
+    case TensorType::Q5_0: return single_token<dot_signed_32_rows<block_q5_0, 1>>;
+    case TensorType::Q5_1: return dot_q4_1_q5_1_avx2<block_q5_1, true>;
     case TensorType::Q4_K: return single_token<dot_q4_q5_K_rows<block_q4_K, false, 1>>;
     case TensorType::Q5_K: return single_token<dot_q4_q5_K_rows<block_q5_K, true, 1>>;
     case TensorType::Q6_K: return single_token<dot_q6_K_rows<1>>;
