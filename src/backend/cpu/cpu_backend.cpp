@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <functional>
 #include <vector>
 
 #include "backend/cpu/kernels.h"
@@ -202,12 +203,19 @@ class CpuBackend final : public Backend {
     });
   }
 
+  // The pool's loop without a heap allocation: a std::function made from a reference_wrapper
+  // stores it in place, where a lambda capturing several references would be heap-allocated.
+  template <typename Body>
+  void parallel_for(int64_t n, const Body& body) {
+    pool_.parallel_for(n, std::cref(body));
+  }
+
   // fn(t) for every token, over the pool when there is more than one (a decode step does not
   // wake the workers for per-token work).
   template <typename Fn>
   void for_each_token(int64_t tokens, const Fn& fn) {
     if (tokens == 1) return fn(0);
-    pool_.parallel_for(tokens, [&](int64_t begin, int64_t end, int) {
+    parallel_for(tokens, [&](int64_t begin, int64_t end, int) {
       for (int64_t t = begin; t < end; ++t) fn(t);
     });
   }
@@ -233,7 +241,7 @@ class CpuBackend final : public Backend {
     for (size_t i = 0; i < N; ++i) {
       tile_start[i + 1] = tile_start[i] + (group[i].linear->weight.rows + kTileRows - 1) / kTileRows;
     }
-    pool_.parallel_for(tile_start[N], [&](int64_t begin, int64_t end, int) {
+    parallel_for(tile_start[N], [&](int64_t begin, int64_t end, int) {
       for (int64_t tile = begin; tile < end; ++tile) {
         size_t i = 0;
         while (tile >= tile_start[i + 1]) ++i;
@@ -304,7 +312,7 @@ class CpuBackend final : public Backend {
     const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_dim)));
     // Items run head-major so that each thread's contiguous chunk mixes early tokens (short
     // histories) and late ones (long histories) of a prompt.
-    pool_.parallel_for(tokens * config_.head_count, [&](int64_t begin, int64_t end, int thread) {
+    parallel_for(tokens * config_.head_count, [&](int64_t begin, int64_t end, int thread) {
       float* scores = scores_[static_cast<size_t>(thread)].data();
       for (int64_t item = begin; item < end; ++item) {
         const int64_t t = item % tokens, head = item / tokens;
@@ -335,14 +343,14 @@ class CpuBackend final : public Backend {
     if (config_.gelu_mlp) {
       matmul(std::array{Projection{&w.up, up_.data()}}, h_.data(), tokens);
       constexpr float kSqrt2OverPi = 0.7978845608028654f;  // GELU, tanh form (Hendrycks & Gimpel)
-      pool_.parallel_for(tokens * ffn, [&](int64_t begin, int64_t end, int) {
+      parallel_for(tokens * ffn, [&](int64_t begin, int64_t end, int) {
         for (float* u = up_.data() + begin; u < up_.data() + end; ++u) {
           *u = 0.5f * *u * (1.0f + std::tanh(kSqrt2OverPi * (*u + 0.044715f * *u * *u * *u)));
         }
       });
     } else {
       matmul(std::array{Projection{&w.gate, gate_.data()}, Projection{&w.up, up_.data()}}, h_.data(), tokens);
-      pool_.parallel_for(tokens * ffn, [&](int64_t begin, int64_t end, int) {
+      parallel_for(tokens * ffn, [&](int64_t begin, int64_t end, int) {
         for (int64_t i = begin; i < end; ++i) up_[i] *= gate_[i] / (1.0f + std::exp(-gate_[i]));
       });
     }
