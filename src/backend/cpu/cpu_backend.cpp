@@ -343,15 +343,15 @@ class CpuBackend final : public Backend {
     if (config_.gelu_mlp) {
       matmul(std::array{Projection{&w.up, up_.data()}}, h_.data(), tokens);
       constexpr float kSqrt2OverPi = 0.7978845608028654f;  // GELU, tanh form (Hendrycks & Gimpel)
-      parallel_for(tokens * ffn, [&](int64_t begin, int64_t end, int) {
-        for (float* u = up_.data() + begin; u < up_.data() + end; ++u) {
+      for_each_token(tokens, [&](int64_t t) {
+        for (float* u = up_.data() + t * ffn; u < up_.data() + (t + 1) * ffn; ++u) {
           *u = 0.5f * *u * (1.0f + std::tanh(kSqrt2OverPi * (*u + 0.044715f * *u * *u * *u)));
         }
       });
     } else {
       matmul(std::array{Projection{&w.gate, gate_.data()}, Projection{&w.up, up_.data()}}, h_.data(), tokens);
-      parallel_for(tokens * ffn, [&](int64_t begin, int64_t end, int) {
-        for (int64_t i = begin; i < end; ++i) up_[i] *= gate_[i] / (1.0f + std::exp(-gate_[i]));
+      for_each_token(tokens, [&](int64_t t) {
+        for (int64_t i = t * ffn; i < (t + 1) * ffn; ++i) up_[i] *= gate_[i] / (1.0f + std::exp(-gate_[i]));
       });
     }
     matmul(std::array{Projection{&w.down, proj_.data()}}, up_.data(), tokens);
