@@ -6,14 +6,20 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <deque>
+#include <filesystem>
+#include <fstream>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/reference/reference_backend.h"
+#include "realizar/gguf.h"
 #include "realizar/quant.h"
+#include "test_support.h"
+#include <nlohmann/json.hpp>
 
 namespace realizar {
 namespace {
@@ -235,6 +241,15 @@ TEST_P(CpuVsReferenceTest, InterleavedSequencesMatchSeparateRuns) {
   EXPECT_EQ(together->sequence_length(1), static_cast<int64_t>(other.size()));
 }
 
+// The thread count changes how rows and heads are split, never a result: every output is one
+// kernel call whichever thread makes it.
+TEST_P(CpuVsReferenceTest, ThreadCountDoesNotChangeLogits) {
+  const TestModel model(GetParam().arch, GetParam().scheme);
+  auto one = make_cpu_backend(model.config, model.weights, 64, 1);
+  auto three = make_cpu_backend(model.config, model.weights, 64, 3);
+  EXPECT_EQ(prefill(*one, kPrompt), prefill(*three, kPrompt));
+}
+
 const Scheme kF32{"f32", TensorType::F32, TensorType::F32, 1e-4};
 const Scheme kF16{"f16", TensorType::F16, TensorType::F16, 1e-4};
 const Scheme kBF16{"bf16", TensorType::BF16, TensorType::BF16, 1e-4};
@@ -253,6 +268,93 @@ INSTANTIATE_TEST_SUITE_P(
                       ModelCase{Architecture::Llama, kQ4_0}, ModelCase{Architecture::Phi2, kQ4_K_M},
                       ModelCase{Architecture::Llama, kQ5_K}),
     model_case_name);
+
+// ---- the golden checkpoints (tools/reference/golden_models.py) through `apr convert` -------------
+
+const std::filesystem::path& golden_hf_dir() {
+  static testing::TempDir dir;
+  static const bool written = [] {
+    const std::string cmd = "python3 " +
+                            (testing::source_dir() / "tools/reference/golden_models.py").string() +
+                            " write-hf " + dir.path().string() + " > /dev/null";
+    return std::system(cmd.c_str()) == 0;
+  }();
+  EXPECT_TRUE(written);
+  return dir.path();
+}
+
+struct GoldenCase {
+  std::string model;
+  std::string type;     // apr convert --type
+  double tolerance;     // as Scheme::tolerance
+};
+
+class CpuGoldenTest : public ::testing::TestWithParam<GoldenCase> {};
+
+// The CPU backend on the converted golden checkpoints: prefill logits match the reference backend
+// on the same file, greedy decoding matches the reference's tokens wherever the reference's lead
+// exceeds the error bound, and for float32 weights the 32 greedy tokens are exactly those of
+// Hugging Face transformers (tests/data/golden/MODEL.json; the models have peaked logits).
+TEST_P(CpuGoldenTest, MatchesReferenceAndTransformers) {
+  const auto [model_name, type, tolerance] = GetParam();
+  testing::TempDir out;
+  const auto path = out / (model_name + "." + type + ".gguf");
+  const auto result = testing::run_apr({"convert", (golden_hf_dir() / model_name).string(), "-o",
+                                        path.string(), "--type", type});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const gguf::File file = gguf::File::open(path);
+  const ModelConfig config = ModelConfig::from_gguf(file);
+  const ModelWeights weights = ModelWeights::from_gguf(file, config);
+  const auto golden = nlohmann::json::parse(
+      testing::read_file(testing::source_dir() / "tests/data/golden" / (model_name + ".json")));
+  const std::vector<int32_t> prompt = golden["prompt"].get<std::vector<int32_t>>();
+  const std::vector<int32_t> want_greedy = golden["greedy"].get<std::vector<int32_t>>();
+
+  auto reference = make_reference_backend(config, weights, 64);
+  auto cpu = make_cpu_backend(config, weights, 64, 2);
+  std::vector<float> want = prefill(*reference, prompt);
+  std::vector<float> got = prefill(*cpu, prompt);
+  EXPECT_LT(relative_max_error(got, want), tolerance);
+
+  const int64_t vocab = config.vocab_size;
+  std::vector<int32_t> cpu_greedy;
+  int checked = 0;
+  for (size_t step = 0; step < want_greedy.size(); ++step) {
+    const float* want_last = want.data() + want.size() - vocab;
+    const float* got_last = got.data() + got.size() - vocab;
+    std::vector<float> sorted(want_last, want_last + vocab);
+    std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<>());
+    double max_abs = 0.0;
+    for (int64_t i = 0; i < vocab; ++i) max_abs = std::max(max_abs, std::abs(static_cast<double>(want_last[i])));
+    const int32_t token = argmax(want_last, vocab);
+    cpu_greedy.push_back(argmax(got_last, vocab));
+    if (sorted[0] - sorted[1] > 2.0 * tolerance * max_abs) {
+      EXPECT_EQ(cpu_greedy.back(), token) << "step " << step;
+      ++checked;
+    }
+    Batch batch;
+    batch.add(token, static_cast<int32_t>(prompt.size() + step), 0, true);
+    reference->forward(batch, want);
+    cpu->forward(batch, got);
+  }
+  if (type == "f32") {
+    EXPECT_EQ(cpu_greedy, want_greedy);
+    EXPECT_EQ(checked, static_cast<int>(want_greedy.size()));
+  }
+}
+
+std::string golden_case_name(const ::testing::TestParamInfo<GoldenCase>& info) {
+  return info.param.model + "_" + info.param.type;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Golden, CpuGoldenTest,
+    ::testing::Values(GoldenCase{"llama", "f32", 1e-4}, GoldenCase{"qwen2", "f32", 1e-4},
+                      GoldenCase{"phi2", "f32", 1e-4}, GoldenCase{"llama", "f16", 1e-4},
+                      GoldenCase{"qwen2", "q8_0", 6e-2}, GoldenCase{"phi2", "q8_0", 6e-2},
+                      GoldenCase{"llama", "q4_k_m", 6e-2}, GoldenCase{"qwen2", "q4_k_m", 6e-2},
+                      GoldenCase{"phi2", "q4_k_m", 6e-2}),
+    golden_case_name);
 
 class CpuBackendErrors : public ::testing::Test {
  protected:

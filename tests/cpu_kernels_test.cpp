@@ -119,6 +119,41 @@ std::vector<Case> all_cases() {
 
 INSTANTIATE_TEST_SUITE_P(AllTypes, CpuKernelTest, ::testing::ValuesIn(all_cases()), case_name);
 
+// The multi-token kernels give each token the dot product of the dequantized operands.
+TEST(CpuKernels, MultiTokenKernelsMatchDequantizedDots) {
+  for (TensorType type : {TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K, TensorType::Q8_0,
+                          TensorType::Q5_0, TensorType::Q4_0}) {
+    const cpu::MultiDotKernel multi = cpu::multi_dot_kernel(type);
+    if (multi == nullptr) continue;  // scalar build
+    const TensorType act_type = cpu::activation_type(type);
+    for (int64_t n : {256, 896, 1536, 8960}) {
+      if (n % tensor_type_info(type).block_size != 0) continue;
+      const std::vector<uint8_t> w = random_weight_row(type, n, 5);
+      const std::vector<double> wd = dequantized(type, w.data(), n);
+      const size_t stride = row_bytes(act_type, static_cast<uint64_t>(n));
+      std::vector<uint8_t> act(stride * cpu::kMaxTokens);
+      for (int t = 0; t < cpu::kMaxTokens; ++t) {
+        const std::vector<float> x = normal_floats(n, 100 + static_cast<uint32_t>(t));
+        cpu::quantize_activation_row(act_type, x.data(), act.data() + t * stride, n);
+      }
+      for (int tokens = 1; tokens <= cpu::kMaxTokens; ++tokens) {
+        float out[cpu::kMaxTokens];
+        multi(w.data(), act.data(), stride, tokens, n, out);
+        for (int t = 0; t < tokens; ++t) {
+          const std::vector<double> ad = dequantized(act_type, act.data() + t * stride, n);
+          double expected = 0.0, magnitude = 0.0;
+          for (int64_t i = 0; i < n; ++i) {
+            expected += wd[i] * ad[i];
+            magnitude += std::abs(wd[i] * ad[i]);
+          }
+          EXPECT_NEAR(out[t], expected, 2e-6 * magnitude)
+              << tensor_type_name(type) << " n=" << n << " tokens=" << tokens << " t=" << t;
+        }
+      }
+    }
+  }
+}
+
 TEST(CpuKernels, UnsupportedWeightTypeIsAClearError) {
   try {
     cpu::dot_kernel(TensorType::IQ2_XXS);

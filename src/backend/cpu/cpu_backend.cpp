@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <functional>
 #include <vector>
 
 #include "backend/cpu/kernels.h"
@@ -10,6 +11,7 @@
 #include "kv/block_table.h"
 #include "realizar/error.h"
 #include "realizar/quant.h"
+#include "realizar/quant_blocks.h"
 #include "util/thread_pool.h"
 
 namespace realizar {
@@ -31,12 +33,13 @@ struct Linear {
   WeightTensor weight;
   std::vector<float> bias;  // empty: none
   cpu::DotKernel kernel = nullptr;
+  cpu::MultiDotKernel multi_kernel = nullptr;  // nullptr: `kernel` token by token
   TensorType input_type = TensorType::F32;
 
   Linear() = default;
   Linear(const WeightTensor& w, const WeightTensor& b)
       : weight(w), bias(dequantized(b)), kernel(cpu::dot_kernel(w.type)),
-        input_type(cpu::activation_type(w.type)) {
+        multi_kernel(cpu::multi_dot_kernel(w.type)), input_type(cpu::activation_type(w.type)) {
     if (w.cols % static_cast<int64_t>(tensor_type_info(input_type).block_size) != 0) {
       fail("CPU backend: {} weight with {} columns is not a multiple of the {} block",
            tensor_type_name(w.type), w.cols, tensor_type_name(input_type));
@@ -124,7 +127,8 @@ class CpuBackend final : public Backend {
     up_.resize(floats(ffn));
     cos_.resize(floats(config_.rope_dim / 2));
     sin_.resize(floats(config_.rope_dim / 2));
-    const int64_t widest = std::max({hidden, ffn, config_.q_dim()});
+    // Rounded up to whole super-blocks: a type's buffer is only used for widths it divides.
+    const int64_t widest = (std::max({hidden, ffn, config_.q_dim()}) + QK_K - 1) / QK_K * QK_K;
     for (TensorType type : kActivationTypes) {
       // Rounded up to whole blocks: a type's buffer is only used for rows it can hold, but the
       // widest row need not be a multiple of every block size (tiny models, Q8_K's 256).
@@ -182,9 +186,9 @@ class CpuBackend final : public Backend {
   }
 
   // RMSNorm (Zhang & Sennrich 2019) or LayerNorm (Ba et al. 2016) of `tokens` rows of `in`.
-  void norm(const Norm& n, const float* in, float* out, int64_t tokens) const {
+  void norm(const Norm& n, const float* in, float* out, int64_t tokens) {
     const int64_t width = config_.embedding_length;
-    for (int64_t t = 0; t < tokens; ++t) {
+    for_each_token(tokens, [&](int64_t t) {
       const float* x = in + t * width;
       float* y = out + t * width;
       double mean = 0.0;
@@ -200,7 +204,24 @@ class CpuBackend final : public Backend {
         y[i] = (x[i] - m) * scale * n.weight[static_cast<size_t>(i)];
         if (!n.bias.empty()) y[i] += n.bias[static_cast<size_t>(i)];
       }
-    }
+    });
+  }
+
+  // The pool's loop without a heap allocation: a std::function made from a reference_wrapper
+  // stores it in place, where a lambda capturing several references would be heap-allocated.
+  template <typename Body>
+  void parallel_for(int64_t n, const Body& body) {
+    pool_.parallel_for(n, std::cref(body));
+  }
+
+  // fn(t) for every token, over the pool when there is more than one (a decode step does not
+  // wake the workers for per-token work).
+  template <typename Fn>
+  void for_each_token(int64_t tokens, const Fn& fn) {
+    if (tokens == 1) return fn(0);
+    parallel_for(tokens, [&](int64_t begin, int64_t end, int) {
+      for (int64_t t = begin; t < end; ++t) fn(t);
+    });
   }
 
   // Runs every projection of `group` (all reading the same `tokens` x cols input) in one parallel
@@ -216,17 +237,15 @@ class CpuBackend final : public Backend {
       const TensorType type = kActivationTypes[i];
       const size_t bytes = row_bytes(type, static_cast<uint64_t>(cols));
       uint8_t* dst = quantized_[i].data();
-      pool_.parallel_for(tokens, [&](int64_t begin, int64_t end, int) {
-        for (int64_t t = begin; t < end; ++t) {
-          cpu::quantize_activation_row(type, input + t * cols, dst + static_cast<size_t>(t) * bytes, cols);
-        }
+      for_each_token(tokens, [&](int64_t t) {
+        cpu::quantize_activation_row(type, input + t * cols, dst + static_cast<size_t>(t) * bytes, cols);
       });
     }
     std::array<int64_t, N + 1> tile_start{};
     for (size_t i = 0; i < N; ++i) {
       tile_start[i + 1] = tile_start[i] + (group[i].linear->weight.rows + kTileRows - 1) / kTileRows;
     }
-    pool_.parallel_for(tile_start[N], [&](int64_t begin, int64_t end, int) {
+    parallel_for(tile_start[N], [&](int64_t begin, int64_t end, int) {
       for (int64_t tile = begin; tile < end; ++tile) {
         size_t i = 0;
         while (tile >= tile_start[i + 1]) ++i;
@@ -244,7 +263,16 @@ class CpuBackend final : public Backend {
     for (int64_t r = tile * kTileRows; r < r_end; ++r) {
       const uint8_t* w = l.weight.row(r);
       const float bias = l.bias.empty() ? 0.0f : l.bias[static_cast<size_t>(r)];
-      for (int64_t t = 0; t < tokens; ++t) {
+      int64_t t = 0;
+      if (l.multi_kernel != nullptr) {
+        for (; t < tokens; t += cpu::kMaxTokens) {
+          const int count = static_cast<int>(std::min<int64_t>(cpu::kMaxTokens, tokens - t));
+          float dots[cpu::kMaxTokens];
+          l.multi_kernel(w, in + static_cast<size_t>(t) * in_bytes, in_bytes, count, cols, dots);
+          for (int i = 0; i < count; ++i) p.out[(t + i) * rows + r] = dots[i] + bias;
+        }
+      }
+      for (; t < tokens; ++t) {
         p.out[t * rows + r] = l.kernel(w, in + static_cast<size_t>(t) * in_bytes, cols) + bias;
       }
     }
@@ -286,10 +314,12 @@ class CpuBackend final : public Backend {
     }
     const int64_t group = config_.head_count / config_.head_count_kv;
     const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_dim)));
-    pool_.parallel_for(tokens * config_.head_count, [&](int64_t begin, int64_t end, int thread) {
+    // Items run head-major so that each thread's contiguous chunk mixes early tokens (short
+    // histories) and late ones (long histories) of a prompt.
+    parallel_for(tokens * config_.head_count, [&](int64_t begin, int64_t end, int thread) {
       float* scores = scores_[static_cast<size_t>(thread)].data();
       for (int64_t item = begin; item < end; ++item) {
-        const int64_t t = item / config_.head_count, head = item % config_.head_count;
+        const int64_t t = item % tokens, head = item / tokens;
         const std::vector<int32_t>& blocks = table_.blocks(batch.seq_ids[static_cast<size_t>(t)]);
         const int64_t length = batch.positions[static_cast<size_t>(t)] + 1;
         const int64_t kv_offset = (head / group) * head_dim;
@@ -313,17 +343,20 @@ class CpuBackend final : public Backend {
 
   // SwiGLU (Shazeer 2020) or phi-2's GELU MLP from h_ into proj_.
   void feed_forward(const Layer& w, int64_t tokens) {
-    const size_t n = static_cast<size_t>(tokens * config_.feed_forward_length);
+    const int64_t ffn = config_.feed_forward_length;
     if (config_.gelu_mlp) {
       matmul(std::array{Projection{&w.up, up_.data()}}, h_.data(), tokens);
       constexpr float kSqrt2OverPi = 0.7978845608028654f;  // GELU, tanh form (Hendrycks & Gimpel)
-      for (size_t i = 0; i < n; ++i) {
-        const float u = up_[i];
-        up_[i] = 0.5f * u * (1.0f + std::tanh(kSqrt2OverPi * (u + 0.044715f * u * u * u)));
-      }
+      for_each_token(tokens, [&](int64_t t) {
+        for (float* u = up_.data() + t * ffn; u < up_.data() + (t + 1) * ffn; ++u) {
+          *u = 0.5f * *u * (1.0f + std::tanh(kSqrt2OverPi * (*u + 0.044715f * *u * *u * *u)));
+        }
+      });
     } else {
       matmul(std::array{Projection{&w.gate, gate_.data()}, Projection{&w.up, up_.data()}}, h_.data(), tokens);
-      for (size_t i = 0; i < n; ++i) up_[i] *= gate_[i] / (1.0f + std::exp(-gate_[i]));
+      for_each_token(tokens, [&](int64_t t) {
+        for (int64_t i = t * ffn; i < (t + 1) * ffn; ++i) up_[i] *= gate_[i] / (1.0f + std::exp(-gate_[i]));
+      });
     }
     matmul(std::array{Projection{&w.down, proj_.data()}}, up_.data(), tokens);
   }

@@ -21,6 +21,15 @@ namespace realizar::cpu {
 // activation type that activation_type() gives for it. `n` is a multiple of both block sizes.
 using DotKernel = float (*)(const void* w, const void* a, int64_t n);
 
+// out[t] = sum_i w[i] * a_t[i] for `tokens` activation rows a_t = a + t * stride, 1 <= tokens <=
+// kMaxTokens: the weight row is decoded once for all of them (batched prefill).
+constexpr int kMaxTokens = 4;
+using MultiDotKernel = void (*)(const void* w, const void* a, size_t stride, int tokens, int64_t n,
+                                float* out);
+
+// The multi-token kernel of `weight_type`, or nullptr when it has none (use dot_kernel per token).
+MultiDotKernel multi_dot_kernel(TensorType weight_type);
+
 // The activation encoding a weight type's kernel reads: Q8_K, Q8_0 or F32.
 TensorType activation_type(TensorType weight_type);
 
