@@ -130,11 +130,7 @@ class CpuBackend final : public Backend {
     // Rounded up to whole super-blocks: a type's buffer is only used for widths it divides.
     const int64_t widest = (std::max({hidden, ffn, config_.q_dim()}) + QK_K - 1) / QK_K * QK_K;
     for (TensorType type : kActivationTypes) {
-      // Rounded up to whole blocks: a type's buffer is only used for rows it can hold, but the
-      // widest row need not be a multiple of every block size (tiny models, Q8_K's 256).
-      const int64_t block = tensor_type_info(type).block_size;
-      const int64_t padded = (widest + block - 1) / block * block;
-      quantized_[index_of(type)].resize(static_cast<size_t>(tokens) * row_bytes(type, padded));
+      quantized_[index_of(type)].resize(static_cast<size_t>(tokens) * row_bytes(type, widest));
     }
   }
 
