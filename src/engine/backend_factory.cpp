@@ -3,6 +3,9 @@
 #include <thread>
 
 #include "backend/reference/reference_backend.h"
+#ifdef REALIZAR_HAVE_CUDA
+#include "backend/cuda/cuda_backend.h"
+#endif
 #include "bench/bench.h"
 #include "realizar/error.h"
 
@@ -15,15 +18,26 @@ std::unique_ptr<Backend> make_backend(Device device, const Model& model, int64_t
     case Device::Reference:
       return make_reference_backend(model.config, model.weights, cache_tokens);
     case Device::Auto:
-    case Device::Cpu:
+#ifdef REALIZAR_HAVE_CUDA
+      if (cuda_device_available()) return make_cuda_backend(model.config, model.weights, cache_tokens);
+#endif
+      break;
     case Device::Cuda:
+#ifdef REALIZAR_HAVE_CUDA
+      return make_cuda_backend(model.config, model.weights, cache_tokens);
+#else
+      fail("this build has no CUDA backend (configure with REALIZAR_CUDA=ON)");
+#endif
+    case Device::Cpu:
       break;
   }
   fail("this build has no backend for the requested device yet; use --device reference");
 }
 
 double measure_copy_bandwidth(const Backend& backend, int threads) {
-  (void)backend;
+#ifdef REALIZAR_HAVE_CUDA
+  if (backend.name() == "cuda") return cuda_copy_bandwidth();
+#endif
   return bench::measure_host_copy_bandwidth(
       threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency()));
 }
