@@ -53,7 +53,7 @@ struct ModelShape {
 //        attn_qkv.weight → Q5_K (q4_k_m) / Q6_K (q5_k_m).
 //  - a K-quant chosen for a row length ne0 that is not a multiple of 256 falls back:
 //      Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0 (llama.cpp's fallback table).
-// Throws realizar::Error when ne0 is not a multiple of the fallback type's block (32).
+//  - rows whose length is not a multiple of 32 (the fallback's block) are stored as F16.
 TensorType choose_tensor_type(QuantScheme scheme, std::string_view name,
                               std::span<const uint64_t> dims, const ModelShape& model);
 

@@ -107,11 +107,8 @@ TensorType choose_tensor_type(QuantScheme scheme, std::string_view name,
   if (dims.size() < 2) return TensorType::F32;
   if (is_float_scheme(scheme)) return info(scheme).base;
   const TensorType type = fallback_for_row_length(preferred_type(scheme, name, model), dims[0]);
-  if (dims[0] % tensor_type_info(type).block_size != 0) {
-    fail("{}: rows of {} elements cannot be stored as {} (blocks of {})", name, dims[0],
-         tensor_type_name(type), tensor_type_info(type).block_size);
-  }
-  return type;
+  // Rows that no 32-element block fits stay F16, as convert_hf_to_gguf.py does.
+  return dims[0] % tensor_type_info(type).block_size == 0 ? type : TensorType::F16;
 }
 
 }  // namespace realizar

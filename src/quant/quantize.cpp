@@ -143,7 +143,8 @@ void pack_scale_min_k4(int j, int sc, int m, uint8_t* scales) {
 
 // Shared by Q4_K (nmax 15) and Q5_K (nmax 31): fits 8 sub-blocks of 32, stores d, dmin and the
 // packed 6-bit scales and mins, and writes each element's integer (0..nmax) to q.
-void quantize_super_block_k4(const float* x, int nmax, scale_search::Grid grid, ggml_half* d_out,
+template <int nmax, scale_search::Grid grid>
+void quantize_super_block_k4(const float* x, ggml_half* d_out,
                              ggml_half* dmin_out, uint8_t* scales, int* q) {
   // Weights favour large magnitudes a little (as ggml's reference): w = rms(x) + |x|.
   float sum_x2 = 0;
@@ -155,7 +156,7 @@ void quantize_super_block_k4(const float* x, int nmax, scale_search::Grid grid, 
   scale_search::ScaleMin fits[QK_K / 32];
   float max_scale = 0, max_min = 0;
   for (int s = 0; s < QK_K / 32; ++s) {
-    fits[s] = scale_search::fit_scale_min<32>(x + 32 * s, w + 32 * s, nmax, grid);
+    fits[s] = scale_search::fit_scale_min<32, grid>(x + 32 * s, w + 32 * s, nmax);
     max_scale = std::max(max_scale, fits[s].scale);
     max_min = std::max(max_min, -fits[s].min);
   }
@@ -192,7 +193,7 @@ constexpr scale_search::Grid kGridQ6_K{-0.9f, 0.1f, 19};
 void quantize_row_q4_K(const float* src, block_q4_K* dst, int64_t n) {
   int q[QK_K];
   for (int64_t b = 0; b < n / QK_K; ++b, src += QK_K) {
-    quantize_super_block_k4(src, 15, kGridQ4_K, &dst[b].d, &dst[b].dmin, dst[b].scales, q);
+    quantize_super_block_k4<15, kGridQ4_K>(src, &dst[b].d, &dst[b].dmin, dst[b].scales, q);
     for (int c = 0; c < QK_K / 64; ++c) {
       for (int j = 0; j < 32; ++j) {
         dst[b].qs[32 * c + j] = static_cast<uint8_t>(q[64 * c + j] | (q[64 * c + 32 + j] << 4));
@@ -205,7 +206,7 @@ void quantize_row_q4_K(const float* src, block_q4_K* dst, int64_t n) {
 void quantize_row_q5_K(const float* src, block_q5_K* dst, int64_t n) {
   int q[QK_K];
   for (int64_t b = 0; b < n / QK_K; ++b, src += QK_K) {
-    quantize_super_block_k4(src, 31, kGridQ5_K, &dst[b].d, &dst[b].dmin, dst[b].scales, q);
+    quantize_super_block_k4<31, kGridQ5_K>(src, &dst[b].d, &dst[b].dmin, dst[b].scales, q);
     std::memset(dst[b].qh, 0, sizeof dst[b].qh);
     for (int c = 0; c < QK_K / 64; ++c) {
       for (int j = 0; j < 32; ++j) {
@@ -225,7 +226,7 @@ void quantize_row_q6_K(const float* src, block_q6_K* dst, int64_t n) {
     for (int i = 0; i < QK_K; ++i) w[i] = src[i] * src[i];
     float scales[QK_K / 16];
     for (int s = 0; s < QK_K / 16; ++s) {
-      scales[s] = scale_search::fit_scale_symmetric<16>(src + 16 * s, w + 16 * s, 32, kGridQ6_K);
+      scales[s] = scale_search::fit_scale_symmetric<16, kGridQ6_K>(src + 16 * s, w + 16 * s, 32);
     }
     const float max_scale = signed_absmax(scales, QK_K / 16);
     const float iscale = max_scale != 0 ? -128 / max_scale : 0.0f;
