@@ -15,6 +15,7 @@
 
 #include "backend/reference/reference_backend.h"
 #include "realizar/backend.h"
+#include "realizar/error.h"
 #include "realizar/gguf.h"
 #include "realizar/model.h"
 #include "test_support.h"

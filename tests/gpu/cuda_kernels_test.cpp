@@ -96,7 +96,7 @@ struct QuantMatrix {
     }
   }
   static size_t row_bytes_of(TensorType t, int64_t c) {
-    return static_cast<size_t>(row_bytes(t, static_cast<uint64_t>(c)));
+    return static_cast<size_t>(::realizar::row_bytes(t, static_cast<uint64_t>(c)));
   }
   cuda::DeviceMatrix on_device(const DeviceVector<uint8_t>& d) const {
     return {static_cast<uint32_t>(type), rows, cols, row_bytes, d.get()};
