@@ -24,6 +24,18 @@ __device__ __forceinline__ float half_at(const uint8_t* p) {
   return __half2float(__ushort_as_half(*reinterpret_cast<const uint16_t*>(p)));
 }
 
+// v as float for 0 <= v < 2^23, exactly: v in the mantissa of 2^23, minus 2^23. Two full-rate ALU
+// operations instead of an integer-to-float conversion (quarter rate), which made the
+// matrix-vector kernels instruction-bound.
+__device__ __forceinline__ float small_int_to_float(uint32_t v) {
+  return __int_as_float(0x4B000000 | v) - 8388608.0f;
+}
+
+// As small_int_to_float(v) - offset, one subtraction.
+__device__ __forceinline__ float small_int_minus(uint32_t v, float offset) {
+  return __int_as_float(0x4B000000 | v) - (8388608.0f + offset);
+}
+
 // `n` bytes from a 2-byte aligned address (the blocks of Q4_0, Q5_0, Q8_0 and Q6_K are only
 // 2-byte aligned), as 16-bit loads.
 template <int n>
@@ -61,8 +73,8 @@ struct Q4K {
     const float d0 = d * sc0, mn0 = dmin * m0, d1 = d * sc1, mn1 = dmin * m1;
 #pragma unroll
     for (int i = 0; i < 16; ++i) {
-      w[0][i] = d0 * (q[i] & 0xF) - mn0;
-      w[1][i] = d1 * (q[i] >> 4) - mn1;
+      w[0][i] = d0 * small_int_to_float(q[i] & 0xF) - mn0;
+      w[1][i] = d1 * small_int_to_float(q[i] >> 4) - mn1;
     }
   }
 };
@@ -84,8 +96,8 @@ struct Q5K {
     const float d0 = d * sc0, mn0 = dmin * m0, d1 = d * sc1, mn1 = dmin * m1;
 #pragma unroll
     for (int i = 0; i < 16; ++i) {
-      w[0][i] = d0 * ((q[i] & 0xF) | (((qh[i] >> (2 * c)) & 1) << 4)) - mn0;
-      w[1][i] = d1 * ((q[i] >> 4) | (((qh[i] >> (2 * c + 1)) & 1) << 4)) - mn1;
+      w[0][i] = d0 * small_int_to_float((q[i] & 0xF) | (((qh[i] >> (2 * c)) & 1) << 4)) - mn0;
+      w[1][i] = d1 * small_int_to_float((q[i] >> 4) | (((qh[i] >> (2 * c + 1)) & 1) << 4)) - mn1;
     }
   }
 };
@@ -111,8 +123,8 @@ struct Q6K {
       for (int i = 0; i < 8; ++i) {
         const uint8_t lowbyte = (r % 2 == 0) ? a[i] : b[i];
         const int low = (r < 2) ? (lowbyte & 0xF) : (lowbyte >> 4);
-        const int q = low | (((hi[i] >> (2 * r)) & 3) << 4);
-        w[r][i] = dr * static_cast<float>(q - 32);
+        const uint32_t q = low | (((hi[i] >> (2 * r)) & 3) << 4);
+        w[r][i] = dr * small_int_minus(q, 32.0f);
       }
     }
   }
@@ -137,13 +149,13 @@ struct Q4or5_0 {
     } else {
       load_bytes_2aligned(blk + 2, q);
     }
-    const int offset = kFifthBit ? 16 : 8;
+    const float offset = kFifthBit ? 16.0f : 8.0f;
 #pragma unroll
     for (int i = 0; i < 16; ++i) {
-      const int lo = (q[i] & 0xF) | (kFifthBit ? ((qh >> i) & 1) << 4 : 0);
-      const int hi = (q[i] >> 4) | (kFifthBit ? ((qh >> (i + 16)) & 1) << 4 : 0);
-      w[0][i] = d * static_cast<float>(lo - offset);
-      w[1][i] = d * static_cast<float>(hi - offset);
+      const uint32_t lo = (q[i] & 0xF) | (kFifthBit ? ((qh >> i) & 1) << 4 : 0);
+      const uint32_t hi = (q[i] >> 4) | (kFifthBit ? ((qh >> (i + 16)) & 1) << 4 : 0);
+      w[0][i] = d * small_int_minus(lo, offset);
+      w[1][i] = d * small_int_minus(hi, offset);
     }
   }
 };
@@ -158,7 +170,7 @@ struct Q80 {
     uint8_t q[32];
     load_bytes_2aligned(blk + 2, q);
 #pragma unroll
-    for (int i = 0; i < 32; ++i) w[0][i] = d * static_cast<float>(static_cast<int8_t>(q[i]));
+    for (int i = 0; i < 32; ++i) w[0][i] = d * small_int_minus(q[i] ^ 0x80u, 128.0f);  // int8 + 128
   }
 };
 
@@ -207,7 +219,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   float acc[T];
 #pragma unroll
   for (int t = 0; t < T; ++t) acc[t] = 0.0f;
-#pragma unroll 2
+#pragma unroll 4
   for (int64_t u = lane; u < units; u += 32) {
     float wv[Q::kRuns][Q::kRunLen];
     Q::load(wrow, u, wv);
@@ -298,13 +310,28 @@ __global__ void dequantize_kernel(DeviceMatrix w, const int32_t* __restrict__ ro
   Out* dst = out + i * w.cols + Q::base(u);
 #pragma unroll
   for (int r = 0; r < Q::kRuns; ++r) {
+    if constexpr (sizeof(Out) == 2) {
+      // Runs of 8 halves as one 16-byte store (4: one 8-byte store); rows of whole units keep
+      // these aligned.
+      constexpr int kChunk = Q::kRunLen >= 8 ? 8 : 4;
 #pragma unroll
-    for (int k = 0; k < Q::kRunLen; ++k) {
-      if constexpr (sizeof(Out) == 2) {
-        dst[r * Q::kRunStride + k] = __float2half_rn(wv[r][k]);
-      } else {
-        dst[r * Q::kRunStride + k] = wv[r][k];
+      for (int k = 0; k < Q::kRunLen; k += kChunk) {
+        uint32_t packed[kChunk / 2];
+#pragma unroll
+        for (int e = 0; e < kChunk / 2; ++e) {
+          packed[e] = static_cast<uint32_t>(__half_as_ushort(__float2half_rn(wv[r][k + 2 * e]))) |
+                      (static_cast<uint32_t>(__half_as_ushort(__float2half_rn(wv[r][k + 2 * e + 1]))) << 16);
+        }
+        Out* at = dst + r * Q::kRunStride + k;
+        if constexpr (kChunk == 8) {
+          *reinterpret_cast<uint4*>(at) = make_uint4(packed[0], packed[1], packed[2], packed[3]);
+        } else {
+          *reinterpret_cast<uint2*>(at) = make_uint2(packed[0], packed[1]);
+        }
       }
+    } else {
+#pragma unroll
+      for (int k = 0; k < Q::kRunLen; ++k) dst[r * Q::kRunStride + k] = wv[r][k];
     }
   }
 }
