@@ -219,7 +219,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   float acc[T];
 #pragma unroll
   for (int t = 0; t < T; ++t) acc[t] = 0.0f;
-#pragma unroll 4
+#pragma unroll 2
   for (int64_t u = lane; u < units; u += 32) {
     float wv[Q::kRuns][Q::kRunLen];
     Q::load(wrow, u, wv);
