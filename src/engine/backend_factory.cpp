@@ -37,6 +37,8 @@ std::unique_ptr<Backend> make_backend(Device device, const Model& model, int64_t
 double measure_copy_bandwidth(const Backend& backend, int threads) {
 #ifdef REALIZAR_HAVE_CUDA
   if (backend.name() == "cuda") return cuda_copy_bandwidth();
+#else
+  (void)backend;
 #endif
   return bench::measure_host_copy_bandwidth(
       threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency()));
