@@ -1,0 +1,526 @@
+#include "backend/cuda/cuda_backend.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <set>
+#include <string_view>
+#include <tuple>
+#include <unordered_map>
+#include <vector>
+
+#include "backend/cuda/device_info.h"
+#include "backend/cuda/kernels.h"
+#include "kv/batch_slots.h"
+#include "kv/block_table.h"
+#include "realizar/error.h"
+#include "realizar/quant.h"
+
+namespace realizar {
+namespace {
+
+constexpr int64_t kBlockSize = 16;          // tokens per KV cache block
+constexpr int64_t kMaxStepTokens = 512;     // larger batches run as several steps
+constexpr int64_t kMatvecMaxTokens = 8;     // above: dequantize + cuBLAS GEMM
+constexpr int64_t kMaxOutputRows = 64;      // logits rows computed per LM-head pass
+constexpr int64_t kGraphMaxTokens = 64;     // steps of at most this many tokens are graphed
+constexpr int64_t kMaxSplitRows = 512;      // tokens x splits of the attention partials
+constexpr int kMaxSplits = 32;
+constexpr int64_t kGemmScratchElements = int64_t{64} << 20;  // float16 weights per GEMM pass
+
+void check(cudaError_t status, const char* what) {
+  if (status != cudaSuccess) fail("CUDA error in {}: {}", what, cudaGetErrorString(status));
+}
+
+void check(cublasStatus_t status, const char* what) {
+  if (status != CUBLAS_STATUS_SUCCESS) fail("cuBLAS error {} in {}", static_cast<int>(status), what);
+}
+
+struct DeviceFree {
+  void operator()(void* p) const { cudaFree(p); }
+};
+struct HostFree {
+  void operator()(void* p) const { cudaFreeHost(p); }
+};
+using DeviceMemory = std::unique_ptr<void, DeviceFree>;
+using PinnedMemory = std::unique_ptr<void, HostFree>;
+
+DeviceMemory device_alloc(size_t bytes, const char* what) {
+  void* p = nullptr;
+  if (cudaMalloc(&p, std::max<size_t>(bytes, 256)) != cudaSuccess) {
+    cudaGetLastError();
+    fail("CUDA: out of device memory allocating {} ({:.1f} MiB)", what, bytes / 1048576.0);
+  }
+  return DeviceMemory(p);
+}
+
+size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
+
+// Device copies of the weights: matrices in one arena in ggml block layout, vectors (norms,
+// biases) as float32.
+struct DeviceLayer {
+  cuda::DeviceMatrix q, k, v, o, gate, up, down;
+  const float *attn_norm = nullptr, *attn_norm_bias = nullptr;
+  const float *q_bias = nullptr, *k_bias = nullptr, *v_bias = nullptr, *o_bias = nullptr;
+  const float *ffn_norm = nullptr, *up_bias = nullptr, *down_bias = nullptr;
+};
+
+class WeightUploader {
+ public:
+  explicit WeightUploader(const ModelWeights& w) {
+    // Size the arena: every distinct matrix once (tied embeddings share), every vector.
+    auto count = [&](const WeightTensor& t, bool matrix) {
+      if (!t.present()) return;
+      if (!matrix) {
+        vector_bytes_ += round_up(static_cast<size_t>(t.cols * t.rows) * sizeof(float), 256);
+      } else if (offsets_.emplace(t.data, matrix_bytes_).second) {
+        matrix_bytes_ += round_up(static_cast<size_t>(t.rows) * t.row_bytes, 256);
+      }
+    };
+    count(w.token_embd, true);
+    count(w.output, true);
+    for (const WeightTensor* v : {&w.output_norm, &w.output_norm_bias, &w.output_bias}) count(*v, false);
+    for (const LayerWeights& l : w.layers) {
+      for (const WeightTensor* m : {&l.attn_q, &l.attn_k, &l.attn_v, &l.attn_output, &l.ffn_gate,
+                                    &l.ffn_up, &l.ffn_down}) {
+        count(*m, true);
+      }
+      for (const WeightTensor* v : {&l.attn_norm, &l.attn_norm_bias, &l.attn_q_bias, &l.attn_k_bias,
+                                    &l.attn_v_bias, &l.attn_output_bias, &l.ffn_norm, &l.ffn_up_bias,
+                                    &l.ffn_down_bias}) {
+        count(*v, false);
+      }
+    }
+    arena_ = device_alloc(matrix_bytes_ + vector_bytes_, "weights");
+  }
+
+  cuda::DeviceMatrix matrix(const WeightTensor& t, const char* name) {
+    if (!t.present()) return {};
+    if (!cuda::matrix_type_supported(static_cast<uint32_t>(t.type), t.cols)) {
+      fail("CUDA backend: weight {} of type {} with {} columns is not supported", name,
+           tensor_type_name(t.type), t.cols);
+    }
+    const size_t offset = offsets_.at(t.data);
+    uint8_t* dst = static_cast<uint8_t*>(arena_.get()) + offset;
+    if (uploaded_.insert(offset).second) {
+      check(cudaMemcpy(dst, t.data, static_cast<size_t>(t.rows) * t.row_bytes,
+                       cudaMemcpyHostToDevice),
+            "weight upload");
+    }
+    return {static_cast<uint32_t>(t.type), t.rows, t.cols, t.row_bytes, dst};
+  }
+
+  const float* vector(const WeightTensor& t) {
+    if (!t.present()) return nullptr;
+    std::vector<float> values(static_cast<size_t>(t.rows * t.cols));
+    for (int64_t r = 0; r < t.rows; ++r) {
+      dequantize_row(t.type, t.row(r), values.data() + r * t.cols, t.cols);
+    }
+    auto* dst = reinterpret_cast<float*>(static_cast<uint8_t*>(arena_.get()) + matrix_bytes_ +
+                                         vector_used_);
+    vector_used_ += round_up(values.size() * sizeof(float), 256);
+    check(cudaMemcpy(dst, values.data(), values.size() * sizeof(float), cudaMemcpyHostToDevice),
+          "vector upload");
+    return dst;
+  }
+
+  DeviceMemory release() { return std::move(arena_); }
+
+ private:
+  std::unordered_map<const uint8_t*, size_t> offsets_;
+  std::set<size_t> uploaded_;
+  size_t matrix_bytes_ = 0, vector_bytes_ = 0, vector_used_ = 0;
+  DeviceMemory arena_;
+};
+
+// Per-step inputs, uploaded in one copy from pinned memory: int32 arrays at fixed offsets.
+struct StepLayout {
+  int64_t tokens, positions, slots, seq_rows, out_rows, stride, tables, total;
+  StepLayout(int64_t max_tokens, int64_t table_capacity) {
+    tokens = 0;
+    positions = tokens + max_tokens;
+    slots = positions + max_tokens;
+    seq_rows = slots + max_tokens;
+    out_rows = seq_rows + max_tokens;
+    stride = out_rows + max_tokens;
+    tables = stride + 4;
+    total = tables + table_capacity;
+  }
+};
+
+class CudaBackend final : public Backend {
+ public:
+  CudaBackend(const ModelConfig& config, const ModelWeights& weights, int64_t cache_tokens)
+      : config_(config),
+        table_((cache_tokens + kBlockSize - 1) / kBlockSize, kBlockSize),
+        layout_(kMaxStepTokens, kMaxStepTokens * table_.block_count()) {
+    validate_config();
+    check(cudaSetDevice(0), "cudaSetDevice");
+    check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "stream");
+    check(cudaEventCreateWithFlags(&upload_done_, cudaEventDisableTiming), "event");
+    check(cublasCreate(&cublas_), "cublasCreate");
+    check(cublasSetStream(cublas_, stream_), "cublasSetStream");
+    upload_weights(weights);
+    allocate_scratch();
+    const char* graphs = std::getenv("REALIZAR_CUDA_GRAPHS");
+    use_graphs_ = graphs == nullptr || std::string_view(graphs) != "0";
+  }
+
+  ~CudaBackend() override {
+    for (auto& [key, exec] : graphs_) cudaGraphExecDestroy(exec);
+    if (cublas_ != nullptr) cublasDestroy(cublas_);
+    if (upload_done_ != nullptr) cudaEventDestroy(upload_done_);
+    if (stream_ != nullptr) cudaStreamDestroy(stream_);
+  }
+
+  std::string_view name() const override { return "cuda"; }
+  const ModelConfig& config() const override { return config_; }
+  void release_sequence(int32_t seq_id) override { table_.release(seq_id); }
+  int64_t sequence_length(int32_t seq_id) const override { return table_.length(seq_id); }
+
+  void forward(const Batch& batch, std::vector<float>& logits) override {
+    const std::vector<int64_t> slots = assign_batch_slots(table_, batch, config_.vocab_size);
+    logits.resize(batch.output_count() * static_cast<size_t>(config_.vocab_size));
+    size_t logits_done = 0;
+    for (size_t begin = 0; begin < batch.size(); begin += kMaxStepTokens) {
+      const size_t end = std::min(batch.size(), begin + static_cast<size_t>(kMaxStepTokens));
+      const Step step = upload_step(batch, slots, begin, end);
+      run_step(step, logits.data() + logits_done * config_.vocab_size);
+      logits_done += static_cast<size_t>(step.outputs);
+    }
+  }
+
+ private:
+  struct Step {
+    int64_t tokens = 0;
+    int64_t outputs = 0;
+    int splits = 1;
+  };
+
+  void validate_config() const {
+    const ModelConfig& c = config_;
+    if (c.head_dim % 8 != 0 || c.head_dim > 128) {
+      fail("CUDA backend: head_dim {} is not supported (multiples of 8 up to 128)", c.head_dim);
+    }
+    if (c.head_count % c.head_count_kv != 0 || c.head_count / c.head_count_kv > 8) {
+      fail("CUDA backend: {} query heads over {} KV heads is not supported (at most 8 per KV head)",
+           c.head_count, c.head_count_kv);
+    }
+    if (c.rope_dim % 2 != 0 || c.rope_dim > c.head_dim) {
+      fail("CUDA backend: rope_dim {} is not supported", c.rope_dim);
+    }
+  }
+
+  void upload_weights(const ModelWeights& w) {
+    WeightUploader up(w);
+    embedding_ = up.matrix(w.token_embd, "token_embd.weight");
+    output_ = up.matrix(w.output, "output.weight");
+    output_norm_ = up.vector(w.output_norm);
+    output_norm_bias_ = up.vector(w.output_norm_bias);
+    output_bias_ = up.vector(w.output_bias);
+    for (size_t i = 0; i < w.layers.size(); ++i) {
+      const LayerWeights& l = w.layers[i];
+      DeviceLayer d;
+      d.q = up.matrix(l.attn_q, "attn_q");
+      d.k = up.matrix(l.attn_k, "attn_k");
+      d.v = up.matrix(l.attn_v, "attn_v");
+      d.o = up.matrix(l.attn_output, "attn_output");
+      d.gate = up.matrix(l.ffn_gate, "ffn_gate");
+      d.up = up.matrix(l.ffn_up, "ffn_up");
+      d.down = up.matrix(l.ffn_down, "ffn_down");
+      d.attn_norm = up.vector(l.attn_norm);
+      d.attn_norm_bias = up.vector(l.attn_norm_bias);
+      d.q_bias = up.vector(l.attn_q_bias);
+      d.k_bias = up.vector(l.attn_k_bias);
+      d.v_bias = up.vector(l.attn_v_bias);
+      d.o_bias = up.vector(l.attn_output_bias);
+      d.ffn_norm = up.vector(l.ffn_norm);
+      d.up_bias = up.vector(l.ffn_up_bias);
+      d.down_bias = up.vector(l.ffn_down_bias);
+      layers_.push_back(d);
+    }
+    weights_memory_ = up.release();
+    max_matrix_cols_ = std::max({config_.embedding_length, config_.q_dim(), config_.feed_forward_length});
+  }
+
+  float* floats(int64_t count, const char* what) {
+    buffers_.push_back(device_alloc(static_cast<size_t>(count) * sizeof(float), what));
+    return static_cast<float*>(buffers_.back().get());
+  }
+
+  void allocate_scratch() {
+    const ModelConfig& c = config_;
+    const int64_t t = kMaxStepTokens;
+    x_ = floats(t * c.embedding_length, "activations");
+    h_ = floats(t * c.embedding_length, "activations");
+    q_ = floats(t * c.q_dim(), "activations");
+    k_ = floats(t * c.kv_dim(), "activations");
+    v_ = floats(t * c.kv_dim(), "activations");
+    attn_ = floats(t * c.q_dim(), "activations");
+    gate_ = floats(t * c.feed_forward_length, "activations");
+    up_ = floats(t * c.feed_forward_length, "activations");
+    out_x_ = floats(kMaxOutputRows * c.embedding_length, "output rows");
+    out_h_ = floats(kMaxOutputRows * c.embedding_length, "output rows");
+    logits_ = floats(kMaxOutputRows * c.vocab_size, "logits");
+    partial_o_ = floats(kMaxSplitRows * c.q_dim(), "attention partials");
+    partial_ml_ = floats(kMaxSplitRows * c.head_count * 2, "attention partials");
+    // float16 scratch for the GEMM path (2 bytes each: half as many floats).
+    int64_t largest = 0;
+    for (const DeviceLayer& l : layers_) {
+      for (const cuda::DeviceMatrix* m : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) {
+        largest = std::max(largest, m->rows * m->cols);
+      }
+    }
+    largest = std::max(largest, output_.rows * output_.cols);
+    gemm_weights_ = floats((std::min(largest, kGemmScratchElements) + 1) / 2, "GEMM weights");
+    gemm_x_ = floats((t * max_matrix_cols_ + 1) / 2, "GEMM activations");
+    cublas_workspace_ = device_alloc(size_t{32} << 20, "cuBLAS workspace");
+    check(cublasSetWorkspace(cublas_, cublas_workspace_.get(), size_t{32} << 20), "cublasSetWorkspace");
+
+    const size_t cache_bytes =
+        static_cast<size_t>(table_.slot_count() * c.kv_dim()) * sizeof(uint16_t);
+    for (int64_t l = 0; l < c.block_count; ++l) {
+      cache_.push_back(device_alloc(cache_bytes, "KV cache"));
+      cache_.push_back(device_alloc(cache_bytes, "KV cache"));
+    }
+    std::vector<double> inv_freq(static_cast<size_t>(c.rope_dim / 2));
+    for (size_t i = 0; i < inv_freq.size(); ++i) {
+      inv_freq[i] = std::pow(static_cast<double>(c.rope_freq_base),
+                             -2.0 * static_cast<double>(i) / static_cast<double>(c.rope_dim));
+    }
+    inv_freq_ = device_alloc(inv_freq.size() * sizeof(double), "RoPE frequencies");
+    check(cudaMemcpy(inv_freq_.get(), inv_freq.data(), inv_freq.size() * sizeof(double),
+                     cudaMemcpyHostToDevice),
+          "RoPE frequencies");
+
+    step_device_ = device_alloc(static_cast<size_t>(layout_.total) * sizeof(int32_t), "step inputs");
+    void* pinned = nullptr;
+    check(cudaMallocHost(&pinned, static_cast<size_t>(layout_.total) * sizeof(int32_t)), "pinned");
+    step_host_.reset(pinned);
+    check(cudaMallocHost(&pinned, static_cast<size_t>(kMaxOutputRows * c.vocab_size) * sizeof(float)),
+          "pinned logits");
+    logits_host_.reset(pinned);
+  }
+
+  int32_t* step_field(void* base, int64_t offset) const { return static_cast<int32_t*>(base) + offset; }
+  const int32_t* device_field(int64_t offset) const {
+    return static_cast<const int32_t*>(step_device_.get()) + offset;
+  }
+
+  // Writes tokens [begin, end) of the batch into the pinned staging area and copies it to the
+  // device; returns the step's shape.
+  Step upload_step(const Batch& batch, const std::vector<int64_t>& slots, size_t begin, size_t end) {
+    check(cudaEventSynchronize(upload_done_), "previous upload");  // staging is free again
+    void* host = step_host_.get();
+    Step step;
+    step.tokens = static_cast<int64_t>(end - begin);
+    std::vector<int32_t> sequences;
+    std::unordered_map<int32_t, int32_t> row_of;
+    int64_t max_length = 0, stride = 1;
+    for (size_t i = begin; i < end; ++i) {
+      const int64_t t = static_cast<int64_t>(i - begin);
+      auto [it, inserted] = row_of.try_emplace(batch.seq_ids[i], static_cast<int32_t>(sequences.size()));
+      if (inserted) {
+        sequences.push_back(batch.seq_ids[i]);
+        stride = std::max<int64_t>(stride, static_cast<int64_t>(table_.blocks(batch.seq_ids[i]).size()));
+      }
+      step_field(host, layout_.tokens)[t] = batch.tokens[i];
+      step_field(host, layout_.positions)[t] = batch.positions[i];
+      step_field(host, layout_.slots)[t] = static_cast<int32_t>(slots[i]);
+      step_field(host, layout_.seq_rows)[t] = it->second;
+      if (batch.want_logits[i]) step_field(host, layout_.out_rows)[step.outputs++] = static_cast<int32_t>(t);
+      max_length = std::max<int64_t>(max_length, batch.positions[i] + 1);
+    }
+    *step_field(host, layout_.stride) = static_cast<int32_t>(stride);
+    int32_t* tables = step_field(host, layout_.tables);
+    for (size_t s = 0; s < sequences.size(); ++s) {
+      const std::vector<int32_t>& blocks = table_.blocks(sequences[s]);
+      std::copy(blocks.begin(), blocks.end(), tables + static_cast<int64_t>(s) * stride);
+    }
+    const int64_t used = layout_.tables + static_cast<int64_t>(sequences.size()) * stride;
+    check(cudaMemcpyAsync(step_device_.get(), host, static_cast<size_t>(used) * sizeof(int32_t),
+                          cudaMemcpyHostToDevice, stream_),
+          "step upload");
+    check(cudaEventRecord(upload_done_, stream_), "event record");
+    step.splits = attention_splits(step.tokens, max_length);
+    return step;
+  }
+
+  // Flash-decoding: split the keys when (tokens x KV heads) blocks would leave most of the GPU idle.
+  int attention_splits(int64_t tokens, int64_t max_length) const {
+    const int64_t blocks = tokens * config_.head_count_kv;
+    const int64_t target = 2 * multiprocessors_;
+    if (blocks >= target || max_length <= 256) return 1;
+    int64_t splits = std::min<int64_t>((max_length + 127) / 128, (target + blocks - 1) / blocks);
+    splits = std::min<int64_t>({splits, kMaxSplits, kMaxSplitRows / tokens});
+    return static_cast<int>(std::max<int64_t>(splits, 1));
+  }
+
+  void run_step(const Step& step, float* logits_out) {
+    const bool graphed = use_graphs_ && step.tokens <= kGraphMaxTokens && step.outputs <= kMaxOutputRows;
+    if (!graphed) {
+      enqueue_layers(step);
+      for (int64_t begin = 0; begin < step.outputs; begin += kMaxOutputRows) {
+        const int64_t count = std::min(kMaxOutputRows, step.outputs - begin);
+        enqueue_output(begin, count);
+        check(cudaStreamSynchronize(stream_), "step");
+        std::memcpy(logits_out + begin * config_.vocab_size, logits_host_.get(),
+                    static_cast<size_t>(count * config_.vocab_size) * sizeof(float));
+      }
+      check(cudaGetLastError(), "step kernels");
+      return;
+    }
+    const auto key = std::make_tuple(step.tokens, step.splits, step.outputs);
+    auto it = graphs_.find(key);
+    if (it == graphs_.end()) {
+      cudaGraph_t graph = nullptr;
+      check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "begin capture");
+      enqueue_layers(step);
+      if (step.outputs > 0) enqueue_output(0, step.outputs);
+      check(cudaStreamEndCapture(stream_, &graph), "end capture");
+      cudaGraphExec_t exec = nullptr;
+      const cudaError_t status = cudaGraphInstantiate(&exec, graph, 0);
+      cudaGraphDestroy(graph);
+      check(status, "graph instantiate");
+      it = graphs_.emplace(key, exec).first;
+    }
+    check(cudaGraphLaunch(it->second, stream_), "graph launch");
+    check(cudaStreamSynchronize(stream_), "step");
+    std::memcpy(logits_out, logits_host_.get(),
+                static_cast<size_t>(step.outputs * config_.vocab_size) * sizeof(float));
+  }
+
+  // y = W x (+ bias) (+ y when accumulating) for `tokens` rows of x ([tokens x W.cols]).
+  void linear(const cuda::DeviceMatrix& w, const float* x, float* y, int64_t ldy, const float* bias,
+              bool accumulate, int64_t tokens) {
+    if (tokens <= kMatvecMaxTokens) {
+      cuda::matvec(w, x, w.cols, y, ldy, bias, accumulate, tokens, stream_);
+      return;
+    }
+    cuda::float_to_half(x, gemm_x_, tokens * w.cols, stream_);
+    const int64_t rows_per_pass = std::max<int64_t>(1, std::min(w.rows, kGemmScratchElements / w.cols));
+    const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+    for (int64_t r0 = 0; r0 < w.rows; r0 += rows_per_pass) {
+      const int64_t rows = std::min(rows_per_pass, w.rows - r0);
+      cuda::dequantize_to_half(w, r0, rows, gemm_weights_, stream_);
+      check(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(rows),
+                         static_cast<int>(tokens), static_cast<int>(w.cols), &alpha, gemm_weights_,
+                         CUDA_R_16F, static_cast<int>(w.cols), gemm_x_, CUDA_R_16F,
+                         static_cast<int>(w.cols), &beta, y + r0, CUDA_R_32F,
+                         static_cast<int>(ldy), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+            "cublasGemmEx");
+    }
+    if (bias != nullptr) cuda::add_bias(y, ldy, bias, w.rows, tokens, stream_);
+  }
+
+  void enqueue_layers(const Step& step) {
+    const ModelConfig& c = config_;
+    const int64_t n = step.tokens;
+    cuda::embed_rows(embedding_, device_field(layout_.tokens), n, x_, stream_);
+    const cuda::RopeParams rope{static_cast<int>(c.head_count), static_cast<int>(c.head_count_kv),
+                                static_cast<int>(c.head_dim), static_cast<int>(c.rope_dim),
+                                c.rope_style == RopeStyle::NeoX,
+                                static_cast<const double*>(inv_freq_.get())};
+    const cuda::AttentionParams attn{static_cast<int>(c.head_count),
+                                     static_cast<int>(c.head_count_kv), static_cast<int>(c.head_dim),
+                                     static_cast<int>(kBlockSize),
+                                     static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.head_dim)))};
+    for (size_t l = 0; l < layers_.size(); ++l) {
+      const DeviceLayer& w = layers_[l];
+      void* keys = cache_[2 * l].get();
+      void* values = cache_[2 * l + 1].get();
+      cuda::norm_rows(x_, w.attn_norm, w.attn_norm_bias, h_, c.embedding_length, n, c.norm_epsilon,
+                      c.layer_norm, stream_);
+      linear(w.q, h_, q_, c.q_dim(), w.q_bias, false, n);
+      linear(w.k, h_, k_, c.kv_dim(), w.k_bias, false, n);
+      linear(w.v, h_, v_, c.kv_dim(), w.v_bias, false, n);
+      cuda::rope_and_store_kv(rope, q_, k_, v_, device_field(layout_.positions),
+                              device_field(layout_.slots), n, keys, values, stream_);
+      cuda::attention(attn, q_, keys, values, device_field(layout_.positions),
+                      device_field(layout_.seq_rows), device_field(layout_.tables),
+                      device_field(layout_.stride), n, step.splits, partial_o_, partial_ml_, attn_,
+                      stream_);
+      linear(w.o, attn_, x_, c.embedding_length, w.o_bias, true, n);
+      if (!c.parallel_residual) {
+        cuda::norm_rows(x_, w.ffn_norm, nullptr, h_, c.embedding_length, n, c.norm_epsilon,
+                        c.layer_norm, stream_);
+      }
+      feed_forward(w, n);
+    }
+  }
+
+  // x += down(act(h)): SwiGLU (Shazeer 2020) or, for phi-2, GELU of up(h) + bias.
+  void feed_forward(const DeviceLayer& w, int64_t n) {
+    const int64_t ffn = config_.feed_forward_length;
+    linear(w.up, h_, up_, ffn, w.up_bias, false, n);
+    if (config_.gelu_mlp) {
+      cuda::gelu(up_, n * ffn, stream_);
+    } else {
+      linear(w.gate, h_, gate_, ffn, nullptr, false, n);
+      cuda::swiglu(gate_, up_, n * ffn, stream_);
+    }
+    linear(w.down, up_, x_, config_.embedding_length, w.down_bias, true, n);
+  }
+
+  // Logits of wanted rows [begin, begin + count) of the step into the pinned buffer.
+  void enqueue_output(int64_t begin, int64_t count) {
+    const ModelConfig& c = config_;
+    cuda::gather_rows(x_, device_field(layout_.out_rows) + begin, count, c.embedding_length, out_x_,
+                      stream_);
+    cuda::norm_rows(out_x_, output_norm_, output_norm_bias_, out_h_, c.embedding_length, count,
+                    c.norm_epsilon, c.layer_norm, stream_);
+    linear(output_, out_h_, logits_, c.vocab_size, output_bias_, false, count);
+    check(cudaMemcpyAsync(logits_host_.get(), logits_,
+                          static_cast<size_t>(count * c.vocab_size) * sizeof(float),
+                          cudaMemcpyDeviceToHost, stream_),
+          "logits copy");
+  }
+
+  ModelConfig config_;
+  KvBlockTable table_;
+  StepLayout layout_;
+  int64_t multiprocessors_ = cuda::list_devices().empty() ? 1 : cuda::list_devices()[0].multiprocessors;
+  cudaStream_t stream_ = nullptr;
+  cudaEvent_t upload_done_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;
+  bool use_graphs_ = true;
+  std::map<std::tuple<int64_t, int, int64_t>, cudaGraphExec_t> graphs_;
+
+  DeviceMemory weights_memory_;
+  cuda::DeviceMatrix embedding_, output_;
+  const float *output_norm_ = nullptr, *output_norm_bias_ = nullptr, *output_bias_ = nullptr;
+  std::vector<DeviceLayer> layers_;
+  int64_t max_matrix_cols_ = 0;
+
+  std::vector<DeviceMemory> buffers_;
+  float *x_ = nullptr, *h_ = nullptr, *q_ = nullptr, *k_ = nullptr, *v_ = nullptr, *attn_ = nullptr;
+  float *gate_ = nullptr, *up_ = nullptr, *out_x_ = nullptr, *out_h_ = nullptr, *logits_ = nullptr;
+  float *partial_o_ = nullptr, *partial_ml_ = nullptr;
+  void* gemm_weights_ = nullptr;
+  void* gemm_x_ = nullptr;
+  DeviceMemory cublas_workspace_;
+  std::vector<DeviceMemory> cache_;  // per layer: keys, values ([slot][kv_dim] float16)
+  DeviceMemory inv_freq_;
+  DeviceMemory step_device_;
+  PinnedMemory step_host_;
+  PinnedMemory logits_host_;
+};
+
+}  // namespace
+
+bool cuda_device_available() { return !cuda::list_devices().empty(); }
+
+double cuda_copy_bandwidth() { return cuda::measure_device_copy_bandwidth(); }
+
+std::unique_ptr<Backend> make_cuda_backend(const ModelConfig& config, const ModelWeights& weights,
+                                           int64_t cache_tokens) {
+  if (!cuda_device_available()) fail("CUDA backend: no CUDA device is present");
+  return std::make_unique<CudaBackend>(config, weights, cache_tokens);
+}
+
+}  // namespace realizar

@@ -1,0 +1,104 @@
+// Launchers of the CUDA backend's kernels. Plain C++17 (no CUDA syntax) so that both the .cu
+// files (nvcc, C++17) and the backend class (g++, C++20) include it. Every pointer is device
+// memory; every launcher enqueues on `stream` and returns without synchronizing. Activations are
+// float32 row-major [tokens x width]; the KV cache is float16 [slot][kv_dim] per layer.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include <cuda_runtime_api.h>
+
+namespace realizar::cuda {
+
+// Whether the matrix kernels handle weights of ggml type id `type` (F32, F16, BF16, Q4_0, Q5_0,
+// Q8_0, Q4_K, Q5_K, Q6_K) with rows of `cols` elements (cols must fill whole kernel units: a
+// multiple of 32 for the quantized types, 8 for F16/BF16, 4 for F32).
+bool matrix_type_supported(uint32_t type, int64_t cols);
+
+// A weight matrix in ggml block layout: `rows` rows of `cols` elements, row r at
+// data + r * row_bytes.
+struct DeviceMatrix {
+  uint32_t type = 0;  // ggml type id
+  int64_t rows = 0;
+  int64_t cols = 0;
+  size_t row_bytes = 0;
+  const uint8_t* data = nullptr;
+};
+
+// y[t][r] = (accumulate ? y[t][r] : 0) + sum_c W[r][c] x[t][c] + (bias ? bias[r] : 0) for t < tokens.
+// x: [tokens x ldx], y: [tokens x ldy]. Reads each weight byte once per 8 tokens (one warp per
+// row, weights dequantized in registers). `tokens` any positive count.
+void matvec(const DeviceMatrix& w, const float* x, int64_t ldx, float* y, int64_t ldy,
+            const float* bias, bool accumulate, int64_t tokens, cudaStream_t stream);
+
+// out[r][c] = W[r][c] as float16 for rows [row_begin, row_begin + row_count): out is
+// [row_count x cols].
+void dequantize_to_half(const DeviceMatrix& w, int64_t row_begin, int64_t row_count, void* out,
+                        cudaStream_t stream);
+
+// out[t] = row tokens[t] of the embedding matrix, as float32 ([count x cols]).
+void embed_rows(const DeviceMatrix& w, const int32_t* tokens, int64_t count, float* out,
+                cudaStream_t stream);
+
+// dst[i] = half(src[i]) for i < n.
+void float_to_half(const float* src, void* dst, int64_t n, cudaStream_t stream);
+
+// y[t][r] += bias[r] for t < tokens, r < rows.
+void add_bias(float* y, int64_t ldy, const float* bias, int64_t rows, int64_t tokens,
+              cudaStream_t stream);
+
+// RMSNorm (Zhang & Sennrich 2019) or, with `layer_norm`, LayerNorm (Ba et al. 2016) of each row:
+// out[t] = norm(x[t]) * weight (+ bias). x and out [tokens x width].
+void norm_rows(const float* x, const float* weight, const float* bias, float* out, int64_t width,
+               int64_t tokens, float epsilon, bool layer_norm, cudaStream_t stream);
+
+// out[i] = x[rows[i]] for i < count (rows of `width` floats).
+void gather_rows(const float* x, const int32_t* rows, int64_t count, int64_t width, float* out,
+                 cudaStream_t stream);
+
+struct RopeParams {
+  int head_count = 0;
+  int head_count_kv = 0;
+  int head_dim = 0;
+  int rope_dim = 0;
+  bool neox = false;            // pairs (i, i + rope_dim/2), else (2i, 2i+1)
+  const double* inv_freq = nullptr;  // [rope_dim / 2]: rope_freq_base^(-2i / rope_dim)
+};
+
+// Rotates q [tokens x q_dim] and k [tokens x kv_dim] in place, then stores k and v as float16 at
+// cache slot slots[t] of key_cache / value_cache. Angles in float64: position * inv_freq[i].
+void rope_and_store_kv(const RopeParams& p, float* q, float* k, const float* v,
+                       const int32_t* positions, const int32_t* slots, int64_t tokens,
+                       void* key_cache, void* value_cache, cudaStream_t stream);
+
+struct AttentionParams {
+  int head_count = 0;
+  int head_count_kv = 0;
+  int head_dim = 0;   // multiple of 8, at most 128
+  int block_size = 0;  // tokens per KV cache block
+  float scale = 0;     // 1 / sqrt(head_dim)
+};
+
+// Causal GQA attention over the paged cache for each token t: keys and values of positions
+// [0, positions[t]] of its sequence, whose cache blocks are row seq_rows[t] of `block_tables`
+// (row stride *table_stride, read on the device so that captured graphs stay valid). Online
+// softmax (Milakov & Gimelshein 2018); each (token, KV head) is split into `splits` ranges of
+// keys whose partial results are merged (flash-decoding). partial_o / partial_ml hold
+// tokens * splits * head_count * (head_dim | 2) floats when splits > 1.
+void attention(const AttentionParams& p, const float* q, const void* key_cache,
+               const void* value_cache, const int32_t* positions, const int32_t* seq_rows,
+               const int32_t* block_tables, const int32_t* table_stride, int64_t tokens,
+               int splits, float* partial_o, float* partial_ml, float* out, cudaStream_t stream);
+
+// up[i] = silu(gate[i]) * up[i] (SwiGLU, Shazeer 2020) for i < n.
+void swiglu(const float* gate, float* up, int64_t n, cudaStream_t stream);
+
+// x[i] = gelu(x[i]), tanh form (Hendrycks & Gimpel 2016) for i < n.
+void gelu(float* x, int64_t n, cudaStream_t stream);
+
+// Device-to-device copy bandwidth, bytes read plus written per second: best of several copies of
+// a 1 GiB buffer.
+double measure_device_copy_bandwidth();
+
+}  // namespace realizar::cuda

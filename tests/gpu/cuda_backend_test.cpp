@@ -1,0 +1,213 @@
+// The whole CUDA backend against the reference backend (the definition of correct) on the golden
+// Qwen2, LLaMA and phi-2 checkpoints converted to GGUF, on mixed multi-sequence batches, and on a
+// real-shape model named by REALIZAR_TEST_MODEL (e.g. `apr synth qwen2.5-0.5b --type q4_k_m`).
+// Skips without a GPU.
+//
+// Tolerance: the CUDA backend keeps keys and values in float16 (relative rounding 2^-11) and, for
+// batches over 8 tokens, multiplies float16 copies of weights and activations with float32
+// accumulation; the reference keeps float32 throughout with float64 sums. Those roundings move
+// the logits of these models by a few 1e-4 of their largest magnitude; the bound is 1e-2 to leave
+// room for their growth through the layers, and greedy tokens must agree exactly.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+
+#include "backend/reference/reference_backend.h"
+#include "realizar/backend.h"
+#include "realizar/error.h"
+#include "realizar/gguf.h"
+#include "realizar/model.h"
+#include "test_support.h"
+
+#ifdef REALIZAR_HAVE_CUDA
+#include "backend/cuda/cuda_backend.h"
+#endif
+
+namespace realizar {
+namespace {
+
+using testing::TempDir;
+
+#ifndef REALIZAR_HAVE_CUDA
+TEST(CudaBackend, SkippedWithoutCuda) { GTEST_SKIP() << "built without the CUDA backend"; }
+#else
+
+constexpr double kLogitTolerance = 1e-2;
+
+std::filesystem::path convert_golden(const TempDir& dir, const std::string& name,
+                                     const std::string& type) {
+  const std::string script = (testing::source_dir() / "tools/reference/golden_models.py").string();
+  const std::string command =
+      "python3 " + script + " write-hf " + dir.path().string() + " --model " + name;
+  if (std::system(command.c_str()) != 0) throw std::runtime_error("failed: " + command);
+  const auto out = dir / (name + "-" + type + ".gguf");
+  const auto result =
+      testing::run_apr({"convert", (dir / name).string(), "-o", out.string(), "--type", type});
+  if (result.exit_code != 0) throw std::runtime_error("apr convert failed: " + result.err);
+  return out;
+}
+
+double relative_max_error(const std::vector<float>& a, const std::vector<float>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  double diff = 0.0, ref = 0.0;
+  for (size_t i = 0; i < b.size(); ++i) {
+    if (std::isnan(a[i])) return INFINITY;
+    diff = std::max(diff, std::abs(static_cast<double>(a[i]) - b[i]));
+    ref = std::max(ref, std::abs(static_cast<double>(b[i])));
+  }
+  return diff / ref;
+}
+
+int32_t argmax(const float* row, int64_t n) {
+  return static_cast<int32_t>(std::max_element(row, row + n) - row);
+}
+
+std::vector<int32_t> greedy_tokens(Backend& backend, const std::vector<int32_t>& prompt,
+                                   size_t count) {
+  Batch batch;
+  for (size_t i = 0; i < prompt.size(); ++i) {
+    batch.add(prompt[i], static_cast<int32_t>(i), 0, i + 1 == prompt.size());
+  }
+  std::vector<float> logits;
+  std::vector<int32_t> out;
+  const int64_t vocab = backend.config().vocab_size;
+  while (out.size() < count) {
+    backend.forward(batch, logits);
+    out.push_back(argmax(logits.data(), vocab));
+    batch.clear();
+    batch.add(out.back(), static_cast<int32_t>(prompt.size() + out.size() - 1), 0, true);
+  }
+  return out;
+}
+
+struct LoadedModel {
+  gguf::File file;
+  ModelConfig config;
+  ModelWeights weights;
+  explicit LoadedModel(const std::filesystem::path& path)
+      : file(gguf::File::open(path)),
+        config(ModelConfig::from_gguf(file)),
+        weights(ModelWeights::from_gguf(file, config)) {}
+};
+
+// Runs the same batches through both backends and compares every logits row.
+void expect_same_logits(Backend& cuda, Backend& reference, const std::vector<Batch>& batches) {
+  std::vector<float> a, b;
+  for (size_t i = 0; i < batches.size(); ++i) {
+    cuda.forward(batches[i], a);
+    reference.forward(batches[i], b);
+    const double error = relative_max_error(a, b);
+    std::cout << "  batch " << i << " (" << batches[i].size() << " tokens): max relative logit error "
+              << error << "\n";
+    EXPECT_LE(error, kLogitTolerance) << "batch " << i;
+  }
+}
+
+std::vector<int32_t> some_tokens(int64_t vocab, size_t n, uint32_t seed) {
+  std::vector<int32_t> t(n);
+  for (size_t i = 0; i < n; ++i) t[i] = static_cast<int32_t>((seed * 2654435761u + i * 40503u) % vocab);
+  return t;
+}
+
+class CudaBackendGolden : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {};
+
+TEST_P(CudaBackendGolden, MatchesTheReferenceBackend) {
+  if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device";
+  const auto& [name, type] = GetParam();
+  TempDir dir;
+  const LoadedModel m(convert_golden(dir, name, type));
+  auto cuda = make_cuda_backend(m.config, m.weights, 256);
+  auto reference = make_reference_backend(m.config, m.weights, 256);
+
+  // A 20-token prompt (the GEMM path) with every row's logits, then 3 decode steps (matvec path).
+  const std::vector<int32_t> prompt = some_tokens(m.config.vocab_size, 20, 1);
+  std::vector<Batch> batches(4);
+  for (size_t i = 0; i < prompt.size(); ++i) batches[0].add(prompt[i], static_cast<int32_t>(i), 3, true);
+  for (int s = 1; s < 4; ++s) batches[s].add(prompt[s], 19 + s, 3, true);
+  expect_same_logits(*cuda, *reference, batches);
+
+  auto cuda_fresh = make_cuda_backend(m.config, m.weights, 256);
+  auto reference_fresh = make_reference_backend(m.config, m.weights, 256);
+  const std::vector<int32_t> short_prompt(prompt.begin(), prompt.begin() + 5);
+  EXPECT_EQ(greedy_tokens(*cuda_fresh, short_prompt, 16),
+            greedy_tokens(*reference_fresh, short_prompt, 16));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    AllArchitectures, CudaBackendGolden,
+    ::testing::Combine(::testing::Values("qwen2", "llama", "phi2"),
+                       ::testing::Values("f32", "f16", "q8_0", "q4_k_m")),
+    [](const auto& info) { return std::get<0>(info.param) + "_" + std::get<1>(info.param); });
+
+// Several sequences of different lengths in one batch, interleaved, with some logits unwanted;
+// a released sequence's blocks are reused by a new one.
+TEST(CudaBackend, MixedMultiSequenceBatchesMatchTheReference) {
+  if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device";
+  TempDir dir;
+  const LoadedModel m(convert_golden(dir, "qwen2", "f16"));
+  auto cuda = make_cuda_backend(m.config, m.weights, 512);
+  auto reference = make_reference_backend(m.config, m.weights, 512);
+  const std::vector<int32_t> t = some_tokens(m.config.vocab_size, 64, 7);
+
+  Batch prefill;  // sequence 0: 37 tokens, sequence 5: 3 tokens, interleaved
+  for (int i = 0; i < 37; ++i) {
+    prefill.add(t[i], i, 0, i % 9 == 0);
+    if (i < 3) prefill.add(t[40 + i], i, 5, true);
+  }
+  Batch decode;  // both continue, and sequence 9 starts
+  decode.add(t[50], 37, 0, true);
+  decode.add(t[51], 0, 9, true);
+  decode.add(t[52], 3, 5, false);
+  decode.add(t[53], 4, 5, true);
+  std::vector<Batch> batches = {prefill, decode};
+  expect_same_logits(*cuda, *reference, batches);
+  EXPECT_EQ(cuda->sequence_length(0), 38);
+  EXPECT_EQ(cuda->sequence_length(5), 5);
+
+  cuda->release_sequence(0);
+  reference->release_sequence(0);
+  Batch reuse;  // sequence 11 takes sequence 0's blocks
+  for (int i = 0; i < 20; ++i) reuse.add(t[i + 1], i, 11, i == 19);
+  reuse.add(t[60], 5, 5, true);
+  std::vector<Batch> more = {reuse};
+  expect_same_logits(*cuda, *reference, more);
+}
+
+TEST(CudaBackend, RejectsBatchesThatDoNotContinueTheCache) {
+  if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device";
+  TempDir dir;
+  const LoadedModel m(convert_golden(dir, "llama", "f16"));
+  auto cuda = make_cuda_backend(m.config, m.weights, 64);
+  Batch batch;
+  batch.add(1, 1, 0, true);
+  std::vector<float> logits;
+  try {
+    cuda->forward(batch, logits);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("does not continue"), std::string::npos) << e.what();
+  }
+}
+
+// A model of real shape (REALIZAR_TEST_MODEL), e.g. a synthetic Qwen2.5-0.5B Q4_K_M: a 12-token
+// prompt then 2 decode steps against the reference.
+TEST(CudaBackend, RealShapeModelMatchesTheReference) {
+  if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device";
+  const char* path = std::getenv("REALIZAR_TEST_MODEL");
+  if (path == nullptr) GTEST_SKIP() << "REALIZAR_TEST_MODEL not set";
+  const LoadedModel m(path);
+  auto cuda = make_cuda_backend(m.config, m.weights, 64);
+  auto reference = make_reference_backend(m.config, m.weights, 64);
+  const std::vector<int32_t> t = some_tokens(m.config.vocab_size, 16, 3);
+  std::vector<Batch> batches(3);
+  for (int i = 0; i < 12; ++i) batches[0].add(t[i], i, 0, i == 11);
+  batches[1].add(t[12], 12, 0, true);
+  batches[2].add(t[13], 13, 0, true);
+  expect_same_logits(*cuda, *reference, batches);
+}
+
+#endif  // REALIZAR_HAVE_CUDA
+
+}  // namespace
+}  // namespace realizar

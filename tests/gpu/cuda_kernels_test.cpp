@@ -1,0 +1,419 @@
+// Each CUDA kernel against a float64 scalar computation of the same function, on fresh random
+// inputs at the real models' shapes (hidden 896/1536/3584/5120, FFN 18944, GQA 7:1, 6:1, 5:1)
+// and at odd sizes. Skips without a GPU.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "realizar/quant.h"
+#include "realizar/tensor_type.h"
+
+#ifdef REALIZAR_HAVE_CUDA
+#include <cuda_runtime_api.h>
+
+#include "backend/cuda/device_info.h"
+#include "backend/cuda/kernels.h"
+#endif
+
+namespace realizar {
+namespace {
+
+#ifndef REALIZAR_HAVE_CUDA
+TEST(CudaKernels, SkippedWithoutCuda) { GTEST_SKIP() << "built without the CUDA backend"; }
+#else
+
+#define SKIP_WITHOUT_GPU() \
+  if (cuda::list_devices().empty()) GTEST_SKIP() << "no CUDA device"
+
+// Device copy of a host vector; poisoned (NaN bytes) when created empty, so unwritten outputs show.
+template <class T>
+class DeviceVector {
+ public:
+  explicit DeviceVector(const std::vector<T>& host) : size_(host.size()) {
+    EXPECT_EQ(cudaMalloc(&ptr_, bytes()), cudaSuccess);
+    EXPECT_EQ(cudaMemcpy(ptr_, host.data(), bytes(), cudaMemcpyHostToDevice), cudaSuccess);
+  }
+  explicit DeviceVector(size_t size) : size_(size) {
+    EXPECT_EQ(cudaMalloc(&ptr_, bytes()), cudaSuccess);
+    EXPECT_EQ(cudaMemset(ptr_, 0xFF, bytes()), cudaSuccess);
+  }
+  ~DeviceVector() { cudaFree(ptr_); }
+  DeviceVector(const DeviceVector&) = delete;
+  DeviceVector& operator=(const DeviceVector&) = delete;
+  T* get() const { return static_cast<T*>(ptr_); }
+  std::vector<T> read() const {
+    EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    EXPECT_EQ(cudaGetLastError(), cudaSuccess);
+    std::vector<T> host(size_);
+    EXPECT_EQ(cudaMemcpy(host.data(), ptr_, bytes(), cudaMemcpyDeviceToHost), cudaSuccess);
+    return host;
+  }
+
+ private:
+  size_t bytes() const { return std::max<size_t>(size_ * sizeof(T), 1); }
+  void* ptr_ = nullptr;
+  size_t size_;
+};
+
+std::vector<float> random_floats(size_t n, std::mt19937_64& rng, float scale = 1.0f) {
+  std::uniform_real_distribution<float> dist(-scale, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+// max |a - b| / max |b| over all elements; NaN in `a` gives infinity.
+double relative_max_error(const std::vector<float>& a, const std::vector<double>& b) {
+  double diff = 0.0, ref = 0.0;
+  for (size_t i = 0; i < b.size(); ++i) {
+    if (std::isnan(a[i])) return INFINITY;
+    diff = std::max(diff, std::abs(a[i] - b[i]));
+    ref = std::max(ref, std::abs(b[i]));
+  }
+  return diff / ref;
+}
+
+// A random quantized matrix and its dequantized float copy.
+struct QuantMatrix {
+  TensorType type;
+  int64_t rows, cols;
+  size_t row_bytes;
+  std::vector<uint8_t> bytes;
+  std::vector<float> values;
+
+  QuantMatrix(TensorType t, int64_t r, int64_t c, std::mt19937_64& rng)
+      : type(t), rows(r), cols(c), row_bytes(row_bytes_of(t, c)) {
+    bytes.resize(row_bytes * static_cast<size_t>(rows));
+    values.resize(static_cast<size_t>(rows * cols));
+    for (int64_t i = 0; i < rows; ++i) {
+      const std::vector<float> src = random_floats(static_cast<size_t>(cols), rng);
+      quantize_row(type, src.data(), bytes.data() + i * row_bytes, cols);
+      dequantize_row(type, bytes.data() + i * row_bytes, values.data() + i * cols, cols);
+    }
+  }
+  static size_t row_bytes_of(TensorType t, int64_t c) {
+    return static_cast<size_t>(::realizar::row_bytes(t, static_cast<uint64_t>(c)));
+  }
+  cuda::DeviceMatrix on_device(const DeviceVector<uint8_t>& d) const {
+    return {static_cast<uint32_t>(type), rows, cols, row_bytes, d.get()};
+  }
+};
+
+struct MatvecCase {
+  TensorType type;
+  int64_t rows, cols, tokens;
+};
+
+class CudaMatvec : public ::testing::TestWithParam<MatvecCase> {};
+
+TEST_P(CudaMatvec, MatchesFloat64DotProductsOfTheDequantizedRows) {
+  SKIP_WITHOUT_GPU();
+  const MatvecCase c = GetParam();
+  std::mt19937_64 rng(static_cast<uint64_t>(c.rows * 131 + c.cols * 7 + c.tokens));
+  const QuantMatrix w(c.type, c.rows, c.cols, rng);
+  const std::vector<float> x = random_floats(static_cast<size_t>(c.tokens * c.cols), rng);
+  const std::vector<float> bias = random_floats(static_cast<size_t>(c.rows), rng);
+  const std::vector<float> y0 = random_floats(static_cast<size_t>(c.tokens * c.rows), rng);
+  const bool accumulate = c.tokens % 2 == 1;  // both epilogues over the cases
+
+  std::vector<double> ref(y0.size());
+  for (int64_t t = 0; t < c.tokens; ++t) {
+    for (int64_t r = 0; r < c.rows; ++r) {
+      double sum = bias[r] + (accumulate ? y0[t * c.rows + r] : 0.0);
+      for (int64_t k = 0; k < c.cols; ++k) {
+        sum += static_cast<double>(w.values[r * c.cols + k]) * x[t * c.cols + k];
+      }
+      ref[t * c.rows + r] = sum;
+    }
+  }
+  const DeviceVector<uint8_t> dw(w.bytes);
+  const DeviceVector<float> dx(x), db(bias), dy(y0);
+  cuda::matvec(w.on_device(dw), dx.get(), c.cols, dy.get(), c.rows, db.get(), accumulate, c.tokens,
+               nullptr);
+  // float32 accumulation of `cols` products: relative rounding far below 1e-5.
+  EXPECT_LE(relative_max_error(dy.read(), ref), 1e-5);
+}
+
+std::vector<MatvecCase> matvec_cases() {
+  std::vector<MatvecCase> cases;
+  for (TensorType t : {TensorType::F32, TensorType::F16, TensorType::BF16, TensorType::Q4_0,
+                       TensorType::Q5_0, TensorType::Q8_0}) {
+    cases.push_back({t, 37, 896, 1});
+    cases.push_back({t, 130, 1536, 5});
+    cases.push_back({t, 64, 4864, 11});  // 0.5B FFN width; 11 tokens = two passes
+  }
+  for (TensorType t : {TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K}) {
+    cases.push_back({t, 37, 1536, 1});
+    cases.push_back({t, 129, 3584, 8});
+    cases.push_back({t, 33, 5120, 3});
+    cases.push_back({t, 17, 18944, 2});  // 7B FFN down
+  }
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(Types, CudaMatvec, ::testing::ValuesIn(matvec_cases()),
+                         [](const auto& info) {
+                           const MatvecCase& c = info.param;
+                           return std::string(tensor_type_name(c.type)) + "_" +
+                                  std::to_string(c.rows) + "x" + std::to_string(c.cols) + "_t" +
+                                  std::to_string(c.tokens);
+                         });
+
+class CudaDequantize : public ::testing::TestWithParam<TensorType> {};
+
+TEST_P(CudaDequantize, EmbeddingRowsAndHalfTilesMatchTheScalarDequantizer) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937_64 rng(99);
+  const int64_t cols = GetParam() == TensorType::Q4_K || GetParam() == TensorType::Q5_K ||
+                               GetParam() == TensorType::Q6_K
+                           ? 1024
+                           : 896;
+  const QuantMatrix w(GetParam(), 23, cols, rng);
+  const DeviceVector<uint8_t> dw(w.bytes);
+
+  const std::vector<int32_t> tokens = {5, 0, 22, 5, 17};
+  const DeviceVector<int32_t> dt(tokens);
+  const DeviceVector<float> embedded(tokens.size() * static_cast<size_t>(cols));
+  cuda::embed_rows(w.on_device(dw), dt.get(), static_cast<int64_t>(tokens.size()), embedded.get(),
+                   nullptr);
+  const std::vector<float> e = embedded.read();
+  for (size_t t = 0; t < tokens.size(); ++t) {
+    for (int64_t k = 0; k < cols; ++k) {
+      const float expected = w.values[tokens[t] * cols + k];
+      // The kernel may fuse d * q - m into one FMA: one rounding fewer than the scalar code.
+      ASSERT_NEAR(e[t * cols + k], expected, 1e-6f * (1.0f + std::abs(expected)))
+          << "token " << t << " column " << k;
+    }
+  }
+
+  const int64_t row_begin = 3, row_count = 11;
+  const DeviceVector<uint16_t> halves(static_cast<size_t>(row_count * cols));
+  cuda::dequantize_to_half(w.on_device(dw), row_begin, row_count, halves.get(), nullptr);
+  const std::vector<uint16_t> h = halves.read();
+  for (int64_t r = 0; r < row_count; ++r) {
+    for (int64_t k = 0; k < cols; ++k) {
+      const float expected = w.values[(row_begin + r) * cols + k];
+      ASSERT_NEAR(fp16_to_fp32(h[r * cols + k]), expected, 1e-3f * std::abs(expected) + 1e-7f)
+          << "row " << r << " column " << k;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Types, CudaDequantize,
+                         ::testing::Values(TensorType::F32, TensorType::F16, TensorType::BF16,
+                                           TensorType::Q4_0, TensorType::Q5_0, TensorType::Q8_0,
+                                           TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K),
+                         [](const auto& info) { return std::string(tensor_type_name(info.param)); });
+
+TEST(CudaKernels, RmsNormAndLayerNormMatchFloat64) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937_64 rng(5);
+  for (const bool layer_norm : {false, true}) {
+    for (const int64_t width : {896, 5120, 1000}) {
+      const int64_t tokens = 3;
+      const std::vector<float> x = random_floats(static_cast<size_t>(tokens * width), rng, 4.0f);
+      const std::vector<float> weight = random_floats(static_cast<size_t>(width), rng);
+      const std::vector<float> bias = random_floats(static_cast<size_t>(width), rng);
+      std::vector<double> ref(x.size());
+      for (int64_t t = 0; t < tokens; ++t) {
+        const float* xt = x.data() + t * width;
+        double mean = 0.0, var = 0.0;
+        if (layer_norm) mean = std::accumulate(xt, xt + width, 0.0) / static_cast<double>(width);
+        for (int64_t i = 0; i < width; ++i) var += (xt[i] - mean) * (xt[i] - mean);
+        const double scale = 1.0 / std::sqrt(var / static_cast<double>(width) + 1e-6);
+        for (int64_t i = 0; i < width; ++i) {
+          ref[t * width + i] = (xt[i] - mean) * scale * weight[i] + (layer_norm ? bias[i] : 0.0);
+        }
+      }
+      const DeviceVector<float> dx(x), dw(weight), db(bias), out(x.size());
+      cuda::norm_rows(dx.get(), dw.get(), layer_norm ? db.get() : nullptr, out.get(), width, tokens,
+                      1e-6f, layer_norm, nullptr);
+      EXPECT_LE(relative_max_error(out.read(), ref), 1e-5) << "layer_norm " << layer_norm << " width " << width;
+    }
+  }
+}
+
+struct RopeCase {
+  int heads, kv_heads, head_dim, rope_dim;
+  bool neox;
+};
+
+class CudaRope : public ::testing::TestWithParam<RopeCase> {};
+
+TEST_P(CudaRope, RotatesQueriesAndStoresRotatedKeysAndValuesAtTheirSlots) {
+  SKIP_WITHOUT_GPU();
+  const RopeCase c = GetParam();
+  std::mt19937_64 rng(static_cast<uint64_t>(c.head_dim * 10 + c.rope_dim));
+  const int tokens = 4, q_dim = c.heads * c.head_dim, kv_dim = c.kv_heads * c.head_dim;
+  const std::vector<int32_t> positions = {0, 1, 777, 31999};
+  const std::vector<int32_t> slots = {9, 2, 30, 0};
+  const int slot_count = 32;
+  const std::vector<float> q = random_floats(static_cast<size_t>(tokens * q_dim), rng);
+  const std::vector<float> k = random_floats(static_cast<size_t>(tokens * kv_dim), rng);
+  const std::vector<float> v = random_floats(static_cast<size_t>(tokens * kv_dim), rng);
+  const double base = 1e6;
+  std::vector<double> inv_freq(static_cast<size_t>(c.rope_dim / 2));
+  for (size_t i = 0; i < inv_freq.size(); ++i) inv_freq[i] = std::pow(base, -2.0 * i / c.rope_dim);
+
+  auto rotate = [&](const std::vector<float>& src, int heads) {
+    std::vector<double> out(src.begin(), src.end());
+    const int dim = heads * c.head_dim, half = c.rope_dim / 2;
+    for (int t = 0; t < tokens; ++t) {
+      for (int h = 0; h < heads; ++h) {
+        for (int i = 0; i < half; ++i) {
+          const double theta = positions[t] * inv_freq[i];
+          const int a = c.neox ? i : 2 * i, b = c.neox ? i + half : 2 * i + 1;
+          double* head = out.data() + t * dim + h * c.head_dim;
+          const double x0 = head[a], x1 = head[b];
+          head[a] = x0 * std::cos(theta) - x1 * std::sin(theta);
+          head[b] = x0 * std::sin(theta) + x1 * std::cos(theta);
+        }
+      }
+    }
+    return out;
+  };
+  const std::vector<double> q_ref = rotate(q, c.heads), k_ref = rotate(k, c.kv_heads);
+
+  const DeviceVector<float> dq(q), dk(k), dv(v);
+  const DeviceVector<double> dfreq(inv_freq);
+  const DeviceVector<int32_t> dpos(positions), dslots(slots);
+  const DeviceVector<uint16_t> kc(static_cast<size_t>(slot_count * kv_dim)),
+      vc(static_cast<size_t>(slot_count * kv_dim));
+  const cuda::RopeParams p{c.heads, c.kv_heads, c.head_dim, c.rope_dim, c.neox, dfreq.get()};
+  cuda::rope_and_store_kv(p, dq.get(), dk.get(), dv.get(), dpos.get(), dslots.get(), tokens,
+                          kc.get(), vc.get(), nullptr);
+  EXPECT_LE(relative_max_error(dq.read(), q_ref), 1e-6);
+  const std::vector<uint16_t> keys = kc.read(), values = vc.read();
+  for (int t = 0; t < tokens; ++t) {
+    for (int i = 0; i < kv_dim; ++i) {
+      const size_t at = static_cast<size_t>(slots[t] * kv_dim + i);
+      const double expected = k_ref[t * kv_dim + i];  // rounded once more to float16
+      ASSERT_NEAR(fp16_to_fp32(keys[at]), expected, 1e-3 * std::abs(expected) + 1e-6)
+          << "token " << t << " dim " << i;
+      ASSERT_EQ(values[at], fp32_to_fp16(v[t * kv_dim + i])) << "token " << t << " dim " << i;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Styles, CudaRope,
+                         ::testing::Values(RopeCase{14, 2, 64, 64, true},     // Qwen2.5-0.5B
+                                           RopeCase{28, 4, 128, 128, true},   // Qwen2.5-7B
+                                           RopeCase{32, 4, 64, 64, false},    // TinyLlama
+                                           RopeCase{32, 32, 80, 32, true}));  // phi-2, partial
+
+struct AttentionCase {
+  int heads, kv_heads, head_dim, splits;
+  std::vector<int32_t> lengths;  // one token per sequence, at position length - 1
+};
+
+class CudaAttention : public ::testing::TestWithParam<AttentionCase> {};
+
+TEST_P(CudaAttention, MatchesFloat64SoftmaxOverThePagedCache) {
+  SKIP_WITHOUT_GPU();
+  const AttentionCase& c = GetParam();
+  constexpr int kBlock = 16;
+  std::mt19937_64 rng(static_cast<uint64_t>(c.heads * 1000 + c.splits));
+  const int seqs = static_cast<int>(c.lengths.size());
+  const int q_dim = c.heads * c.head_dim, kv_dim = c.kv_heads * c.head_dim;
+  int stride = 0, total_blocks = 0;
+  for (int len : c.lengths) {
+    stride = std::max(stride, (len + kBlock - 1) / kBlock);
+    total_blocks += (len + kBlock - 1) / kBlock;
+  }
+  // Blocks handed out in a shuffled order, as a pool that has served other sequences would.
+  std::vector<int32_t> pool(static_cast<size_t>(total_blocks));
+  std::iota(pool.begin(), pool.end(), 0);
+  std::shuffle(pool.begin(), pool.end(), rng);
+  std::vector<int32_t> tables(static_cast<size_t>(seqs * stride), -1);
+  size_t next = 0;
+  for (int s = 0; s < seqs; ++s) {
+    for (int b = 0; b < (c.lengths[s] + kBlock - 1) / kBlock; ++b) tables[s * stride + b] = pool[next++];
+  }
+  std::vector<uint16_t> keys(static_cast<size_t>(total_blocks * kBlock * kv_dim)), values(keys.size());
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  for (auto& h : keys) h = fp32_to_fp16(dist(rng));
+  for (auto& h : values) h = fp32_to_fp16(dist(rng));
+  const std::vector<float> q = random_floats(static_cast<size_t>(seqs * q_dim), rng, 2.0f);
+  std::vector<int32_t> positions, seq_rows;
+  for (int s = 0; s < seqs; ++s) {
+    positions.push_back(c.lengths[s] - 1);
+    seq_rows.push_back(s);
+  }
+
+  const double scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
+  const int group = c.heads / c.kv_heads;
+  std::vector<double> ref(static_cast<size_t>(seqs * q_dim));
+  for (int s = 0; s < seqs; ++s) {
+    for (int h = 0; h < c.heads; ++h) {
+      const int kv_off = (h / group) * c.head_dim;
+      std::vector<double> score(static_cast<size_t>(c.lengths[s]));
+      double mx = -INFINITY;
+      for (int j = 0; j < c.lengths[s]; ++j) {
+        const size_t slot = static_cast<size_t>(tables[s * stride + j / kBlock] * kBlock + j % kBlock);
+        double dot = 0.0;
+        for (int d = 0; d < c.head_dim; ++d) {
+          dot += static_cast<double>(q[s * q_dim + h * c.head_dim + d]) * fp16_to_fp32(keys[slot * kv_dim + kv_off + d]);
+        }
+        score[j] = dot * scale;
+        mx = std::max(mx, score[j]);
+      }
+      double total = 0.0;
+      for (double& x : score) total += (x = std::exp(x - mx));
+      for (int d = 0; d < c.head_dim; ++d) {
+        double sum = 0.0;
+        for (int j = 0; j < c.lengths[s]; ++j) {
+          const size_t slot = static_cast<size_t>(tables[s * stride + j / kBlock] * kBlock + j % kBlock);
+          sum += score[j] * fp16_to_fp32(values[slot * kv_dim + kv_off + d]);
+        }
+        ref[s * q_dim + h * c.head_dim + d] = sum / total;
+      }
+    }
+  }
+
+  const DeviceVector<float> dq(q), out(ref.size());
+  const DeviceVector<uint16_t> dk(keys), dv(values);
+  const DeviceVector<int32_t> dpos(positions), drows(seq_rows), dtables(tables),
+      dstride(std::vector<int32_t>{stride});
+  const DeviceVector<float> po(static_cast<size_t>(seqs * c.splits * q_dim)),
+      pml(static_cast<size_t>(seqs * c.splits * c.heads * 2));
+  const cuda::AttentionParams p{c.heads, c.kv_heads, c.head_dim, kBlock, static_cast<float>(scale)};
+  cuda::attention(p, dq.get(), dk.get(), dv.get(), dpos.get(), drows.get(), dtables.get(),
+                  dstride.get(), seqs, c.splits, po.get(), pml.get(), out.get(), nullptr);
+  // float32 softmax with exp2-based __expf: relative error of the outputs well under 1e-4.
+  EXPECT_LE(relative_max_error(out.read(), ref), 1e-4);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, CudaAttention,
+    ::testing::Values(AttentionCase{14, 2, 64, 1, {1, 100, 1000}},   // 0.5B, GQA 7:1
+                      AttentionCase{28, 4, 128, 5, {1, 300, 2049}},  // 7B, split keys
+                      AttentionCase{12, 2, 128, 3, {17}},            // 1.5B, GQA 6:1
+                      AttentionCase{40, 8, 128, 8, {40, 4000}},      // 32B, GQA 5:1
+                      AttentionCase{32, 32, 80, 2, {33, 65}}));      // phi-2: no GQA, head 80
+
+TEST(CudaKernels, SwiGluAndGeluMatchFloat64) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937_64 rng(3);
+  const size_t n = 10007;
+  const std::vector<float> gate = random_floats(n, rng, 8.0f), up = random_floats(n, rng, 8.0f);
+  std::vector<double> swiglu_ref(n), gelu_ref(n);
+  for (size_t i = 0; i < n; ++i) {
+    swiglu_ref[i] = gate[i] / (1.0 + std::exp(-static_cast<double>(gate[i]))) * up[i];
+    const double x = up[i];
+    gelu_ref[i] = 0.5 * x * (1.0 + std::tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
+  }
+  const DeviceVector<float> dg(gate), du(up), dx(up);
+  cuda::swiglu(dg.get(), du.get(), static_cast<int64_t>(n), nullptr);
+  cuda::gelu(dx.get(), static_cast<int64_t>(n), nullptr);
+  EXPECT_LE(relative_max_error(du.read(), swiglu_ref), 1e-6);
+  EXPECT_LE(relative_max_error(dx.read(), gelu_ref), 1e-6);
+}
+
+#endif  // REALIZAR_HAVE_CUDA
+
+}  // namespace
+}  // namespace realizar
