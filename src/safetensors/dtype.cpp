@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "realizar/error.h"
+#include "realizar/quant_blocks.h"
 #include "safetensors/dtype.h"
 
 namespace realizar::safetensors {
@@ -20,31 +21,14 @@ constexpr DTypeInfo kDTypes[] = {
     {"I64", 8},  {"U64", 8}, {"C64", 8},
 };
 
-// IEEE 754 binary16 -> binary32 bits. Every binary16 value, subnormals included, is a normal or
-// zero binary32, so the conversion is exact; NaN payloads keep their bits (shifted like numpy).
-uint32_t f16_to_f32_bits(uint16_t h) {
-  const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
-  const uint32_t exponent = (h >> 10) & 0x1F;
-  uint32_t mantissa = h & 0x3FF;
-  if (exponent == 0x1F) return sign | 0x7F800000 | (mantissa << 13);  // inf, NaN
-  if (exponent != 0) return sign | ((exponent + 127 - 15) << 23) | (mantissa << 13);
-  if (mantissa == 0) return sign;                                     // +-0
-  // Subnormal mantissa * 2^-24: shift its leading one into the implicit bit position.
-  uint32_t biased = 127 - 15 + 1;
-  while ((mantissa & 0x400) == 0) {
-    mantissa <<= 1;
-    --biased;
-  }
-  return sign | (biased << 23) | ((mantissa & 0x3FF) << 13);
-}
-
+// Exact 16-bit float conversions (quant_blocks.h: fp16_to_fp32, bf16_to_fp32).
 template <typename Convert>
-void convert_16bit(std::span<const std::byte> data, float* out, Convert to_bits) {
+void convert_16bit(std::span<const std::byte> data, float* out, Convert to_float) {
   const size_t count = data.size() / 2;
   for (size_t i = 0; i < count; ++i) {
     uint16_t half;
     std::memcpy(&half, data.data() + 2 * i, 2);  // data may be unaligned; little-endian host
-    out[i] = std::bit_cast<float>(to_bits(half));
+    out[i] = to_float(half);
   }
 }
 
@@ -74,9 +58,9 @@ void to_float32(const TensorEntry& tensor, float* out) {
       std::memcpy(out, tensor.data.data(), tensor.data.size());
       return;
     case DType::F16:
-      return convert_16bit(tensor.data, out, f16_to_f32_bits);
+      return convert_16bit(tensor.data, out, fp16_to_fp32);
     case DType::BF16:
-      return convert_16bit(tensor.data, out, [](uint16_t b) { return static_cast<uint32_t>(b) << 16; });
+      return convert_16bit(tensor.data, out, bf16_to_fp32);
     default:
       fail("{}: tensor '{}' has dtype {}; only F32, F16 and BF16 convert to float32", tensor.file.string(),
            tensor.name, dtype_name(tensor.dtype));
