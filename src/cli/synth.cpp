@@ -30,7 +30,8 @@ CommandRunner setup(CLI::App& app) {
                  "Hugging Face tokenizer.json to embed (tokenizer_config.json beside it is read "
                  "too); default: a 256-byte byte-level vocabulary");
   app.add_option("--seed", args->seed, "random seed (the output depends only on it)");
-  app.add_option("--threads", args->threads, "worker threads (0: all cores)");
+  app.add_option("-t,--threads", args->threads, "worker threads (0: all cores)")
+      ->check(CLI::NonNegativeNumber);
   return [args] {
     const SynthPreset& preset = synth_preset(args->preset);
     SynthOptions options;
