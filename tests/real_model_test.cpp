@@ -191,6 +191,8 @@ bool offline() {
 
 class SmolLM2 : public ::testing::Test {
  protected:
+  static constexpr const char* kSystem = "You are a helpful assistant.";
+
   static void SetUpTestSuite() {
     int exit_code = 0;
     std::string out = run_shell((source_dir() / "tools/fetch_models.sh").string() +
@@ -209,9 +211,13 @@ class SmolLM2 : public ::testing::Test {
     }
   }
 
+  // With an explicit system message: the model's default one ("You are a helpful AI assistant
+  // named SmolLM...") leaves near-ties at the first token of some answers, which 8-bit
+  // activations (the CPU backend, like llama.cpp) resolve differently from the reference.
   static std::string chat(const std::string& prompt, const std::string& device, int tokens) {
-    const CommandResult r = run_apr({"run", model_path_, "-p", prompt, "--chat", "--device",
-                                     device, "-n", std::to_string(tokens), "--temp", "0"});
+    const CommandResult r =
+        run_apr({"run", model_path_, "-p", prompt, "--chat", "--system", kSystem, "--device", device,
+                 "-n", std::to_string(tokens), "--temp", "0"});
     EXPECT_EQ(r.exit_code, 0) << r.err;
     return r.out;
   }
@@ -252,7 +258,7 @@ struct Recorded {
 };
 constexpr Recorded kRecorded[] = {
     {"What is the capital of France?", "The capital of France is Paris."},
-    {"Name three primary colors.", "1. Red: The most common primary"},
+    {"Name three primary colors.", "The primary colors are:\n\nRed"},
     {"Write one sentence about the sea.", "The sea is a vast and mysterious realm"},
 };
 constexpr int kRecordedTokens = 8;

@@ -30,7 +30,7 @@ struct ChatRender {
 };
 
 // Names accepted by render_chat's override (the CLI's --chat-template NAME):
-// chatml, qwen2.5, qwen3, llama2, llama3, zephyr (also TinyLlama), deepseek-coder.
+// chatml, qwen2.5, qwen3, llama2, llama3, zephyr (also TinyLlama), deepseek-coder, smollm2.
 const std::vector<std::string>& chat_template_names();
 
 // The name of the known template that `template_source` (Jinja text) is, or nullopt.

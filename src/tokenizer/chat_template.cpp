@@ -12,6 +12,8 @@ namespace {
 
 constexpr std::string_view kWhitespace = " \t\n\r\v\f";
 constexpr std::string_view kQwenDefaultSystem = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.";
+constexpr std::string_view kSmolLM2DefaultSystem =
+    "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
 constexpr std::string_view kDeepSeekCoderDefaultSystem =
     "You are an AI programming assistant, utilizing the Deepseek Coder model, developed by Deepseek Company, and you "
     "only answer questions related to computer science. For politically sensitive questions, security and privacy "
@@ -41,6 +43,13 @@ std::string render_chatml(Messages messages, bool add_generation_prompt, const C
   for (const ChatMessage& m : messages) out += chatml_turn(m.role, m.content);
   if (add_generation_prompt) out += "<|im_start|>assistant\n";
   return out;
+}
+
+// SmolLM2: ChatML with a default system turn when the conversation does not start with one.
+std::string render_smollm2(Messages messages, bool add_generation_prompt, const ChatSpecialTokens& special) {
+  const bool has_system = !messages.empty() && messages[0].role == "system";
+  const std::string default_system = has_system ? "" : chatml_turn("system", kSmolLM2DefaultSystem);
+  return default_system + render_chatml(messages, add_generation_prompt, special);
 }
 
 // Qwen's "tool" messages: consecutive ones share one user turn of <tool_response> blocks.
@@ -184,7 +193,7 @@ const std::vector<KnownTemplate>& known_templates() {
   static const std::vector<KnownTemplate> known = {
       {"chatml", render_chatml},   {"qwen2.5", render_qwen25}, {"qwen3", render_qwen3},
       {"llama2", render_llama2},   {"llama3", render_llama3},  {"zephyr", render_zephyr},
-      {"deepseek-coder", render_deepseek_coder},
+      {"deepseek-coder", render_deepseek_coder}, {"smollm2", render_smollm2},
   };
   return known;
 }
@@ -203,6 +212,7 @@ const std::vector<std::string>& chat_template_names() {
 std::optional<std::string> detect_chat_template(std::string_view source) {
   if (contains(source, "<|im_start|>")) {
     if (contains(source, kQwenDefaultSystem)) return "qwen2.5";
+    if (contains(source, kSmolLM2DefaultSystem)) return "smollm2";
     if (contains(source, "</think>") && contains(source, "last_query_index")) return "qwen3";
     return "chatml";
   }
