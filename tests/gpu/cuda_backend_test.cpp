@@ -7,7 +7,12 @@
 // batches over 8 tokens, multiplies float16 copies of weights and activations with float32
 // accumulation; the reference keeps float32 throughout with float64 sums. Those roundings move
 // the logits of these models by a few 1e-4 of their largest magnitude; the bound is 1e-2 to leave
-// room for their growth through the layers, and greedy tokens must agree exactly.
+// room for their growth through the layers. Batches of up to 8 tokens with quantized weights
+// also quantize the activations to int8 blocks (relative rounding up to 1/254 of each block's
+// largest value, as llama.cpp's q8_1), which moves these random-weight models' logits by up to
+// ~1.2e-2: the bound is 3e-2 there. Greedy decoding (teacher-forced by the reference) must pick
+// the reference's best token, or one whose reference logit is within that bound of it (a near
+// tie that the roundings may flip).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -34,6 +39,7 @@ TEST(CudaBackend, SkippedWithoutCuda) { GTEST_SKIP() << "built without the CUDA 
 #else
 
 constexpr double kLogitTolerance = 1e-2;
+constexpr double kInt8LogitTolerance = 3e-2;
 
 std::filesystem::path convert_golden(const TempDir& dir, const std::string& name,
                                      const std::string& type) {
@@ -63,22 +69,28 @@ int32_t argmax(const float* row, int64_t n) {
   return static_cast<int32_t>(std::max_element(row, row + n) - row);
 }
 
-std::vector<int32_t> greedy_tokens(Backend& backend, const std::vector<int32_t>& prompt,
-                                   size_t count) {
+// `count` greedy steps after `prompt`, both backends fed the reference's choices: at every step
+// the CUDA backend's best token must have a reference logit within `tolerance` (relative to the
+// largest magnitude) of the reference's best (tolerance 0: the same token, barring exact ties).
+void expect_same_greedy_choices(Backend& cuda, Backend& reference,
+                                const std::vector<int32_t>& prompt, size_t count, double tolerance) {
   Batch batch;
   for (size_t i = 0; i < prompt.size(); ++i) {
     batch.add(prompt[i], static_cast<int32_t>(i), 0, i + 1 == prompt.size());
   }
-  std::vector<float> logits;
-  std::vector<int32_t> out;
-  const int64_t vocab = backend.config().vocab_size;
-  while (out.size() < count) {
-    backend.forward(batch, logits);
-    out.push_back(argmax(logits.data(), vocab));
+  std::vector<float> a, b;
+  const int64_t vocab = reference.config().vocab_size;
+  for (size_t step = 0; step < count; ++step) {
+    cuda.forward(batch, a);
+    reference.forward(batch, b);
+    const int32_t best = argmax(b.data(), vocab), chosen = argmax(a.data(), vocab);
+    double largest = 0.0;
+    for (float v : b) largest = std::max(largest, std::abs(static_cast<double>(v)));
+    EXPECT_GE(b[chosen], b[best] - tolerance * largest)
+        << "step " << step << ": CUDA chose " << chosen << ", the reference " << best;
     batch.clear();
-    batch.add(out.back(), static_cast<int32_t>(prompt.size() + out.size() - 1), 0, true);
+    batch.add(best, static_cast<int32_t>(prompt.size() + step), 0, true);
   }
-  return out;
 }
 
 struct LoadedModel {
@@ -92,7 +104,8 @@ struct LoadedModel {
 };
 
 // Runs the same batches through both backends and compares every logits row.
-void expect_same_logits(Backend& cuda, Backend& reference, const std::vector<Batch>& batches) {
+void expect_same_logits(Backend& cuda, Backend& reference, const std::vector<Batch>& batches,
+                        double tolerance = kLogitTolerance) {
   std::vector<float> a, b;
   for (size_t i = 0; i < batches.size(); ++i) {
     cuda.forward(batches[i], a);
@@ -100,7 +113,7 @@ void expect_same_logits(Backend& cuda, Backend& reference, const std::vector<Bat
     const double error = relative_max_error(a, b);
     std::cout << "  batch " << i << " (" << batches[i].size() << " tokens): max relative logit error "
               << error << "\n";
-    EXPECT_LE(error, kLogitTolerance) << "batch " << i;
+    EXPECT_LE(error, batches[i].size() > 8 ? kLogitTolerance : tolerance) << "batch " << i;
   }
 }
 
@@ -125,13 +138,14 @@ TEST_P(CudaBackendGolden, MatchesTheReferenceBackend) {
   std::vector<Batch> batches(4);
   for (size_t i = 0; i < prompt.size(); ++i) batches[0].add(prompt[i], static_cast<int32_t>(i), 3, true);
   for (int s = 1; s < 4; ++s) batches[s].add(prompt[s], 19 + s, 3, true);
-  expect_same_logits(*cuda, *reference, batches);
+  const double tolerance = type == "f32" || type == "f16" ? kLogitTolerance : kInt8LogitTolerance;
+  expect_same_logits(*cuda, *reference, batches, tolerance);
 
   auto cuda_fresh = make_cuda_backend(m.config, m.weights, 256);
   auto reference_fresh = make_reference_backend(m.config, m.weights, 256);
   const std::vector<int32_t> short_prompt(prompt.begin(), prompt.begin() + 5);
-  EXPECT_EQ(greedy_tokens(*cuda_fresh, short_prompt, 16),
-            greedy_tokens(*reference_fresh, short_prompt, 16));
+  expect_same_greedy_choices(*cuda_fresh, *reference_fresh, short_prompt, 16,
+                             type == "f32" || type == "f16" ? 0.0 : kInt8LogitTolerance);
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -204,7 +218,7 @@ TEST(CudaBackend, RealShapeModelMatchesTheReference) {
   for (int i = 0; i < 12; ++i) batches[0].add(t[i], i, 0, i == 11);
   batches[1].add(t[12], 12, 0, true);
   batches[2].add(t[13], 13, 0, true);
-  expect_same_logits(*cuda, *reference, batches);
+  expect_same_logits(*cuda, *reference, batches, kInt8LogitTolerance);
 }
 
 #endif  // REALIZAR_HAVE_CUDA

@@ -3,6 +3,7 @@
 // and at odd sizes. Skips without a GPU.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <numeric>
@@ -108,8 +109,45 @@ struct MatvecCase {
   int64_t rows, cols, tokens;
 };
 
+bool is_float_type(TensorType t) {
+  return t == TensorType::F32 || t == TensorType::F16 || t == TensorType::BF16;
+}
+
+// The int8 blocks the kernels' activation quantizer must produce (kernels.h, ActivationsQ8):
+// d = max|x| / 127, q = round-half-even(x * (1 / d)), in float32 like the device.
+struct HostQ8 {
+  std::vector<int8_t> q;
+  std::vector<float> ds;  // {d, d * sum(q)} per block
+  std::vector<double> values;  // d * q
+};
+
+HostQ8 quantize_q8_on_host(const std::vector<float>& x) {
+  HostQ8 h;
+  h.q.resize(x.size());
+  h.values.resize(x.size());
+  for (size_t b = 0; b < x.size() / 32; ++b) {
+    float amax = 0.0f;
+    for (size_t i = 0; i < 32; ++i) amax = std::max(amax, std::abs(x[32 * b + i]));
+    const float d = amax / 127.0f;
+    const float inverse = d > 0.0f ? 1.0f / d : 0.0f;
+    int sum = 0;
+    for (size_t i = 0; i < 32; ++i) {
+      const int q = std::clamp(static_cast<int>(std::nearbyint(x[32 * b + i] * inverse)), -127, 127);
+      h.q[32 * b + i] = static_cast<int8_t>(q);
+      h.values[32 * b + i] = static_cast<double>(d) * q;
+      sum += q;
+    }
+    h.ds.push_back(d);
+    h.ds.push_back(d * static_cast<float>(sum));
+  }
+  return h;
+}
+
 class CudaMatvec : public ::testing::TestWithParam<MatvecCase> {};
 
+// Float types: float32 activations. Quantized types: the activations are quantized to int8
+// blocks on the device (checked bit for bit against the host quantizer), then the reference is
+// the float64 dot product of the dequantized weights with the dequantized int8 activations.
 TEST_P(CudaMatvec, MatchesFloat64DotProductsOfTheDequantizedRows) {
   SKIP_WITHOUT_GPU();
   const MatvecCase c = GetParam();
@@ -119,38 +157,56 @@ TEST_P(CudaMatvec, MatchesFloat64DotProductsOfTheDequantizedRows) {
   const std::vector<float> bias = random_floats(static_cast<size_t>(c.rows), rng);
   const std::vector<float> y0 = random_floats(static_cast<size_t>(c.tokens * c.rows), rng);
   const bool accumulate = c.tokens % 2 == 1;  // both epilogues over the cases
+  const bool int8 = !is_float_type(c.type);
+  ASSERT_EQ(cuda::matvec_reads_int8(static_cast<uint32_t>(c.type)), int8);
+  const HostQ8 xq = quantize_q8_on_host(x);
 
   std::vector<double> ref(y0.size());
   for (int64_t t = 0; t < c.tokens; ++t) {
     for (int64_t r = 0; r < c.rows; ++r) {
       double sum = bias[r] + (accumulate ? y0[t * c.rows + r] : 0.0);
       for (int64_t k = 0; k < c.cols; ++k) {
-        sum += static_cast<double>(w.values[r * c.cols + k]) * x[t * c.cols + k];
+        const size_t at = static_cast<size_t>(t * c.cols + k);
+        sum += static_cast<double>(w.values[r * c.cols + k]) * (int8 ? xq.values[at] : x[at]);
       }
       ref[t * c.rows + r] = sum;
     }
   }
   const DeviceVector<uint8_t> dw(w.bytes);
   const DeviceVector<float> dx(x), db(bias), dy(y0);
-  cuda::matvec(w.on_device(dw), dx.get(), c.cols, dy.get(), c.rows, db.get(), accumulate, c.tokens,
-               nullptr);
-  // float32 accumulation of `cols` products: relative rounding far below 1e-5.
-  EXPECT_LE(relative_max_error(dy.read(), ref), 1e-5);
+  if (int8) {
+    const DeviceVector<int8_t> q(x.size());
+    const DeviceVector<float> ds(x.size() / 16);
+    cuda::quantize_activations(dx.get(), c.cols, c.tokens, {q.get(), ds.get()}, nullptr);
+    ASSERT_EQ(q.read(), xq.q);
+    ASSERT_EQ(ds.read(), xq.ds);
+    cuda::matvec_int8(w.on_device(dw), {q.get(), ds.get()}, dy.get(), c.rows, db.get(), accumulate,
+                      c.tokens, nullptr);
+    // Exact integer block sums; float32 only in the per-block scaling and the sum over blocks.
+    EXPECT_LE(relative_max_error(dy.read(), ref), 1e-5);
+  } else {
+    cuda::matvec(w.on_device(dw), dx.get(), c.cols, dy.get(), c.rows, db.get(), accumulate,
+                 c.tokens, nullptr);
+    // float32 accumulation of `cols` products: relative rounding far below 1e-5.
+    EXPECT_LE(relative_max_error(dy.read(), ref), 1e-5);
+  }
 }
 
 std::vector<MatvecCase> matvec_cases() {
   std::vector<MatvecCase> cases;
   for (TensorType t : {TensorType::F32, TensorType::F16, TensorType::BF16, TensorType::Q4_0,
-                       TensorType::Q5_0, TensorType::Q8_0}) {
+                       TensorType::Q4_1, TensorType::Q5_0, TensorType::Q8_0}) {
     cases.push_back({t, 37, 896, 1});
     cases.push_back({t, 130, 1536, 5});
     cases.push_back({t, 64, 4864, 11});  // 0.5B FFN width; 11 tokens = two passes
+    cases.push_back({t, 9, 2080, 8});    // 65 blocks: the last one unpaired
   }
   for (TensorType t : {TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K}) {
     cases.push_back({t, 37, 1536, 1});
     cases.push_back({t, 129, 3584, 8});
     cases.push_back({t, 33, 5120, 3});
     cases.push_back({t, 17, 18944, 2});  // 7B FFN down
+    cases.push_back({t, 21, 4864, 7});   // 19 blocks a row: rows 2-byte aligned for Q6_K
   }
   return cases;
 }
@@ -205,7 +261,7 @@ TEST_P(CudaDequantize, EmbeddingRowsAndHalfTilesMatchTheScalarDequantizer) {
 
 INSTANTIATE_TEST_SUITE_P(Types, CudaDequantize,
                          ::testing::Values(TensorType::F32, TensorType::F16, TensorType::BF16,
-                                           TensorType::Q4_0, TensorType::Q5_0, TensorType::Q8_0,
+                                           TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q8_0,
                                            TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K),
                          [](const auto& info) { return std::string(tensor_type_name(info.param)); });
 

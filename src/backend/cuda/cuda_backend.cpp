@@ -279,6 +279,9 @@ class CudaBackend final : public Backend {
     largest = std::max(largest, output_.rows * output_.cols);
     gemm_weights_ = floats((std::min(largest, kGemmScratchElements) + 1) / 2, "GEMM weights");
     gemm_x_ = floats((t * max_matrix_cols_ + 1) / 2, "GEMM activations");
+    // int8 activations for the matvec path (1 byte each, plus a float pair per 32).
+    x_q8_.q = reinterpret_cast<int8_t*>(floats((kMatvecMaxTokens * max_matrix_cols_ + 3) / 4, "int8 activations"));
+    x_q8_.ds = floats(kMatvecMaxTokens * max_matrix_cols_ / 16, "int8 activation scales");
     cublas_workspace_ = device_alloc(size_t{32} << 20, "cuBLAS workspace");
     check(cublasSetWorkspace(cublas_, cublas_workspace_.get(), size_t{32} << 20), "cublasSetWorkspace");
 
@@ -395,11 +398,30 @@ class CudaBackend final : public Backend {
                 static_cast<size_t>(step.outputs * config_.vocab_size) * sizeof(float));
   }
 
-  // y = W x (+ bias) (+ y when accumulating) for `tokens` rows of x ([tokens x W.cols]).
-  void linear(const cuda::DeviceMatrix& w, const float* x, float* y, int64_t ldy, const float* bias,
-              bool accumulate, int64_t tokens) {
+  // The input of one or more linear layers: float32 [tokens x cols], and whether the int8 copy in
+  // x_q8_ is already made. The int8 buffer is shared: making a new LinearInput ends the last one's
+  // use of it (consumers of an input are enqueued before the next input is made).
+  struct LinearInput {
+    const float* x;
+    int64_t tokens;
+    bool quantized = false;
+  };
+
+  // y = W x (+ bias) (+ y when accumulating) for the input's rows ([tokens x W.cols]).
+  void linear(const cuda::DeviceMatrix& w, LinearInput& in, float* y, int64_t ldy, const float* bias,
+              bool accumulate) {
+    const float* x = in.x;
+    const int64_t tokens = in.tokens;
     if (tokens <= kMatvecMaxTokens) {
-      cuda::matvec(w, x, w.cols, y, ldy, bias, accumulate, tokens, stream_);
+      if (!cuda::matvec_reads_int8(w.type)) {
+        cuda::matvec(w, x, w.cols, y, ldy, bias, accumulate, tokens, stream_);
+        return;
+      }
+      if (!in.quantized) {
+        cuda::quantize_activations(x, w.cols, tokens, x_q8_, stream_);
+        in.quantized = true;
+      }
+      cuda::matvec_int8(w, x_q8_, y, ldy, bias, accumulate, tokens, stream_);
       return;
     }
     cuda::float_to_half(x, gemm_x_, tokens * w.cols, stream_);
@@ -436,16 +458,18 @@ class CudaBackend final : public Backend {
       void* values = cache_[2 * l + 1].get();
       cuda::norm_rows(x_, w.attn_norm, w.attn_norm_bias, h_, c.embedding_length, n, c.norm_epsilon,
                       c.layer_norm, stream_);
-      linear(w.q, h_, q_, c.q_dim(), w.q_bias, false, n);
-      linear(w.k, h_, k_, c.kv_dim(), w.k_bias, false, n);
-      linear(w.v, h_, v_, c.kv_dim(), w.v_bias, false, n);
+      LinearInput normed{h_, n};
+      linear(w.q, normed, q_, c.q_dim(), w.q_bias, false);
+      linear(w.k, normed, k_, c.kv_dim(), w.k_bias, false);
+      linear(w.v, normed, v_, c.kv_dim(), w.v_bias, false);
       cuda::rope_and_store_kv(rope, q_, k_, v_, device_field(layout_.positions),
                               device_field(layout_.slots), n, keys, values, stream_);
       cuda::attention(attn, q_, keys, values, device_field(layout_.positions),
                       device_field(layout_.seq_rows), device_field(layout_.tables),
                       device_field(layout_.stride), n, step.splits, partial_o_, partial_ml_, attn_,
                       stream_);
-      linear(w.o, attn_, x_, c.embedding_length, w.o_bias, true, n);
+      LinearInput attended{attn_, n};
+      linear(w.o, attended, x_, c.embedding_length, w.o_bias, true);
       if (!c.parallel_residual) {
         cuda::norm_rows(x_, w.ffn_norm, nullptr, h_, c.embedding_length, n, c.norm_epsilon,
                         c.layer_norm, stream_);
@@ -457,14 +481,16 @@ class CudaBackend final : public Backend {
   // x += down(act(h)): SwiGLU (Shazeer 2020) or, for phi-2, GELU of up(h) + bias.
   void feed_forward(const DeviceLayer& w, int64_t n) {
     const int64_t ffn = config_.feed_forward_length;
-    linear(w.up, h_, up_, ffn, w.up_bias, false, n);
+    LinearInput normed{h_, n};
+    linear(w.up, normed, up_, ffn, w.up_bias, false);
     if (config_.gelu_mlp) {
       cuda::gelu(up_, n * ffn, stream_);
     } else {
-      linear(w.gate, h_, gate_, ffn, nullptr, false, n);
+      linear(w.gate, normed, gate_, ffn, nullptr, false);
       cuda::swiglu(gate_, up_, n * ffn, stream_);
     }
-    linear(w.down, up_, x_, config_.embedding_length, w.down_bias, true, n);
+    LinearInput activated{up_, n};
+    linear(w.down, activated, x_, config_.embedding_length, w.down_bias, true);
   }
 
   // Logits of wanted rows [begin, begin + count) of the step into the pinned buffer.
@@ -474,7 +500,8 @@ class CudaBackend final : public Backend {
                       stream_);
     cuda::norm_rows(out_x_, output_norm_, output_norm_bias_, out_h_, c.embedding_length, count,
                     c.norm_epsilon, c.layer_norm, stream_);
-    linear(output_, out_h_, logits_, c.vocab_size, output_bias_, false, count);
+    LinearInput normed{out_h_, count};
+    linear(output_, normed, logits_, c.vocab_size, output_bias_, false);
     check(cudaMemcpyAsync(logits_host_.get(), logits_,
                           static_cast<size_t>(count * c.vocab_size) * sizeof(float),
                           cudaMemcpyDeviceToHost, stream_),
@@ -503,6 +530,7 @@ class CudaBackend final : public Backend {
   float *partial_o_ = nullptr, *partial_ml_ = nullptr;
   void* gemm_weights_ = nullptr;
   void* gemm_x_ = nullptr;
+  cuda::ActivationsQ8 x_q8_;
   DeviceMemory cublas_workspace_;
   std::vector<DeviceMemory> cache_;  // per layer: keys, values ([slot][kv_dim] float16)
   DeviceMemory inv_freq_;

@@ -11,8 +11,8 @@
 
 namespace realizar::cuda {
 
-// Whether the matrix kernels handle weights of ggml type id `type` (F32, F16, BF16, Q4_0, Q5_0,
-// Q8_0, Q4_K, Q5_K, Q6_K) with rows of `cols` elements (cols must fill whole kernel units: a
+// Whether the matrix kernels handle weights of ggml type id `type` (F32, F16, BF16, Q4_0, Q4_1,
+// Q5_0, Q8_0, Q4_K, Q5_K, Q6_K) with rows of `cols` elements (cols must fill whole kernel units: a
 // multiple of 32 for the quantized types, 8 for F16/BF16, 4 for F32).
 bool matrix_type_supported(uint32_t type, int64_t cols);
 
@@ -28,9 +28,34 @@ struct DeviceMatrix {
 
 // y[t][r] = (accumulate ? y[t][r] : 0) + sum_c W[r][c] x[t][c] + (bias ? bias[r] : 0) for t < tokens.
 // x: [tokens x ldx], y: [tokens x ldy]. Reads each weight byte once per 8 tokens (one warp per
-// row, weights dequantized in registers). `tokens` any positive count.
+// row, weights converted to float in registers). `tokens` any positive count. Used for the float
+// types; the quantized types go through matvec_int8.
 void matvec(const DeviceMatrix& w, const float* x, int64_t ldx, float* y, int64_t ldy,
             const float* bias, bool accumulate, int64_t tokens, cudaStream_t stream);
+
+// Activations quantized to int8 in blocks of 32 consecutive values (ggml's q8_1 scheme):
+// q [tokens x cols] int8 and ds [tokens x cols/32] float pairs {d, d * sum(q)}, with
+// d = max|x| / 127 and q = round-to-nearest-even(x * (1 / d)) over each block (q = 0 when d = 0).
+struct ActivationsQ8 {
+  int8_t* q = nullptr;
+  float* ds = nullptr;
+};
+
+// Whether matvec_int8 handles weights of ggml type id `type` (Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q5_K,
+// Q6_K); the float types (F32, F16, BF16) use matvec.
+bool matvec_reads_int8(uint32_t type);
+
+// out = the int8 blocks of x ([tokens x cols], cols a multiple of 32).
+void quantize_activations(const float* x, int64_t cols, int64_t tokens, ActivationsQ8 out,
+                          cudaStream_t stream);
+
+// As matvec, with the activations given as quantize_activations made them (row length w.cols):
+// integer dot products of weight and activation blocks (__dp4a), scaled per block pair. One warp
+// per row; weights read once per 8 tokens. The small block types (2-byte aligned) are read as
+// aligned 4-byte words, which may reach 2 bytes past the matrix's last block (never past the
+// 4-byte word that holds it; device allocations are 256-byte granular).
+void matvec_int8(const DeviceMatrix& w, ActivationsQ8 x, float* y, int64_t ldy, const float* bias,
+                 bool accumulate, int64_t tokens, cudaStream_t stream);
 
 // out[r][c] = W[r][c] as float16 for rows [row_begin, row_begin + row_count): out is
 // [row_count x cols].

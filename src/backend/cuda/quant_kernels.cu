@@ -17,7 +17,7 @@
 namespace realizar::cuda {
 namespace {
 
-constexpr uint32_t kF32 = 0, kF16 = 1, kQ4_0 = 2, kQ5_0 = 6, kQ8_0 = 8, kQ4_K = 12, kQ5_K = 13,
+constexpr uint32_t kF32 = 0, kF16 = 1, kQ4_0 = 2, kQ4_1 = 3, kQ5_0 = 6, kQ8_0 = 8, kQ4_K = 12, kQ5_K = 13,
                    kQ6_K = 14, kBF16 = 30;
 
 __device__ __forceinline__ float half_at(const uint8_t* p) {
@@ -160,6 +160,23 @@ struct Q4or5_0 {
   }
 };
 
+// Q4_1: unit = one 32-element block (4-byte aligned), x = d * q + m; nibbles as Q4_0.
+struct Q41 {
+  static constexpr int kRuns = 2, kRunLen = 16, kRunStride = 16, kUnitElems = 32;
+  __device__ static int64_t base(int64_t u) { return u * 32; }
+  __device__ static void load(const uint8_t* row, int64_t u, float (&w)[kRuns][kRunLen]) {
+    const uint8_t* blk = row + u * sizeof(block_q4_1);
+    const float d = half_at(blk), m = half_at(blk + 2);
+    uint8_t q[16];
+    load_bytes_2aligned(blk + 4, q);
+#pragma unroll
+    for (int i = 0; i < 16; ++i) {
+      w[0][i] = d * small_int_to_float(q[i] & 0xF) + m;
+      w[1][i] = d * small_int_to_float(q[i] >> 4) + m;
+    }
+  }
+};
+
 // Q8_0: unit = one 32-element block, x = d * q.
 struct Q80 {
   static constexpr int kRuns = 1, kRunLen = 32, kRunStride = 0, kUnitElems = 32;
@@ -287,6 +304,7 @@ bool with_loader(uint32_t type, F&& f) {
     case kF16: f(Half16<false>{}); return true;
     case kBF16: f(Half16<true>{}); return true;
     case kQ4_0: f(Q4or5_0<false>{}); return true;
+    case kQ4_1: f(Q41{}); return true;
     case kQ5_0: f(Q4or5_0<true>{}); return true;
     case kQ8_0: f(Q80{}); return true;
     case kQ4_K: f(Q4K{}); return true;
@@ -369,9 +387,12 @@ bool matrix_type_supported(uint32_t type, int64_t cols) {
 
 void matvec(const DeviceMatrix& w, const float* x, int64_t ldx, float* y, int64_t ldy,
             const float* bias, bool accumulate, int64_t tokens, cudaStream_t stream) {
-  with_loader(w.type, [&](auto q) {
-    launch_matvec<decltype(q)>(w, x, ldx, y, ldy, bias, accumulate, tokens, stream);
-  });
+  switch (w.type) {
+    case kF32: launch_matvec<F32>(w, x, ldx, y, ldy, bias, accumulate, tokens, stream); break;
+    case kF16: launch_matvec<Half16<false>>(w, x, ldx, y, ldy, bias, accumulate, tokens, stream); break;
+    case kBF16: launch_matvec<Half16<true>>(w, x, ldx, y, ldy, bias, accumulate, tokens, stream); break;
+    default: break;  // quantized types: matvec_int8
+  }
 }
 
 void dequantize_to_half(const DeviceMatrix& w, int64_t row_begin, int64_t row_count, void* out,

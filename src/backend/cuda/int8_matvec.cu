@@ -1,0 +1,408 @@
+// Matrix-vector products of quantized weights with int8-quantized activations (the approach of
+// llama.cpp's mmvq kernels, written anew here): activations are quantized once per matmul input to
+// blocks of 32 int8 values with a float scale d and d * sum(q) (ggml's q8_1), and each weight
+// block's integer values are dotted with them four at a time by __dp4a; the block scales are
+// applied once per (weight block, activation block) pair. No weight is converted to float.
+//
+// A "unit" is the piece of a weight row one lane handles per step (64 elements of a K-quant
+// block, one 32-element block of the small types). Lanes of a warp take consecutive units of one
+// row, so a warp's loads cover contiguous bytes; each lane issues the loads of kUnitsInFlight
+// units before using any of them.
+#include <cuda_fp16.h>
+
+#include "backend/cuda/kernels.h"
+#include "realizar/quant_blocks.h"
+
+namespace realizar::cuda {
+namespace {
+
+constexpr uint32_t kQ4_0 = 2, kQ4_1 = 3, kQ5_0 = 6, kQ8_0 = 8, kQ4_K = 12, kQ5_K = 13, kQ6_K = 14;
+constexpr uint32_t kLowNibbles = 0x0F0F0F0Fu;
+
+__device__ __forceinline__ float half_at(const uint8_t* p) {
+  return __half2float(__ushort_as_half(*reinterpret_cast<const uint16_t*>(p)));
+}
+
+// n little-endian 32-bit words starting at a 2-byte aligned address (the blocks of Q4_0, Q5_0,
+// Q8_0 and Q6_K are only 2-byte aligned): aligned 4-byte loads joined by funnel shifts.
+template <int n>
+__device__ __forceinline__ void load_words_2aligned(const uint8_t* p, uint32_t (&out)[n]) {
+  const uintptr_t address = reinterpret_cast<uintptr_t>(p);
+  const uint32_t* aligned = reinterpret_cast<const uint32_t*>(address & ~uintptr_t{3});
+  const uint32_t shift = static_cast<uint32_t>(address & 3) * 8;  // 0 or 16
+  uint32_t w[n + 1];
+#pragma unroll
+  for (int i = 0; i < n; ++i) w[i] = __ldg(aligned + i);
+  w[n] = shift != 0 ? __ldg(aligned + n) : 0u;  // only read when the bytes reach into it
+#pragma unroll
+  for (int i = 0; i < n; ++i) out[i] = __funnelshift_r(w[i], w[i + 1], shift);
+}
+
+__device__ __forceinline__ void words_of(const uint4& v, uint32_t* out) {
+  out[0] = v.x;
+  out[1] = v.y;
+  out[2] = v.z;
+  out[3] = v.w;
+}
+
+// The 8 words (32 int8 values) of activation block `block` of one token.
+__device__ __forceinline__ void load_x_block(const int8_t* xq, int64_t block, int (&x)[8]) {
+  const int4* p = reinterpret_cast<const int4*>(xq + block * 32);
+  const int4 a = __ldg(p), b = __ldg(p + 1);
+  x[0] = a.x; x[1] = a.y; x[2] = a.z; x[3] = a.w;
+  x[4] = b.x; x[5] = b.y; x[6] = b.z; x[7] = b.w;
+}
+
+__device__ __forceinline__ int dot8(const uint32_t* w, const int* x) {
+  int s = 0;
+#pragma unroll
+  for (int k = 0; k < 8; ++k) s = __dp4a(static_cast<int>(w[k]), x[k], s);
+  return s;
+}
+
+// Four bits b0..b3 of `bits` moved to bit 4 of bytes 0..3 (Q5_0's fifth bit).
+__device__ __forceinline__ uint32_t spread_bit4(uint32_t bits) {
+  return ((bits & 1u) << 4) | ((bits & 2u) << 11) | ((bits & 4u) << 18) | ((bits & 8u) << 25);
+}
+
+// Q4_K (256-element blocks): unit c of a block = sub-blocks 2c (low nibbles of qs[32c..32c+31])
+// and 2c+1 (their high nibbles); x = d * sc * q - dmin * m per sub-block.
+struct Q4K {
+  static constexpr int kUnitElems = 64;
+  struct W {
+    uint32_t q[8];
+    float d0, m0, d1, m1;
+  };
+  __device__ static W load(const uint8_t* row, int64_t u) {
+    const uint8_t* blk = row + (u / 4) * sizeof(block_q4_K);
+    const int c = static_cast<int>(u % 4);
+    W w;
+    const uint4* qs = reinterpret_cast<const uint4*>(blk + 16 + 32 * c);
+    words_of(__ldg(qs), w.q);
+    words_of(__ldg(qs + 1), w.q + 4);
+    const float d = half_at(blk), dmin = half_at(blk + 2);
+    uint8_t sc0, mn0, sc1, mn1;
+    unpack_scale_min_k4(2 * c, blk + 4, &sc0, &mn0);
+    unpack_scale_min_k4(2 * c + 1, blk + 4, &sc1, &mn1);
+    w.d0 = d * sc0;
+    w.m0 = dmin * mn0;
+    w.d1 = d * sc1;
+    w.m1 = dmin * mn1;
+    return w;
+  }
+  // Activation blocks 2u (sub-block 2c) and 2u + 1 (2c + 1) of the token.
+  __device__ static float dot(const W& w, const int8_t* xq, const float2* xds, int64_t u) {
+    int x0[8], x1[8];
+    load_x_block(xq, 2 * u, x0);
+    load_x_block(xq, 2 * u + 1, x1);
+    int s0 = 0, s1 = 0;
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      s0 = __dp4a(static_cast<int>(w.q[k] & kLowNibbles), x0[k], s0);
+      s1 = __dp4a(static_cast<int>((w.q[k] >> 4) & kLowNibbles), x1[k], s1);
+    }
+    const float2 a0 = __ldg(xds + 2 * u), a1 = __ldg(xds + 2 * u + 1);
+    return w.d0 * a0.x * static_cast<float>(s0) - w.m0 * a0.y +
+           w.d1 * a1.x * static_cast<float>(s1) - w.m1 * a1.y;
+  }
+};
+
+// Q5_K: as Q4_K with bit 4 of element 32b + j at bit b of qh[j].
+struct Q5K {
+  static constexpr int kUnitElems = 64;
+  struct W {
+    uint32_t lo[8], hi[8];  // 5-bit values of sub-blocks 2c and 2c + 1, one per byte
+    float d0, m0, d1, m1;
+  };
+  __device__ static W load(const uint8_t* row, int64_t u) {
+    const uint8_t* blk = row + (u / 4) * sizeof(block_q5_K);
+    const int c = static_cast<int>(u % 4);
+    uint32_t qh[8];
+    W w;
+    const uint4* qs4 = reinterpret_cast<const uint4*>(blk + 48 + 32 * c);
+    const uint4* qh4 = reinterpret_cast<const uint4*>(blk + 16);
+    words_of(__ldg(qs4), w.lo);
+    words_of(__ldg(qs4 + 1), w.lo + 4);
+    words_of(__ldg(qh4), qh);
+    words_of(__ldg(qh4 + 1), qh + 4);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      w.hi[k] = ((w.lo[k] >> 4) & kLowNibbles) | (((qh[k] >> (2 * c + 1)) & 0x01010101u) << 4);
+      w.lo[k] = (w.lo[k] & kLowNibbles) | (((qh[k] >> (2 * c)) & 0x01010101u) << 4);
+    }
+    const float d = half_at(blk), dmin = half_at(blk + 2);
+    uint8_t sc0, mn0, sc1, mn1;
+    unpack_scale_min_k4(2 * c, blk + 4, &sc0, &mn0);
+    unpack_scale_min_k4(2 * c + 1, blk + 4, &sc1, &mn1);
+    w.d0 = d * sc0;
+    w.m0 = dmin * mn0;
+    w.d1 = d * sc1;
+    w.m1 = dmin * mn1;
+    return w;
+  }
+  __device__ static float dot(const W& w, const int8_t* xq, const float2* xds, int64_t u) {
+    int x0[8], x1[8];
+    load_x_block(xq, 2 * u, x0);
+    load_x_block(xq, 2 * u + 1, x1);
+    const int s0 = dot8(w.lo, x0), s1 = dot8(w.hi, x1);
+    const float2 a0 = __ldg(xds + 2 * u), a1 = __ldg(xds + 2 * u + 1);
+    return w.d0 * a0.x * static_cast<float>(s0) - w.m0 * a0.y +
+           w.d1 * a1.x * static_cast<float>(s1) - w.m1 * a1.y;
+  }
+};
+
+// Q6_K (256-element blocks of 210 bytes, 2-byte aligned): unit = positions l0..l0+15
+// (l0 = 16 * (u % 2)) of half h = (u % 4) / 2: element 128h + 32r + l0 + i of quarter r = 0..3
+// takes the low (r = 0, 1) or high (r = 2, 3) nibble of ql[64h + 32(r % 2) + l0 + i] and bits
+// 2r, 2r + 1 of qh[32h + l0 + i]; x = d * scales[8h + l0 / 16 + 2r] * (q - 32).
+struct Q6K {
+  static constexpr int kUnitElems = 64;
+  struct W {
+    uint32_t a[4], b[4], h[4];  // ql (quarters 0/2), ql (quarters 1/3), qh
+    float d[4];                 // d * scale of each quarter
+  };
+  __device__ static W load(const uint8_t* row, int64_t u) {
+    const uint8_t* blk = row + (u / 4) * sizeof(block_q6_K);
+    const int half = static_cast<int>(u % 4) / 2, l0 = 16 * static_cast<int>(u % 2);
+    W w;
+    load_words_2aligned(blk + 64 * half + l0, w.a);
+    load_words_2aligned(blk + 64 * half + 32 + l0, w.b);
+    load_words_2aligned(blk + 128 + 32 * half + l0, w.h);
+    const int8_t* scales = reinterpret_cast<const int8_t*>(blk + 192) + 8 * half + l0 / 16;
+    const float d = half_at(blk + 208);
+#pragma unroll
+    for (int r = 0; r < 4; ++r) w.d[r] = d * scales[2 * r];
+    return w;
+  }
+  // Quarter r's 16 activations: half l0 / 16 of activation block 8 (u / 4) + 4h + r.
+  __device__ static float dot(const W& w, const int8_t* xq, const float2* xds, int64_t u) {
+    const int64_t first_block = 2 * (u - u % 2);
+    const int64_t l0 = 16 * (u % 2);
+    float sum = 0.0f;
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      const int4 xv = __ldg(reinterpret_cast<const int4*>(xq + (first_block + r) * 32 + l0));
+      const int x[4] = {xv.x, xv.y, xv.z, xv.w};
+      int s = 0;
+#pragma unroll
+      for (int k = 0; k < 4; ++k) {
+        const uint32_t low = (r % 2 == 0) ? w.a[k] : w.b[k];
+        const uint32_t nibbles = (r < 2) ? (low & kLowNibbles) : ((low >> 4) & kLowNibbles);
+        const uint32_t q = nibbles | (((w.h[k] >> (2 * r)) & 0x03030303u) << 4);
+        s = __dp4a(static_cast<int>(__vsubss4(q, 0x20202020u)), x[k], s);
+      }
+      sum += w.d[r] * __ldg(xds + first_block + r).x * static_cast<float>(s);
+    }
+    return sum;
+  }
+};
+
+// Q8_0 (34-byte blocks, 2-byte aligned): unit = one block, x = d * q.
+struct Q80 {
+  static constexpr int kUnitElems = 32;
+  struct W {
+    uint32_t q[8];
+    float d;
+  };
+  __device__ static W load(const uint8_t* row, int64_t u) {
+    const uint8_t* blk = row + u * sizeof(block_q8_0);
+    W w;
+    load_words_2aligned(blk + 2, w.q);
+    w.d = half_at(blk);
+    return w;
+  }
+  __device__ static float dot(const W& w, const int8_t* xq, const float2* xds, int64_t u) {
+    int x[8];
+    load_x_block(xq, u, x);
+    return w.d * __ldg(xds + u).x * static_cast<float>(dot8(w.q, x));
+  }
+};
+
+// Q4_0 (x = d * (q - 8)), Q4_1 (x = d * q + m) and Q5_0 (x = d * (q - 16), bit 4 of element j at
+// bit j of qh): unit = one block; element j < 16 in the low nibble of qs[j], j + 16 in the high.
+template <uint32_t kType>
+struct Small4 {
+  static constexpr int kUnitElems = 32;
+  static constexpr size_t kBlockBytes = kType == kQ4_0 ? sizeof(block_q4_0)
+                                        : kType == kQ4_1 ? sizeof(block_q4_1)
+                                                         : sizeof(block_q5_0);
+  struct W {
+    uint32_t q[8];  // elements 0..15 then 16..31, one per byte
+    float d, m;     // m: the offset term's factor, -8 d, -16 d or m
+  };
+  __device__ static W load(const uint8_t* row, int64_t u) {
+    const uint8_t* blk = row + u * kBlockBytes;
+    W w;
+    uint32_t qs[4];
+    uint32_t qh = 0;
+    if constexpr (kType == kQ4_1) {
+      const uint32_t dm = __ldg(reinterpret_cast<const uint32_t*>(blk));
+#pragma unroll
+      for (int k = 0; k < 4; ++k) qs[k] = __ldg(reinterpret_cast<const uint32_t*>(blk + 4) + k);
+      w.d = __half2float(__ushort_as_half(static_cast<uint16_t>(dm & 0xFFFF)));
+      w.m = __half2float(__ushort_as_half(static_cast<uint16_t>(dm >> 16)));
+    } else if constexpr (kType == kQ5_0) {
+      uint32_t head[5];  // d, qh, qs as 2 + 4 + 16 bytes from blk + 0
+      load_words_2aligned(blk + 2, head);
+      qh = head[0];
+#pragma unroll
+      for (int k = 0; k < 4; ++k) qs[k] = head[k + 1];
+      w.d = half_at(blk);
+      w.m = -16.0f * w.d;
+    } else {
+      load_words_2aligned(blk + 2, qs);
+      w.d = half_at(blk);
+      w.m = -8.0f * w.d;
+    }
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      w.q[k] = qs[k] & kLowNibbles;
+      w.q[k + 4] = (qs[k] >> 4) & kLowNibbles;
+      if constexpr (kType == kQ5_0) {
+        w.q[k] |= spread_bit4(qh >> (4 * k));
+        w.q[k + 4] |= spread_bit4(qh >> (16 + 4 * k));
+      }
+    }
+    return w;
+  }
+  // sum (d q + m) d_x q_x = d d_x sum(q q_x) + m (d_x sum(q_x)).
+  __device__ static float dot(const W& w, const int8_t* xq, const float2* xds, int64_t u) {
+    int x[8];
+    load_x_block(xq, u, x);
+    const float2 a = __ldg(xds + u);
+    return w.d * a.x * static_cast<float>(dot8(w.q, x)) + w.m * a.y;
+  }
+};
+
+constexpr int kWarpsPerBlock = 4;
+constexpr int kUnitsInFlight = 2;  // units per lane loaded before the first is used
+constexpr int kMaxTokens = 8;      // activation vectors per pass over the weights
+
+template <class Q, int T>
+__global__ void __launch_bounds__(kWarpsPerBlock * 32)
+    matvec_int8_kernel(DeviceMatrix w, const int8_t* __restrict__ xq,
+                       const float2* __restrict__ xds, float* y, int64_t ldy,
+                       const float* __restrict__ bias, bool accumulate) {
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= w.rows) return;
+  const uint8_t* wrow = w.data + row * w.row_bytes;
+  const int64_t units = w.cols / Q::kUnitElems;
+  float acc[T];
+#pragma unroll
+  for (int t = 0; t < T; ++t) acc[t] = 0.0f;
+  for (int64_t u0 = lane; u0 < units; u0 += 32 * kUnitsInFlight) {
+    typename Q::W wv[kUnitsInFlight];
+#pragma unroll
+    for (int k = 0; k < kUnitsInFlight; ++k) {
+      if (u0 + 32 * k < units) wv[k] = Q::load(wrow, u0 + 32 * k);
+    }
+#pragma unroll
+    for (int k = 0; k < kUnitsInFlight; ++k) {
+      if (u0 + 32 * k >= units) break;
+#pragma unroll
+      for (int t = 0; t < T; ++t) {
+        acc[t] += Q::dot(wv[k], xq + t * w.cols, xds + t * (w.cols / 32), u0 + 32 * k);
+      }
+    }
+  }
+#pragma unroll
+  for (int t = 0; t < T; ++t) {
+#pragma unroll
+    for (int offset = 16; offset > 0; offset /= 2) acc[t] += __shfl_xor_sync(0xFFFFFFFFu, acc[t], offset);
+  }
+  if (lane < T) {
+    float value = 0.0f;
+#pragma unroll
+    for (int t = 0; t < T; ++t) value = (t == lane) ? acc[t] : value;
+    if (bias != nullptr) value += bias[row];
+    float* out = y + lane * ldy + row;
+    *out = accumulate ? *out + value : value;
+  }
+}
+
+template <class Q>
+void launch_matvec_int8(const DeviceMatrix& w, ActivationsQ8 x, float* y, int64_t ldy,
+                        const float* bias, bool accumulate, int64_t tokens, cudaStream_t stream) {
+  const dim3 grid(static_cast<unsigned>((w.rows + kWarpsPerBlock - 1) / kWarpsPerBlock));
+  const dim3 block(kWarpsPerBlock * 32);
+  for (int64_t t0 = 0; t0 < tokens; t0 += kMaxTokens) {
+    const int64_t n = tokens - t0 < kMaxTokens ? tokens - t0 : kMaxTokens;
+    const int8_t* xq = x.q + t0 * w.cols;
+    const float2* xds = reinterpret_cast<const float2*>(x.ds) + t0 * (w.cols / 32);
+    float* ys = y + t0 * ldy;
+    switch (n) {
+#define REALIZAR_MATVEC_CASE(N)                                                               \
+  case N:                                                                                     \
+    matvec_int8_kernel<Q, N><<<grid, block, 0, stream>>>(w, xq, xds, ys, ldy, bias, accumulate); \
+    break;
+      REALIZAR_MATVEC_CASE(1)
+      REALIZAR_MATVEC_CASE(2)
+      REALIZAR_MATVEC_CASE(3)
+      REALIZAR_MATVEC_CASE(4)
+      REALIZAR_MATVEC_CASE(5)
+      REALIZAR_MATVEC_CASE(6)
+      REALIZAR_MATVEC_CASE(7)
+      REALIZAR_MATVEC_CASE(8)
+#undef REALIZAR_MATVEC_CASE
+    }
+  }
+}
+
+template <class F>
+bool with_int8_type(uint32_t type, F&& f) {
+  switch (type) {
+    case kQ4_0: f(Small4<kQ4_0>{}); return true;
+    case kQ4_1: f(Small4<kQ4_1>{}); return true;
+    case kQ5_0: f(Small4<kQ5_0>{}); return true;
+    case kQ8_0: f(Q80{}); return true;
+    case kQ4_K: f(Q4K{}); return true;
+    case kQ5_K: f(Q5K{}); return true;
+    case kQ6_K: f(Q6K{}); return true;
+    default: return false;
+  }
+}
+
+// One warp per 32-element block, lane = element: d = max|x| / 127, q = round(x / d).
+__global__ void quantize_q8_kernel(const float* __restrict__ x, int64_t blocks, int8_t* q,
+                                   float2* ds) {
+  const int64_t block = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+  const int lane = threadIdx.x % 32;
+  if (block >= blocks) return;  // whole warps: blocks * 32 threads
+  const float v = x[block * 32 + lane];
+  float amax = fabsf(v);
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xFFFFFFFFu, amax, offset));
+  const float d = amax / 127.0f;
+  const float inverse = d > 0.0f ? 1.0f / d : 0.0f;
+  const int value = max(-127, min(127, __float2int_rn(v * inverse)));
+  int sum = value;
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xFFFFFFFFu, sum, offset);
+  q[block * 32 + lane] = static_cast<int8_t>(value);
+  if (lane == 0) ds[block] = make_float2(d, d * static_cast<float>(sum));
+}
+
+}  // namespace
+
+bool matvec_reads_int8(uint32_t type) {
+  return with_int8_type(type, [](auto) {});
+}
+
+void quantize_activations(const float* x, int64_t cols, int64_t tokens, ActivationsQ8 out,
+                          cudaStream_t stream) {
+  const int64_t blocks = tokens * (cols / 32);
+  if (blocks == 0) return;
+  constexpr int kThreads = 256;
+  quantize_q8_kernel<<<static_cast<unsigned>((blocks * 32 + kThreads - 1) / kThreads), kThreads, 0,
+                       stream>>>(x, blocks, out.q, reinterpret_cast<float2*>(out.ds));
+}
+
+void matvec_int8(const DeviceMatrix& w, ActivationsQ8 x, float* y, int64_t ldy, const float* bias,
+                 bool accumulate, int64_t tokens, cudaStream_t stream) {
+  with_int8_type(w.type, [&](auto q) {
+    launch_matvec_int8<decltype(q)>(w, x, y, ldy, bias, accumulate, tokens, stream);
+  });
+}
+
+}  // namespace realizar::cuda
