@@ -99,7 +99,8 @@ class CpuBackend final : public Backend {
   int64_t sequence_length(int32_t seq_id) const override { return table_.length(seq_id); }
 
   void forward(const Batch& batch, std::vector<float>& logits) override {
-    const std::vector<int64_t> slots = assign_batch_slots(table_, batch, config_.vocab_size);
+    assign_batch_slots(table_, batch, config_.vocab_size, slots_);
+    const std::vector<int64_t>& slots = slots_;
     const int64_t tokens = static_cast<int64_t>(batch.size());
     reserve_batch(tokens);
     embed(batch);
@@ -374,6 +375,7 @@ class CpuBackend final : public Backend {
   ModelWeights weights_;
   ThreadPool pool_;
   KvBlockTable table_;
+  std::vector<int64_t> slots_;  // cache slot of each batch token, reused across steps
   std::vector<Layer> layers_;
   Norm output_norm_;
   Linear output_;

@@ -184,7 +184,8 @@ class CudaBackend final : public Backend {
   int64_t sequence_length(int32_t seq_id) const override { return table_.length(seq_id); }
 
   void forward(const Batch& batch, std::vector<float>& logits) override {
-    const std::vector<int64_t> slots = assign_batch_slots(table_, batch, config_.vocab_size);
+    assign_batch_slots(table_, batch, config_.vocab_size, slots_);
+    const std::vector<int64_t>& slots = slots_;
     logits.resize(batch.output_count() * static_cast<size_t>(config_.vocab_size));
     size_t logits_done = 0;
     for (size_t begin = 0; begin < batch.size(); begin += kMaxStepTokens) {
@@ -510,6 +511,7 @@ class CudaBackend final : public Backend {
 
   ModelConfig config_;
   KvBlockTable table_;
+  std::vector<int64_t> slots_;  // cache slot of each batch token, reused across steps
   StepLayout layout_;
   int64_t multiprocessors_ = cuda::list_devices().empty() ? 1 : cuda::list_devices()[0].multiprocessors;
   cudaStream_t stream_ = nullptr;

@@ -121,7 +121,8 @@ class ReferenceBackend final : public Backend {
   int64_t sequence_length(int32_t seq_id) const override { return table_.length(seq_id); }
 
   void forward(const Batch& batch, std::vector<float>& logits) override {
-    const std::vector<int64_t> slots = assign_batch_slots(table_, batch, config_.vocab_size);
+    std::vector<int64_t> slots;
+    assign_batch_slots(table_, batch, config_.vocab_size, slots);
     Activations x = embed(batch);
     for (int64_t l = 0; l < config_.block_count; ++l) x = layer(l, batch, slots, x);
     output_logits(batch, x, logits);
