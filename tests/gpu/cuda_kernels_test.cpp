@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <numeric>
 #include <random>
 #include <vector>
@@ -219,6 +220,70 @@ INSTANTIATE_TEST_SUITE_P(Types, CudaMatvec, ::testing::ValuesIn(matvec_cases()),
                                   std::to_string(c.tokens);
                          });
 
+class CudaMatvecParts : public ::testing::TestWithParam<TensorType> {};
+
+// Three matrices of one launch (Q, K and V shapes: rows not multiples of the CTA's 4 rows, so
+// part boundaries fall inside CTAs' ranges of the grid) against each matrix's float64 product;
+// 9 tokens take two passes.
+TEST_P(CudaMatvecParts, EachPartMatchesItsFloat64Product) {
+  SKIP_WITHOUT_GPU();
+  const TensorType type = GetParam();
+  const int64_t cols = 1536;
+  std::mt19937_64 rng(17);
+  for (const int64_t tokens : {1, 9}) {
+    for (const int count : {2, 3}) {
+      std::vector<QuantMatrix> w;
+      for (const int64_t rows : {37, 6, 13}) w.emplace_back(type, rows, cols, rng);
+      const std::vector<float> x = random_floats(static_cast<size_t>(tokens * cols), rng);
+      const HostQ8 xq = quantize_q8_on_host(x);
+      const DeviceVector<float> dx(x);
+      const DeviceVector<int8_t> q(x.size());
+      const DeviceVector<float> ds(x.size() / 16);
+      cuda::quantize_activations(dx.get(), cols, tokens, {q.get(), ds.get()}, nullptr);
+      std::vector<std::unique_ptr<DeviceVector<uint8_t>>> dw;
+      std::vector<std::unique_ptr<DeviceVector<float>>> dbias, dy;
+      std::vector<std::vector<float>> bias;
+      std::vector<cuda::MatvecPart> parts;
+      for (int i = 0; i < count; ++i) {
+        bias.push_back(random_floats(static_cast<size_t>(w[i].rows), rng));
+        dw.push_back(std::make_unique<DeviceVector<uint8_t>>(w[i].bytes));
+        dbias.push_back(std::make_unique<DeviceVector<float>>(bias[i]));
+        dy.push_back(std::make_unique<DeviceVector<float>>(static_cast<size_t>(tokens * w[i].rows)));
+        parts.push_back({w[i].on_device(*dw[i]), dy[i]->get(), w[i].rows, i == 1 ? nullptr : dbias[i]->get()});
+      }
+      cuda::matvec_int8_parts(parts.data(), count, {q.get(), ds.get()}, false, tokens, nullptr);
+      for (int i = 0; i < count; ++i) {
+        std::vector<double> ref(static_cast<size_t>(tokens * w[i].rows));
+        for (int64_t t = 0; t < tokens; ++t) {
+          for (int64_t r = 0; r < w[i].rows; ++r) {
+            double sum = i == 1 ? 0.0 : bias[i][r];
+            for (int64_t k = 0; k < cols; ++k) {
+              sum += static_cast<double>(w[i].values[r * cols + k]) * xq.values[t * cols + k];
+            }
+            ref[t * w[i].rows + r] = sum;
+          }
+        }
+        EXPECT_LE(relative_max_error(dy[i]->read(), ref), 1e-5)
+            << "part " << i << " of " << count << ", " << tokens << " tokens";
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Types, CudaMatvecParts,
+                         ::testing::Values(TensorType::Q4_K, TensorType::Q6_K, TensorType::Q8_0,
+                                           TensorType::Q5_0),
+                         [](const auto& info) { return std::string(tensor_type_name(info.param)); });
+
+// The int8 blocks a fused kernel wrote next to its float output must be those that
+// quantize_activations' scheme gives for that output, bit for bit.
+void expect_q8_of(const std::vector<float>& out, const DeviceVector<int8_t>& q,
+                  const DeviceVector<float>& ds) {
+  const HostQ8 expected = quantize_q8_on_host(out);
+  EXPECT_EQ(q.read(), expected.q);
+  EXPECT_EQ(ds.read(), expected.ds);
+}
+
 class CudaDequantize : public ::testing::TestWithParam<TensorType> {};
 
 TEST_P(CudaDequantize, EmbeddingRowsAndHalfTilesMatchTheScalarDequantizer) {
@@ -286,9 +351,17 @@ TEST(CudaKernels, RmsNormAndLayerNormMatchFloat64) {
         }
       }
       const DeviceVector<float> dx(x), dw(weight), db(bias), out(x.size());
+      // Widths of whole 32-value blocks also write the int8 blocks of the output.
+      const bool quantize = width % 32 == 0;
+      const DeviceVector<int8_t> q(x.size());
+      const DeviceVector<float> ds(x.size() / 16);
       cuda::norm_rows(dx.get(), dw.get(), layer_norm ? db.get() : nullptr, out.get(), width, tokens,
-                      1e-6f, layer_norm, nullptr);
-      EXPECT_LE(relative_max_error(out.read(), ref), 1e-5) << "layer_norm " << layer_norm << " width " << width;
+                      1e-6f, layer_norm,
+                      quantize ? cuda::ActivationsQ8{q.get(), ds.get()} : cuda::ActivationsQ8{},
+                      nullptr);
+      const std::vector<float> result = out.read();
+      EXPECT_LE(relative_max_error(result, ref), 1e-5) << "layer_norm " << layer_norm << " width " << width;
+      if (quantize) expect_q8_of(result, q, ds);
     }
   }
 }
@@ -437,10 +510,18 @@ TEST_P(CudaAttention, MatchesFloat64SoftmaxOverThePagedCache) {
   const DeviceVector<float> po(static_cast<size_t>(seqs * c.splits * q_dim)),
       pml(static_cast<size_t>(seqs * c.splits * c.heads * 2));
   const cuda::AttentionParams p{c.heads, c.kv_heads, c.head_dim, kBlock, static_cast<float>(scale)};
+  // Heads of whole 32-value blocks also write the int8 blocks of the output.
+  const bool quantize = c.head_dim % 32 == 0;
+  const DeviceVector<int8_t> oq(ref.size());
+  const DeviceVector<float> ods(ref.size() / 16);
   cuda::attention(p, dq.get(), dk.get(), dv.get(), dpos.get(), drows.get(), dtables.get(),
-                  dstride.get(), seqs, c.splits, po.get(), pml.get(), out.get(), nullptr);
+                  dstride.get(), seqs, c.splits, po.get(), pml.get(), out.get(),
+                  quantize ? cuda::ActivationsQ8{oq.get(), ods.get()} : cuda::ActivationsQ8{},
+                  nullptr);
   // float32 softmax with exp2-based __expf: relative error of the outputs well under 1e-4.
-  EXPECT_LE(relative_max_error(out.read(), ref), 1e-4);
+  const std::vector<float> result = out.read();
+  EXPECT_LE(relative_max_error(result, ref), 1e-4);
+  if (quantize) expect_q8_of(result, oq, ods);
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -462,11 +543,21 @@ TEST(CudaKernels, SwiGluAndGeluMatchFloat64) {
     const double x = up[i];
     gelu_ref[i] = 0.5 * x * (1.0 + std::tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
   }
-  const DeviceVector<float> dg(gate), du(up), dx(up);
-  cuda::swiglu(dg.get(), du.get(), static_cast<int64_t>(n), nullptr);
+  const DeviceVector<float> dg(gate), du(up), dx(up), du_q(up);
+  cuda::swiglu(dg.get(), du.get(), static_cast<int64_t>(n), {}, nullptr);
   cuda::gelu(dx.get(), static_cast<int64_t>(n), nullptr);
   EXPECT_LE(relative_max_error(du.read(), swiglu_ref), 1e-6);
   EXPECT_LE(relative_max_error(dx.read(), gelu_ref), 1e-6);
+  // With int8 blocks: the first n_q values (whole blocks); the rest of up stays as it was.
+  const size_t n_q = n / 32 * 32;
+  const DeviceVector<int8_t> q(n_q);
+  const DeviceVector<float> ds(n_q / 16);
+  cuda::swiglu(dg.get(), du_q.get(), static_cast<int64_t>(n_q), {q.get(), ds.get()}, nullptr);
+  std::vector<float> result = du_q.read();
+  EXPECT_EQ(result[n_q], up[n_q]);
+  result.resize(n_q);
+  EXPECT_LE(relative_max_error(result, std::vector<double>(swiglu_ref.begin(), swiglu_ref.begin() + n_q)), 1e-6);
+  expect_q8_of(result, q, ds);
 }
 
 #endif  // REALIZAR_HAVE_CUDA

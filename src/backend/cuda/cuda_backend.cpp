@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -387,6 +388,7 @@ class CudaBackend final : public Backend {
       enqueue_layers(step);
       if (step.outputs > 0) enqueue_output(0, step.outputs);
       check(cudaStreamEndCapture(stream_, &graph), "end capture");
+      if (std::getenv("REALIZAR_CUDA_GRAPH_STATS") != nullptr) print_graph_size(graph, step);
       cudaGraphExec_t exec = nullptr;
       const cudaError_t status = cudaGraphInstantiate(&exec, graph, 0);
       cudaGraphDestroy(graph);
@@ -397,6 +399,15 @@ class CudaBackend final : public Backend {
     check(cudaStreamSynchronize(stream_), "step");
     std::memcpy(logits_out, logits_host_.get(),
                 static_cast<size_t>(step.outputs * config_.vocab_size) * sizeof(float));
+  }
+
+  // Kernel launches per step, the decode cost the fusions cut (docs/perf-notes-cuda.md).
+  void print_graph_size(cudaGraph_t graph, const Step& step) const {
+    size_t nodes = 0;
+    check(cudaGraphGetNodes(graph, nullptr, &nodes), "graph nodes");
+    std::fprintf(stderr, "cuda graph: %lld tokens, %d splits, %zu nodes (%.1f per layer)\n",
+                 static_cast<long long>(step.tokens), step.splits, nodes,
+                 static_cast<double>(nodes) / static_cast<double>(layers_.size()));
   }
 
   // The input of one or more linear layers: float32 [tokens x cols], and whether the int8 copy in
@@ -425,6 +436,54 @@ class CudaBackend final : public Backend {
       cuda::matvec_int8(w, x_q8_, y, ldy, bias, accumulate, tokens, stream_);
       return;
     }
+    linear_gemm(w, in, y, ldy, bias, accumulate);
+  }
+
+  // The int8 blocks of an input of `cols` values per token go straight into x_q8_ from the kernel
+  // that makes the input, when the matvec path will read them.
+  cuda::ActivationsQ8 fused_q8(int64_t tokens, int64_t cols) const {
+    return tokens <= kMatvecMaxTokens && cols % 32 == 0 ? x_q8_ : cuda::ActivationsQ8{};
+  }
+
+  // The norm kernel runs one CTA per token, so its fused quantization is serial over the row:
+  // measured (H200, 7B tg128) it costs more than the separate quantize launch it saves at width
+  // 3584 (243.9 t/s unfused, 236.1 fused); used up to this width.
+  static constexpr int64_t kMaxFusedNormWidth = 2048;
+  cuda::ActivationsQ8 norm_q8(int64_t tokens, int64_t width) const {
+    return width <= kMaxFusedNormWidth ? fused_q8(tokens, width) : cuda::ActivationsQ8{};
+  }
+
+  // linear() of several matrices reading the same input (Q, K, V; gate, up). Consecutive int8
+  // matrices of one type share a launch.
+  void linear_parts(std::initializer_list<cuda::MatvecPart> parts, LinearInput& in, bool accumulate) {
+    cuda::MatvecPart run[cuda::kMaxMatvecParts];
+    int run_size = 0;
+    auto flush = [&] {
+      if (run_size == 0) return;
+      if (!in.quantized) {
+        cuda::quantize_activations(in.x, run[0].w.cols, in.tokens, x_q8_, stream_);
+        in.quantized = true;
+      }
+      cuda::matvec_int8_parts(run, run_size, x_q8_, accumulate, in.tokens, stream_);
+      run_size = 0;
+    };
+    for (const cuda::MatvecPart& part : parts) {
+      if (in.tokens > kMatvecMaxTokens || !cuda::matvec_reads_int8(part.w.type)) {
+        flush();
+        linear(part.w, in, part.y, part.ldy, part.bias, accumulate);
+        continue;
+      }
+      if (run_size == cuda::kMaxMatvecParts || (run_size > 0 && run[0].w.type != part.w.type)) flush();
+      run[run_size++] = part;
+    }
+    flush();
+  }
+
+  // Batches above kMatvecMaxTokens: dequantize to float16 and multiply with cuBLAS.
+  void linear_gemm(const cuda::DeviceMatrix& w, const LinearInput& in, float* y, int64_t ldy,
+                   const float* bias, bool accumulate) {
+    const float* x = in.x;
+    const int64_t tokens = in.tokens;
     cuda::float_to_half(x, gemm_x_, tokens * w.cols, stream_);
     const int64_t rows_per_pass = std::max<int64_t>(1, std::min(w.rows, kGemmScratchElements / w.cols));
     const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
@@ -453,44 +512,53 @@ class CudaBackend final : public Backend {
                                      static_cast<int>(c.head_count_kv), static_cast<int>(c.head_dim),
                                      static_cast<int>(kBlockSize),
                                      static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.head_dim)))};
+    const cuda::ActivationsQ8 normed_q8 = norm_q8(n, c.embedding_length);
+    const cuda::ActivationsQ8 attended_q8 =
+        c.head_dim % 32 == 0 ? fused_q8(n, c.q_dim()) : cuda::ActivationsQ8{};
     for (size_t l = 0; l < layers_.size(); ++l) {
       const DeviceLayer& w = layers_[l];
       void* keys = cache_[2 * l].get();
       void* values = cache_[2 * l + 1].get();
       cuda::norm_rows(x_, w.attn_norm, w.attn_norm_bias, h_, c.embedding_length, n, c.norm_epsilon,
-                      c.layer_norm, stream_);
-      LinearInput normed{h_, n};
-      linear(w.q, normed, q_, c.q_dim(), w.q_bias, false);
-      linear(w.k, normed, k_, c.kv_dim(), w.k_bias, false);
-      linear(w.v, normed, v_, c.kv_dim(), w.v_bias, false);
+                      c.layer_norm, normed_q8, stream_);
+      LinearInput normed{h_, n, normed_q8.q != nullptr};
+      linear_parts({{w.q, q_, c.q_dim(), w.q_bias},
+                    {w.k, k_, c.kv_dim(), w.k_bias},
+                    {w.v, v_, c.kv_dim(), w.v_bias}},
+                   normed, false);
       cuda::rope_and_store_kv(rope, q_, k_, v_, device_field(layout_.positions),
                               device_field(layout_.slots), n, keys, values, stream_);
       cuda::attention(attn, q_, keys, values, device_field(layout_.positions),
                       device_field(layout_.seq_rows), device_field(layout_.tables),
                       device_field(layout_.stride), n, step.splits, partial_o_, partial_ml_, attn_,
-                      stream_);
-      LinearInput attended{attn_, n};
+                      attended_q8, stream_);
+      LinearInput attended{attn_, n, attended_q8.q != nullptr};
       linear(w.o, attended, x_, c.embedding_length, w.o_bias, true);
-      if (!c.parallel_residual) {
+      if (c.parallel_residual) {
+        normed.quantized = false;  // x_q8_ now holds the attention output's blocks
+      } else {
         cuda::norm_rows(x_, w.ffn_norm, nullptr, h_, c.embedding_length, n, c.norm_epsilon,
-                        c.layer_norm, stream_);
+                        c.layer_norm, normed_q8, stream_);
+        normed.quantized = normed_q8.q != nullptr;
       }
-      feed_forward(w, n);
+      feed_forward(w, normed);
     }
   }
 
-  // x += down(act(h)): SwiGLU (Shazeer 2020) or, for phi-2, GELU of up(h) + bias.
-  void feed_forward(const DeviceLayer& w, int64_t n) {
-    const int64_t ffn = config_.feed_forward_length;
-    LinearInput normed{h_, n};
-    linear(w.up, normed, up_, ffn, w.up_bias, false);
+  // x += down(act(h)): SwiGLU (Shazeer 2020) or, for phi-2, GELU of up(h) + bias. `normed` is
+  // the normalized input h_.
+  void feed_forward(const DeviceLayer& w, LinearInput& normed) {
+    const int64_t ffn = config_.feed_forward_length, n = normed.tokens;
+    LinearInput activated{up_, n};
     if (config_.gelu_mlp) {
+      linear(w.up, normed, up_, ffn, w.up_bias, false);
       cuda::gelu(up_, n * ffn, stream_);
     } else {
-      linear(w.gate, normed, gate_, ffn, nullptr, false);
-      cuda::swiglu(gate_, up_, n * ffn, stream_);
+      linear_parts({{w.gate, gate_, ffn, nullptr}, {w.up, up_, ffn, w.up_bias}}, normed, false);
+      const cuda::ActivationsQ8 activated_q8 = fused_q8(n, ffn);
+      cuda::swiglu(gate_, up_, n * ffn, activated_q8, stream_);
+      activated.quantized = activated_q8.q != nullptr;
     }
-    LinearInput activated{up_, n};
     linear(w.down, activated, x_, config_.embedding_length, w.down_bias, true);
   }
 
@@ -499,9 +567,10 @@ class CudaBackend final : public Backend {
     const ModelConfig& c = config_;
     cuda::gather_rows(x_, device_field(layout_.out_rows) + begin, count, c.embedding_length, out_x_,
                       stream_);
+    const cuda::ActivationsQ8 normed_q8 = norm_q8(count, c.embedding_length);
     cuda::norm_rows(out_x_, output_norm_, output_norm_bias_, out_h_, c.embedding_length, count,
-                    c.norm_epsilon, c.layer_norm, stream_);
-    LinearInput normed{out_h_, count};
+                    c.norm_epsilon, c.layer_norm, normed_q8, stream_);
+    LinearInput normed{out_h_, count, normed_q8.q != nullptr};
     linear(output_, normed, logits_, c.vocab_size, output_bias_, false);
     check(cudaMemcpyAsync(logits_host_.get(), logits_,
                           static_cast<size_t>(count * c.vocab_size) * sizeof(float),

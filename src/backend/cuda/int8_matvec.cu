@@ -11,6 +11,7 @@
 #include <cuda_fp16.h>
 
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/q8_block.cuh"
 #include "realizar/quant_blocks.h"
 
 namespace realizar::cuda {
@@ -278,16 +279,29 @@ constexpr int kWarpsPerBlock = 4;
 constexpr int kUnitsInFlight = 2;  // units per lane loaded before the first is used
 constexpr int kMaxTokens = 8;      // activation vectors per pass over the weights
 
+// Rows of the parts laid end to end over the grid: CTA b belongs to the last part whose
+// first_cta <= b.
+struct PartsOnGrid {
+  MatvecPart part[kMaxMatvecParts];
+  unsigned first_cta[kMaxMatvecParts];
+  int count;
+};
+
 template <class Q, int T>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
-    matvec_int8_kernel(DeviceMatrix w, const int8_t* __restrict__ xq,
-                       const float2* __restrict__ xds, float* y, int64_t ldy,
-                       const float* __restrict__ bias, bool accumulate) {
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
+    matvec_int8_kernel(const __grid_constant__ PartsOnGrid parts, int64_t cols,
+                       const int8_t* __restrict__ xq, const float2* __restrict__ xds,
+                       bool accumulate) {
+  int p = 0;
+#pragma unroll
+  for (int i = 1; i < kMaxMatvecParts; ++i) p = (i < parts.count && blockIdx.x >= parts.first_cta[i]) ? i : p;
+  const MatvecPart& part = parts.part[p];
+  const int64_t row =
+      static_cast<int64_t>(blockIdx.x - parts.first_cta[p]) * kWarpsPerBlock + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
-  if (row >= w.rows) return;
-  const uint8_t* wrow = w.data + row * w.row_bytes;
-  const int64_t units = w.cols / Q::kUnitElems;
+  if (row >= part.w.rows) return;
+  const uint8_t* wrow = part.w.data + row * part.w.row_bytes;
+  const int64_t units = cols / Q::kUnitElems;
   float acc[T];
 #pragma unroll
   for (int t = 0; t < T; ++t) acc[t] = 0.0f;
@@ -302,7 +316,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
       if (u0 + 32 * k >= units) break;
 #pragma unroll
       for (int t = 0; t < T; ++t) {
-        acc[t] += Q::dot(wv[k], xq + t * w.cols, xds + t * (w.cols / 32), u0 + 32 * k);
+        acc[t] += Q::dot(wv[k], xq + t * cols, xds + t * (cols / 32), u0 + 32 * k);
       }
     }
   }
@@ -315,26 +329,35 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     float value = 0.0f;
 #pragma unroll
     for (int t = 0; t < T; ++t) value = (t == lane) ? acc[t] : value;
-    if (bias != nullptr) value += bias[row];
-    float* out = y + lane * ldy + row;
+    if (part.bias != nullptr) value += part.bias[row];
+    float* out = part.y + lane * part.ldy + row;
     *out = accumulate ? *out + value : value;
   }
 }
 
 template <class Q>
-void launch_matvec_int8(const DeviceMatrix& w, ActivationsQ8 x, float* y, int64_t ldy,
-                        const float* bias, bool accumulate, int64_t tokens, cudaStream_t stream) {
-  const dim3 grid(static_cast<unsigned>((w.rows + kWarpsPerBlock - 1) / kWarpsPerBlock));
+void launch_matvec_int8(const MatvecPart* parts, int count, ActivationsQ8 x, bool accumulate,
+                        int64_t tokens, cudaStream_t stream) {
+  const int64_t cols = parts[0].w.cols;
+  PartsOnGrid grid_parts{};
+  grid_parts.count = count;
+  unsigned ctas = 0;
+  for (int i = 0; i < count; ++i) {
+    grid_parts.part[i] = parts[i];
+    grid_parts.first_cta[i] = ctas;
+    ctas += static_cast<unsigned>((parts[i].w.rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
+  }
   const dim3 block(kWarpsPerBlock * 32);
   for (int64_t t0 = 0; t0 < tokens; t0 += kMaxTokens) {
     const int64_t n = tokens - t0 < kMaxTokens ? tokens - t0 : kMaxTokens;
-    const int8_t* xq = x.q + t0 * w.cols;
-    const float2* xds = reinterpret_cast<const float2*>(x.ds) + t0 * (w.cols / 32);
-    float* ys = y + t0 * ldy;
+    const int8_t* xq = x.q + t0 * cols;
+    const float2* xds = reinterpret_cast<const float2*>(x.ds) + t0 * (cols / 32);
+    PartsOnGrid pass = grid_parts;
+    for (int i = 0; i < count; ++i) pass.part[i].y = parts[i].y + t0 * parts[i].ldy;
     switch (n) {
-#define REALIZAR_MATVEC_CASE(N)                                                               \
-  case N:                                                                                     \
-    matvec_int8_kernel<Q, N><<<grid, block, 0, stream>>>(w, xq, xds, ys, ldy, bias, accumulate); \
+#define REALIZAR_MATVEC_CASE(N)                                                           \
+  case N:                                                                                 \
+    matvec_int8_kernel<Q, N><<<ctas, block, 0, stream>>>(pass, cols, xq, xds, accumulate); \
     break;
       REALIZAR_MATVEC_CASE(1)
       REALIZAR_MATVEC_CASE(2)
@@ -363,24 +386,12 @@ bool with_int8_type(uint32_t type, F&& f) {
   }
 }
 
-// One warp per 32-element block, lane = element: d = max|x| / 127, q = round(x / d).
+// One warp per 32-element block, lane = element.
 __global__ void quantize_q8_kernel(const float* __restrict__ x, int64_t blocks, int8_t* q,
                                    float2* ds) {
   const int64_t block = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
-  const int lane = threadIdx.x % 32;
   if (block >= blocks) return;  // whole warps: blocks * 32 threads
-  const float v = x[block * 32 + lane];
-  float amax = fabsf(v);
-#pragma unroll
-  for (int offset = 16; offset > 0; offset /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xFFFFFFFFu, amax, offset));
-  const float d = amax / 127.0f;
-  const float inverse = d > 0.0f ? 1.0f / d : 0.0f;
-  const int value = max(-127, min(127, __float2int_rn(v * inverse)));
-  int sum = value;
-#pragma unroll
-  for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xFFFFFFFFu, sum, offset);
-  q[block * 32 + lane] = static_cast<int8_t>(value);
-  if (lane == 0) ds[block] = make_float2(d, d * static_cast<float>(sum));
+  store_q8_block(x[block * 32 + threadIdx.x % 32], block, q, ds);
 }
 
 }  // namespace
@@ -400,8 +411,15 @@ void quantize_activations(const float* x, int64_t cols, int64_t tokens, Activati
 
 void matvec_int8(const DeviceMatrix& w, ActivationsQ8 x, float* y, int64_t ldy, const float* bias,
                  bool accumulate, int64_t tokens, cudaStream_t stream) {
-  with_int8_type(w.type, [&](auto q) {
-    launch_matvec_int8<decltype(q)>(w, x, y, ldy, bias, accumulate, tokens, stream);
+  const MatvecPart part{w, y, ldy, bias};
+  matvec_int8_parts(&part, 1, x, accumulate, tokens, stream);
+}
+
+void matvec_int8_parts(const MatvecPart* parts, int count, ActivationsQ8 x, bool accumulate,
+                       int64_t tokens, cudaStream_t stream) {
+  if (count <= 0) return;
+  with_int8_type(parts[0].w.type, [&](auto q) {
+    launch_matvec_int8<decltype(q)>(parts, count, x, accumulate, tokens, stream);
   });
 }
 

@@ -45,6 +45,15 @@ struct ActivationsQ8 {
 // Q6_K); the float types (F32, F16, BF16) use matvec.
 bool matvec_reads_int8(uint32_t type);
 
+// One matrix of a grouped matvec: y = W x (+ bias) into y ([tokens x ldy]).
+struct MatvecPart {
+  DeviceMatrix w;
+  float* y = nullptr;
+  int64_t ldy = 0;
+  const float* bias = nullptr;
+};
+constexpr int kMaxMatvecParts = 3;
+
 // out = the int8 blocks of x ([tokens x cols], cols a multiple of 32).
 void quantize_activations(const float* x, int64_t cols, int64_t tokens, ActivationsQ8 out,
                           cudaStream_t stream);
@@ -56,6 +65,12 @@ void quantize_activations(const float* x, int64_t cols, int64_t tokens, Activati
 // 4-byte word that holds it; device allocations are 256-byte granular).
 void matvec_int8(const DeviceMatrix& w, ActivationsQ8 x, float* y, int64_t ldy, const float* bias,
                  bool accumulate, int64_t tokens, cudaStream_t stream);
+
+// matvec_int8 of up to kMaxMatvecParts matrices reading the same activations, in one launch (the
+// parts' rows are laid end to end over the grid): Q, K and V, or gate and up. All parts have the
+// same ggml type and the same cols; count in [1, kMaxMatvecParts].
+void matvec_int8_parts(const MatvecPart* parts, int count, ActivationsQ8 x, bool accumulate,
+                       int64_t tokens, cudaStream_t stream);
 
 // out[r][c] = W[r][c] as float16 for rows [row_begin, row_begin + row_count): out is
 // [row_count x cols].
@@ -74,9 +89,12 @@ void add_bias(float* y, int64_t ldy, const float* bias, int64_t rows, int64_t to
               cudaStream_t stream);
 
 // RMSNorm (Zhang & Sennrich 2019) or, with `layer_norm`, LayerNorm (Ba et al. 2016) of each row:
-// out[t] = norm(x[t]) * weight (+ bias). x and out [tokens x width].
+// out[t] = norm(x[t]) * weight (+ bias). x and out [tokens x width]. With quantized.q non-null
+// (width a multiple of 32) it also writes out's int8 blocks there, as quantize_activations would:
+// the input of the next matvec_int8 without a separate launch.
 void norm_rows(const float* x, const float* weight, const float* bias, float* out, int64_t width,
-               int64_t tokens, float epsilon, bool layer_norm, cudaStream_t stream);
+               int64_t tokens, float epsilon, bool layer_norm, ActivationsQ8 quantized,
+               cudaStream_t stream);
 
 // out[i] = x[rows[i]] for i < count (rows of `width` floats).
 void gather_rows(const float* x, const int32_t* rows, int64_t count, int64_t width, float* out,
@@ -110,14 +128,18 @@ struct AttentionParams {
 // (row stride *table_stride, read on the device so that captured graphs stay valid). Online
 // softmax (Milakov & Gimelshein 2018); each (token, KV head) is split into `splits` ranges of
 // keys whose partial results are merged (flash-decoding). partial_o / partial_ml hold
-// tokens * splits * head_count * (head_dim | 2) floats when splits > 1.
+// tokens * splits * head_count * (head_dim | 2) floats when splits > 1. out: [tokens x q_dim];
+// with quantized.q non-null (head_dim a multiple of 32) also its int8 blocks, as
+// quantize_activations would write them.
 void attention(const AttentionParams& p, const float* q, const void* key_cache,
                const void* value_cache, const int32_t* positions, const int32_t* seq_rows,
                const int32_t* block_tables, const int32_t* table_stride, int64_t tokens,
-               int splits, float* partial_o, float* partial_ml, float* out, cudaStream_t stream);
+               int splits, float* partial_o, float* partial_ml, float* out, ActivationsQ8 quantized,
+               cudaStream_t stream);
 
-// up[i] = silu(gate[i]) * up[i] (SwiGLU, Shazeer 2020) for i < n.
-void swiglu(const float* gate, float* up, int64_t n, cudaStream_t stream);
+// up[i] = silu(gate[i]) * up[i] (SwiGLU, Shazeer 2020) for i < n. With quantized.q non-null
+// (n a multiple of 32) also writes the result's int8 blocks (blocks of 32 consecutive i).
+void swiglu(const float* gate, float* up, int64_t n, ActivationsQ8 quantized, cudaStream_t stream);
 
 // x[i] = gelu(x[i]), tanh form (Hendrycks & Gimpel 2016) for i < n.
 void gelu(float* x, int64_t n, cudaStream_t stream);

@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/q8_block.cuh"
 
 namespace realizar::cuda {
 namespace {
@@ -28,7 +29,7 @@ __device__ float block_sum(float v, float* scratch) {
 __global__ void __launch_bounds__(kNormThreads)
     norm_kernel(const float* __restrict__ x, const float* __restrict__ weight,
                 const float* __restrict__ bias, float* out, int64_t width, float epsilon,
-                bool layer_norm) {
+                bool layer_norm, ActivationsQ8 quantized) {
   __shared__ float scratch[kNormThreads / 32];
   const float* xt = x + blockIdx.x * width;
   float* ot = out + blockIdx.x * width;
@@ -45,6 +46,10 @@ __global__ void __launch_bounds__(kNormThreads)
     float v = (xt[i] - mean) * scale * weight[i];
     if (bias != nullptr) v += bias[i];
     ot[i] = v;
+    // width % 32 == 0: a warp's 32 lanes hold one whole block.
+    if (quantized.q != nullptr) {
+      store_q8_block(v, (blockIdx.x * width + i) / 32, quantized.q, reinterpret_cast<float2*>(quantized.ds));
+    }
   }
 }
 
@@ -102,7 +107,7 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
                      const __half* value_cache, const int32_t* __restrict__ positions,
                      const int32_t* __restrict__ seq_rows, const int32_t* __restrict__ block_tables,
                      const int32_t* __restrict__ table_stride, float* partial_o,
-                     float* partial_ml, float* out) {
+                     float* partial_ml, float* out, ActivationsQ8 quantized) {
   __shared__ float q_s[kMaxGroup][kMaxHeadDim];
   __shared__ float p_s[kAttnWarps][kMaxGroup][32];
   __shared__ float m_s[kAttnWarps][kMaxGroup], l_s[kAttnWarps][kMaxGroup];
@@ -228,7 +233,12 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
     }
     const int head = kv_head * group + g;
     if (splits == 1) {
-      out[static_cast<int64_t>(t) * p.head_count * hd + head * hd + d] = sum_o / sum_l;
+      const int64_t at = static_cast<int64_t>(t) * p.head_count * hd + head * hd + d;
+      out[at] = sum_o / sum_l;
+      // head_dim % 32 == 0: i runs over whole warps and a warp's 32 values are one block.
+      if (quantized.q != nullptr) {
+        store_q8_block(sum_o / sum_l, at / 32, quantized.q, reinterpret_cast<float2*>(quantized.ds));
+      }
     } else {
       const int64_t part = (static_cast<int64_t>(t) * splits + split) * p.head_count + head;
       partial_o[part * hd + d] = sum_o;
@@ -243,7 +253,8 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
 // Grid (tokens, heads): merges the splits' partial states.
 __global__ void attention_merge_kernel(AttentionParams p, int splits,
                                        const float* __restrict__ partial_o,
-                                       const float* __restrict__ partial_ml, float* out) {
+                                       const float* __restrict__ partial_ml, float* out,
+                                       ActivationsQ8 quantized) {
   const int t = blockIdx.x, head = blockIdx.y, hd = p.head_dim;
   float mx = -INFINITY;
   for (int s = 0; s < splits; ++s) {
@@ -259,15 +270,22 @@ __global__ void attention_merge_kernel(AttentionParams p, int splits,
       sum_l += partial_ml[2 * part + 1] * f;
       sum_o += partial_o[part * hd + d] * f;
     }
-    out[static_cast<int64_t>(t) * p.head_count * hd + head * hd + d] = sum_o / sum_l;
+    const int64_t at = static_cast<int64_t>(t) * p.head_count * hd + head * hd + d;
+    out[at] = sum_o / sum_l;
+    if (quantized.q != nullptr) {  // head_dim % 32 == 0: whole warps, one block each
+      store_q8_block(sum_o / sum_l, at / 32, quantized.q, reinterpret_cast<float2*>(quantized.ds));
+    }
   }
 }
 
-__global__ void swiglu_kernel(const float* __restrict__ gate, float* up, int64_t n) {
+__global__ void swiglu_kernel(const float* __restrict__ gate, float* up, int64_t n,
+                              ActivationsQ8 quantized) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i < n) {
+  if (i < n) {  // n % 32 == 0 when quantizing: whole warps pass or fail together
     const float g = gate[i];
-    up[i] = g / (1.0f + expf(-g)) * up[i];
+    const float v = g / (1.0f + expf(-g)) * up[i];
+    up[i] = v;
+    if (quantized.q != nullptr) store_q8_block(v, i / 32, quantized.q, reinterpret_cast<float2*>(quantized.ds));
   }
 }
 
@@ -285,10 +303,11 @@ unsigned blocks_for(int64_t n, int threads) { return static_cast<unsigned>((n + 
 }  // namespace
 
 void norm_rows(const float* x, const float* weight, const float* bias, float* out, int64_t width,
-               int64_t tokens, float epsilon, bool layer_norm, cudaStream_t stream) {
+               int64_t tokens, float epsilon, bool layer_norm, ActivationsQ8 quantized,
+               cudaStream_t stream) {
   if (tokens == 0) return;
-  norm_kernel<<<static_cast<unsigned>(tokens), kNormThreads, 0, stream>>>(x, weight, bias, out, width,
-                                                                           epsilon, layer_norm);
+  norm_kernel<<<static_cast<unsigned>(tokens), kNormThreads, 0, stream>>>(
+      x, weight, bias, out, width, epsilon, layer_norm, quantized);
 }
 
 void gather_rows(const float* x, const int32_t* rows, int64_t count, int64_t width, float* out,
@@ -309,21 +328,24 @@ void rope_and_store_kv(const RopeParams& p, float* q, float* k, const float* v,
 void attention(const AttentionParams& p, const float* q, const void* key_cache,
                const void* value_cache, const int32_t* positions, const int32_t* seq_rows,
                const int32_t* block_tables, const int32_t* table_stride, int64_t tokens,
-               int splits, float* partial_o, float* partial_ml, float* out, cudaStream_t stream) {
+               int splits, float* partial_o, float* partial_ml, float* out, ActivationsQ8 quantized,
+               cudaStream_t stream) {
   if (tokens == 0) return;
   const dim3 grid(static_cast<unsigned>(tokens), static_cast<unsigned>(p.head_count_kv),
                   static_cast<unsigned>(splits));
   attention_kernel<<<grid, kAttnWarps * 32, 0, stream>>>(
       p, q, static_cast<const __half*>(key_cache), static_cast<const __half*>(value_cache),
-      positions, seq_rows, block_tables, table_stride, partial_o, partial_ml, out);
+      positions, seq_rows, block_tables, table_stride, partial_o, partial_ml, out,
+      splits == 1 ? quantized : ActivationsQ8{});
   if (splits > 1) {
     attention_merge_kernel<<<dim3(static_cast<unsigned>(tokens), static_cast<unsigned>(p.head_count)),
-                             128, 0, stream>>>(p, splits, partial_o, partial_ml, out);
+                             128, 0, stream>>>(p, splits, partial_o, partial_ml, out,
+                                                                 quantized);
   }
 }
 
-void swiglu(const float* gate, float* up, int64_t n, cudaStream_t stream) {
-  if (n > 0) swiglu_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(gate, up, n);
+void swiglu(const float* gate, float* up, int64_t n, ActivationsQ8 quantized, cudaStream_t stream) {
+  if (n > 0) swiglu_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(gate, up, n, quantized);
 }
 
 void gelu(float* x, int64_t n, cudaStream_t stream) {
