@@ -2,7 +2,7 @@
 // bandwidth (bytes of the quantized matrix per launch over the launch's time). Runs only with
 // REALIZAR_CUDA_BENCH=1 (it takes seconds and needs a quiet GPU); otherwise skips.
 //
-// Method (docs/perf-notes-cuda.md): several copies of each matrix, together over 200 MB (3x the
+// Method (docs/perf-notes.md, "CUDA backend"): several copies of each matrix, together over 200 MB (3x the
 // H200's 60 MB L2), launched one after another in a CUDA graph so that each launch reads from
 // DRAM; the graph is replayed 20 times, each replay timed with events; the median replay time
 // over the copies is the time per launch. Weights are random quantized rows (not zeros), tiled.

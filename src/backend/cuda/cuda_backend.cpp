@@ -401,7 +401,7 @@ class CudaBackend final : public Backend {
                 static_cast<size_t>(step.outputs * config_.vocab_size) * sizeof(float));
   }
 
-  // Kernel launches per step, the decode cost the fusions cut (docs/perf-notes-cuda.md).
+  // Kernel launches per step, the decode cost the fusions cut (docs/perf-notes.md, "CUDA backend").
   void print_graph_size(cudaGraph_t graph, const Step& step) const {
     size_t nodes = 0;
     check(cudaGraphGetNodes(graph, nullptr, &nodes), "graph nodes");
