@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstdlib>
 #include <map>
 #include <set>
 
@@ -21,23 +20,10 @@ namespace {
 using testing::run_apr;
 using testing::TempDir;
 
-// The golden checkpoints, written once per test program.
-const std::filesystem::path& golden_dir() {
-  static TempDir dir;
-  static const bool written = [] {
-    const std::string cmd = "python3 " +
-                            (testing::source_dir() / "tools/reference/golden_models.py").string() +
-                            " write-hf " + dir.path().string() + " > /dev/null";
-    return std::system(cmd.c_str()) == 0;
-  }();
-  EXPECT_TRUE(written);
-  return dir.path();
-}
-
 gguf::File convert(const TempDir& out, const std::string& model, const std::string& type) {
   const auto path = out / (model + "." + type + ".gguf");
   const auto result =
-      run_apr({"convert", (golden_dir() / model).string(), "-o", path.string(), "--type", type});
+      run_apr({"convert", (testing::golden_checkpoints_dir() / model).string(), "-o", path.string(), "--type", type});
   EXPECT_EQ(result.exit_code, 0) << result.err;
   return gguf::File::open(path);
 }
@@ -86,7 +72,7 @@ TEST(Convert, LlamaMetadataNamesShapesAndPermutedQK) {
   EXPECT_EQ(file.tensor("blk.1.ffn_down.weight").dims, (std::vector<uint64_t>{176, 64}));
   EXPECT_EQ(file.tensor("output.weight").type, TensorType::F32);
 
-  const auto ckpt = safetensors::Checkpoint::open(golden_dir() / "llama");
+  const auto ckpt = safetensors::Checkpoint::open(testing::golden_checkpoints_dir() / "llama");
   for (int layer = 0; layer < 2; ++layer) {
     const std::string hf = "model.layers." + std::to_string(layer) + ".self_attn.";
     const std::string blk = "blk." + std::to_string(layer) + ".";
@@ -105,7 +91,7 @@ TEST(Convert, EveryArchitectureLoadsAndHalfPrecisionIsExact) {
       {"qwen2", {"blk.0.attn_q.bias", "model.layers.0.self_attn.q_proj.bias"}},
       {"phi2", {"blk.1.ffn_up.weight", "model.layers.1.mlp.fc1.weight"}}};
   for (const auto& [model, names] : pairs) {
-    const auto ckpt = safetensors::Checkpoint::open(golden_dir() / model);
+    const auto ckpt = safetensors::Checkpoint::open(testing::golden_checkpoints_dir() / model);
     for (const std::string type : {"f32", "f16", "bf16"}) {
       TempDir out;
       const gguf::File file = convert(out, model, type);
@@ -203,7 +189,7 @@ void expect_convert_error(const std::filesystem::path& dir, const std::vector<st
 TEST(Convert, ErrorsNameTheProblem) {
   TempDir work;
   const auto copy = work / "model";
-  std::filesystem::copy(golden_dir() / "llama", copy);
+  std::filesystem::copy(testing::golden_checkpoints_dir() / "llama", copy);
   expect_convert_error(copy, {"--type", "q3_k"}, "unknown type 'q3_k'");
 
   std::string config = testing::read_file(copy / "config.json");
@@ -213,7 +199,7 @@ TEST(Convert, ErrorsNameTheProblem) {
   expect_convert_error(copy, {}, "unsupported architecture 'MistralForCausalLM'");
 
   testing::write_file(copy / "config.json", original);
-  std::filesystem::copy_file(golden_dir() / "qwen2" / "model.safetensors",
+  std::filesystem::copy_file(testing::golden_checkpoints_dir() / "qwen2" / "model.safetensors",
                              copy / "model.safetensors",
                              std::filesystem::copy_options::overwrite_existing);
   expect_convert_error(copy, {}, "tensor lm_head.weight not found");

@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -271,18 +270,6 @@ INSTANTIATE_TEST_SUITE_P(
 
 // ---- the golden checkpoints (tools/reference/golden_models.py) through `apr convert` -------------
 
-const std::filesystem::path& golden_hf_dir() {
-  static testing::TempDir dir;
-  static const bool written = [] {
-    const std::string cmd = "python3 " +
-                            (testing::source_dir() / "tools/reference/golden_models.py").string() +
-                            " write-hf " + dir.path().string() + " > /dev/null";
-    return std::system(cmd.c_str()) == 0;
-  }();
-  EXPECT_TRUE(written);
-  return dir.path();
-}
-
 struct GoldenCase {
   std::string model;
   std::string type;     // apr convert --type
@@ -299,7 +286,7 @@ TEST_P(CpuGoldenTest, MatchesReferenceAndTransformers) {
   const auto [model_name, type, tolerance] = GetParam();
   testing::TempDir out;
   const auto path = out / (model_name + "." + type + ".gguf");
-  const auto result = testing::run_apr({"convert", (golden_hf_dir() / model_name).string(), "-o",
+  const auto result = testing::run_apr({"convert", (testing::golden_checkpoints_dir() / model_name).string(), "-o",
                                         path.string(), "--type", type});
   ASSERT_EQ(result.exit_code, 0) << result.err;
   const gguf::File file = gguf::File::open(path);

@@ -6,7 +6,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstdlib>
 #include <nlohmann/json.hpp>
 
 #include "backend/reference/reference_backend.h"
@@ -41,17 +40,12 @@ Golden load_golden(const std::string& name) {
   return g;
 }
 
-// Writes the golden HF checkpoint `name` and converts it to GGUF with `type`.
+// Converts the golden HF checkpoint `name` to GGUF with `type`.
 std::filesystem::path convert_golden(const TempDir& dir, const std::string& name,
                                      const std::string& type) {
-  const std::string script =
-      (testing::source_dir() / "tools/reference/golden_models.py").string();
-  const std::string command = "python3 " + script + " write-hf " + dir.path().string() +
-                              " --model " + name;
-  if (std::system(command.c_str()) != 0) throw std::runtime_error("failed: " + command);
   const auto out = dir / (name + "-" + type + ".gguf");
-  const auto result = testing::run_apr(
-      {"convert", (dir / name).string(), "-o", out.string(), "--type", type});
+  const auto result = testing::run_apr({"convert", (testing::golden_checkpoints_dir() / name).string(),
+                                        "-o", out.string(), "--type", type});
   if (result.exit_code != 0) throw std::runtime_error("apr convert failed: " + result.err);
   return out;
 }

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -30,6 +31,18 @@ TempDir::~TempDir() {
 }
 
 std::filesystem::path source_dir() { return REALIZAR_SOURCE_DIR; }
+
+const std::filesystem::path& golden_checkpoints_dir() {
+  static TempDir dir;
+  static const bool written = [] {
+    const std::string command = "python3 " +
+                                (source_dir() / "tools/reference/golden_models.py").string() +
+                                " write-hf " + dir.path().string() + " > /dev/null";
+    return std::system(command.c_str()) == 0;
+  }();
+  if (!written) throw std::runtime_error("tools/reference/golden_models.py write-hf failed");
+  return dir.path();
+}
 
 std::string read_file(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);

@@ -33,6 +33,10 @@ CommandResult run_apr(const std::vector<std::string>& args);
 // The repository root (for tests/data/...).
 std::filesystem::path source_dir();
 
+// The small golden Hugging Face checkpoints of tools/reference/golden_models.py (qwen2/, llama/,
+// phi2/), written once per test process into a temporary directory.
+const std::filesystem::path& golden_checkpoints_dir();
+
 std::string read_file(const std::filesystem::path& path);
 void write_file(const std::filesystem::path& path, const std::string& bytes);
 
