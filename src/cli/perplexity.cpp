@@ -4,12 +4,10 @@
 // and then "Final estimate: PPL = X +/- SE" (method: src/engine/perplexity.h).
 #include <chrono>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
 #include <memory>
-#include <sstream>
 
 #include "cli/command.h"
+#include "cli/text_file.h"
 #include "engine/backend_factory.h"
 #include "engine/perplexity.h"
 #include "realizar/engine.h"
@@ -26,15 +24,6 @@ struct PerplexityArgs {
   std::string device = "auto";
   int threads = 0;
 };
-
-std::string read_text_file(const std::string& path) {
-  if (!std::filesystem::is_regular_file(path)) fail("text file {} does not exist", path);
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("cannot read {}", path);
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
 
 int run_perplexity(const PerplexityArgs& args) {
   const std::string text = read_text_file(args.text_file);

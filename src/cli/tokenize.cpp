@@ -1,11 +1,10 @@
 // apr tokenize MODEL (--text T | --file F) [--special] [--bos] [--json]
-#include <fstream>
 #include <iostream>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
+#include "cli/text_file.h"
 #include "realizar/error.h"
 #include "realizar/gguf.h"
 #include "realizar/tokenizer.h"
@@ -23,18 +22,10 @@ struct TokenizeArgs {
   bool json = false;
 };
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("cannot read {}", path);
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
-
 int run_tokenize(const TokenizeArgs& args) {
   const gguf::File file = gguf::File::open(args.model);
   const Tokenizer tokenizer(tokenizer_spec_from_gguf(file));
-  const std::string text = args.text ? *args.text : read_text(*args.file);
+  const std::string text = args.text ? *args.text : read_text_file(*args.file);
   const std::vector<int32_t> ids = tokenizer.encode(text, args.bos, args.special);
 
   if (args.json) {
