@@ -135,19 +135,6 @@ std::vector<float> prefill(Backend& backend, const std::vector<int32_t>& prompt,
   return logits;
 }
 
-double relative_max_error(const std::vector<float>& got, const std::vector<float>& want) {
-  double max_diff = 0.0, max_ref = 0.0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    max_diff = std::max(max_diff, std::abs(static_cast<double>(got[i]) - want[i]));
-    max_ref = std::max(max_ref, std::abs(static_cast<double>(want[i])));
-  }
-  return max_diff / max_ref;
-}
-
-int32_t argmax(const float* logits, int64_t n) {
-  return static_cast<int32_t>(std::max_element(logits, logits + n) - logits);
-}
-
 struct ModelCase {
   Architecture arch;
   Scheme scheme;
@@ -174,7 +161,7 @@ TEST_P(CpuVsReferenceTest, PrefillLogitsMatchReference) {
   const std::vector<float> want = prefill(*reference, kPrompt);
   const std::vector<float> got = prefill(*cpu, kPrompt);
   ASSERT_EQ(got.size(), kPrompt.size() * static_cast<size_t>(model.config.vocab_size));
-  EXPECT_LT(relative_max_error(got, want), GetParam().scheme.tolerance);
+  EXPECT_LT(testing::relative_max_error(got, want), GetParam().scheme.tolerance);
 }
 
 // Greedy decoding after the prompt, one token per forward (teacher-forced with the reference's
@@ -196,13 +183,13 @@ TEST_P(CpuVsReferenceTest, GreedyDecodeMatchesReference) {
     std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<>());
     double max_abs = 0.0;
     for (float v : want) max_abs = std::max(max_abs, std::abs(static_cast<double>(v)));
-    const int32_t token = argmax(want.data(), vocab);
+    const int32_t token = testing::argmax(want.data(), vocab);
     // Each logit is off by less than tolerance * max_abs, so a larger lead keeps the argmax.
     if (sorted[0] - sorted[1] > 2.0 * GetParam().scheme.tolerance * max_abs) {
-      EXPECT_EQ(argmax(got.data(), vocab), token) << "position " << pos;
+      EXPECT_EQ(testing::argmax(got.data(), vocab), token) << "position " << pos;
       ++checked;
     }
-    EXPECT_LT(relative_max_error(got, want), GetParam().scheme.tolerance) << "position " << pos;
+    EXPECT_LT(testing::relative_max_error(got, want), GetParam().scheme.tolerance) << "position " << pos;
     Batch batch;
     batch.add(token, pos, 0, true);  // both continue with the reference's token
     reference->forward(batch, want);
@@ -234,8 +221,8 @@ TEST_P(CpuVsReferenceTest, InterleavedSequencesMatchSeparateRuns) {
     dst.insert(dst.end(), logits.begin() + static_cast<int64_t>(t) * vocab,
                logits.begin() + static_cast<int64_t>(t + 1) * vocab);
   }
-  EXPECT_LT(relative_max_error(got_a, want_a), 1e-6);
-  EXPECT_LT(relative_max_error(got_b, want_b), 1e-6);
+  EXPECT_LT(testing::relative_max_error(got_a, want_a), 1e-6);
+  EXPECT_LT(testing::relative_max_error(got_b, want_b), 1e-6);
   EXPECT_EQ(together->sequence_length(0), static_cast<int64_t>(kPrompt.size()));
   EXPECT_EQ(together->sequence_length(1), static_cast<int64_t>(other.size()));
 }
@@ -285,11 +272,8 @@ class CpuGoldenTest : public ::testing::TestWithParam<GoldenCase> {};
 TEST_P(CpuGoldenTest, MatchesReferenceAndTransformers) {
   const auto [model_name, type, tolerance] = GetParam();
   testing::TempDir out;
-  const auto path = out / (model_name + "." + type + ".gguf");
-  const auto result = testing::run_apr({"convert", (testing::golden_checkpoints_dir() / model_name).string(), "-o",
-                                        path.string(), "--type", type});
-  ASSERT_EQ(result.exit_code, 0) << result.err;
-  const gguf::File file = gguf::File::open(path);
+  const gguf::File file =
+      gguf::File::open(testing::convert_golden_checkpoint(out, model_name, type));
   const ModelConfig config = ModelConfig::from_gguf(file);
   const ModelWeights weights = ModelWeights::from_gguf(file, config);
   const auto golden = nlohmann::json::parse(
@@ -301,7 +285,7 @@ TEST_P(CpuGoldenTest, MatchesReferenceAndTransformers) {
   auto cpu = make_cpu_backend(config, weights, 64, 2);
   std::vector<float> want = prefill(*reference, prompt);
   std::vector<float> got = prefill(*cpu, prompt);
-  EXPECT_LT(relative_max_error(got, want), tolerance);
+  EXPECT_LT(testing::relative_max_error(got, want), tolerance);
 
   const int64_t vocab = config.vocab_size;
   std::vector<int32_t> cpu_greedy;
@@ -313,8 +297,8 @@ TEST_P(CpuGoldenTest, MatchesReferenceAndTransformers) {
     std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<>());
     double max_abs = 0.0;
     for (int64_t i = 0; i < vocab; ++i) max_abs = std::max(max_abs, std::abs(static_cast<double>(want_last[i])));
-    const int32_t token = argmax(want_last, vocab);
-    cpu_greedy.push_back(argmax(got_last, vocab));
+    const int32_t token = testing::argmax(want_last, vocab);
+    cpu_greedy.push_back(testing::argmax(got_last, vocab));
     if (sorted[0] - sorted[1] > 2.0 * tolerance * max_abs) {
       EXPECT_EQ(cpu_greedy.back(), token) << "step " << step;
       ++checked;

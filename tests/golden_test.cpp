@@ -40,30 +40,6 @@ Golden load_golden(const std::string& name) {
   return g;
 }
 
-// Converts the golden HF checkpoint `name` to GGUF with `type`.
-std::filesystem::path convert_golden(const TempDir& dir, const std::string& name,
-                                     const std::string& type) {
-  const auto out = dir / (name + "-" + type + ".gguf");
-  const auto result = testing::run_apr({"convert", (testing::golden_checkpoints_dir() / name).string(),
-                                        "-o", out.string(), "--type", type});
-  if (result.exit_code != 0) throw std::runtime_error("apr convert failed: " + result.err);
-  return out;
-}
-
-// max |a - b| / max |b|: the tolerance measure for logits.
-double relative_max_error(const std::vector<float>& a, const std::vector<float>& b) {
-  double max_diff = 0.0, max_ref = 0.0;
-  for (size_t i = 0; i < b.size(); ++i) {
-    max_diff = std::max(max_diff, std::abs(static_cast<double>(a[i]) - b[i]));
-    max_ref = std::max(max_ref, std::abs(static_cast<double>(b[i])));
-  }
-  return max_diff / max_ref;
-}
-
-int32_t argmax(const float* row, int64_t n) {
-  return static_cast<int32_t>(std::max_element(row, row + n) - row);
-}
-
 // Greedy continuation: one prefill batch, then one decode step per token through the KV cache.
 std::vector<int32_t> greedy_tokens(Backend& backend, const std::vector<int32_t>& prompt,
                                    size_t count) {
@@ -76,7 +52,7 @@ std::vector<int32_t> greedy_tokens(Backend& backend, const std::vector<int32_t>&
   const int64_t vocab = backend.config().vocab_size;
   while (true) {
     backend.forward(batch, logits);
-    out.push_back(argmax(logits.data(), vocab));
+    out.push_back(testing::argmax(logits.data(), vocab));
     if (out.size() == count) return out;
     batch.clear();
     batch.add(out.back(), static_cast<int32_t>(prompt.size() + out.size() - 1), 0, true);
@@ -89,7 +65,7 @@ TEST_P(GoldenTest, ReferenceBackendMatchesTransformers) {
   const auto& [name, type] = GetParam();
   TempDir dir;
   const Golden golden = load_golden(name);
-  const gguf::File file = gguf::File::open(convert_golden(dir, name, type));
+  const gguf::File file = gguf::File::open(testing::convert_golden_checkpoint(dir, name, type));
   const ModelConfig config = ModelConfig::from_gguf(file);
   const ModelWeights weights = ModelWeights::from_gguf(file, config);
   ASSERT_EQ(config.vocab_size, golden.vocab);
@@ -102,7 +78,7 @@ TEST_P(GoldenTest, ReferenceBackendMatchesTransformers) {
   std::vector<float> logits;
   backend->forward(batch, logits);
   ASSERT_EQ(logits.size(), golden.logits.size());
-  EXPECT_LE(relative_max_error(logits, golden.logits), 1e-3);
+  EXPECT_LE(testing::relative_max_error(logits, golden.logits), 1e-3);
 
   auto fresh = make_reference_backend(config, weights, 256);
   EXPECT_EQ(greedy_tokens(*fresh, golden.prompt, golden.greedy.size()), golden.greedy);

@@ -1,11 +1,15 @@
 #include "test_support.h"
 
+#include <gtest/gtest.h>
+
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <random>
@@ -42,6 +46,30 @@ const std::filesystem::path& golden_checkpoints_dir() {
   }();
   if (!written) throw std::runtime_error("tools/reference/golden_models.py write-hf failed");
   return dir.path();
+}
+
+std::filesystem::path convert_golden_checkpoint(const TempDir& dir, const std::string& name,
+                                                const std::string& type) {
+  const auto out = dir / (name + "-" + type + ".gguf");
+  const auto result = run_apr({"convert", (golden_checkpoints_dir() / name).string(), "-o",
+                               out.string(), "--type", type});
+  if (result.exit_code != 0) throw std::runtime_error("apr convert failed: " + result.err);
+  return out;
+}
+
+double relative_max_error(const std::vector<float>& got, const std::vector<float>& want) {
+  EXPECT_EQ(got.size(), want.size());
+  double max_diff = 0.0, max_ref = 0.0;
+  for (size_t i = 0; i < want.size() && i < got.size(); ++i) {
+    if (std::isnan(got[i])) return INFINITY;
+    max_diff = std::max(max_diff, std::abs(static_cast<double>(got[i]) - want[i]));
+    max_ref = std::max(max_ref, std::abs(static_cast<double>(want[i])));
+  }
+  return max_diff / max_ref;
+}
+
+int32_t argmax(const float* logits, int64_t n) {
+  return static_cast<int32_t>(std::max_element(logits, logits + n) - logits);
 }
 
 std::string read_file(const std::filesystem::path& path) {

@@ -1,6 +1,7 @@
 // Helpers shared by the tests: temporary directories, running `apr`, reading files.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -36,6 +37,18 @@ std::filesystem::path source_dir();
 // The small golden Hugging Face checkpoints of tools/reference/golden_models.py (qwen2/, llama/,
 // phi2/), written once per test process into a temporary directory.
 const std::filesystem::path& golden_checkpoints_dir();
+
+// `apr convert` of golden checkpoint `name` (qwen2, llama, phi2) to `dir`/NAME-TYPE.gguf with
+// --type `type`; throws std::runtime_error with apr's message when the conversion fails.
+std::filesystem::path convert_golden_checkpoint(const TempDir& dir, const std::string& name,
+                                                const std::string& type);
+
+// max |got - want| / max |want| over two logit arrays of the same size (the golden tests'
+// tolerance measure); infinity when `got` holds a NaN.
+double relative_max_error(const std::vector<float>& got, const std::vector<float>& want);
+
+// Index of the largest of n logits (the first one on ties).
+int32_t argmax(const float* logits, int64_t n);
 
 std::string read_file(const std::filesystem::path& path);
 void write_file(const std::filesystem::path& path, const std::string& bytes);

@@ -41,34 +41,6 @@ TEST(CudaBackend, SkippedWithoutCuda) { GTEST_SKIP() << "built without the CUDA 
 constexpr double kLogitTolerance = 1e-2;
 constexpr double kInt8LogitTolerance = 3e-2;
 
-std::filesystem::path convert_golden(const TempDir& dir, const std::string& name,
-                                     const std::string& type) {
-  const std::string script = (testing::source_dir() / "tools/reference/golden_models.py").string();
-  const std::string command =
-      "python3 " + script + " write-hf " + dir.path().string() + " --model " + name;
-  if (std::system(command.c_str()) != 0) throw std::runtime_error("failed: " + command);
-  const auto out = dir / (name + "-" + type + ".gguf");
-  const auto result =
-      testing::run_apr({"convert", (dir / name).string(), "-o", out.string(), "--type", type});
-  if (result.exit_code != 0) throw std::runtime_error("apr convert failed: " + result.err);
-  return out;
-}
-
-double relative_max_error(const std::vector<float>& a, const std::vector<float>& b) {
-  EXPECT_EQ(a.size(), b.size());
-  double diff = 0.0, ref = 0.0;
-  for (size_t i = 0; i < b.size(); ++i) {
-    if (std::isnan(a[i])) return INFINITY;
-    diff = std::max(diff, std::abs(static_cast<double>(a[i]) - b[i]));
-    ref = std::max(ref, std::abs(static_cast<double>(b[i])));
-  }
-  return diff / ref;
-}
-
-int32_t argmax(const float* row, int64_t n) {
-  return static_cast<int32_t>(std::max_element(row, row + n) - row);
-}
-
 // `count` greedy steps after `prompt`, both backends fed the reference's choices: at every step
 // the CUDA backend's best token must have a reference logit within `tolerance` (relative to the
 // largest magnitude) of the reference's best (tolerance 0: the same token, barring exact ties).
@@ -83,7 +55,7 @@ void expect_same_greedy_choices(Backend& cuda, Backend& reference,
   for (size_t step = 0; step < count; ++step) {
     cuda.forward(batch, a);
     reference.forward(batch, b);
-    const int32_t best = argmax(b.data(), vocab), chosen = argmax(a.data(), vocab);
+    const int32_t best = testing::argmax(b.data(), vocab), chosen = testing::argmax(a.data(), vocab);
     double largest = 0.0;
     for (float v : b) largest = std::max(largest, std::abs(static_cast<double>(v)));
     EXPECT_GE(b[chosen], b[best] - tolerance * largest)
@@ -110,7 +82,7 @@ void expect_same_logits(Backend& cuda, Backend& reference, const std::vector<Bat
   for (size_t i = 0; i < batches.size(); ++i) {
     cuda.forward(batches[i], a);
     reference.forward(batches[i], b);
-    const double error = relative_max_error(a, b);
+    const double error = testing::relative_max_error(a, b);
     std::cout << "  batch " << i << " (" << batches[i].size() << " tokens): max relative logit error "
               << error << "\n";
     EXPECT_LE(error, batches[i].size() > 8 ? kLogitTolerance : tolerance) << "batch " << i;
@@ -129,7 +101,7 @@ TEST_P(CudaBackendGolden, MatchesTheReferenceBackend) {
   if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device";
   const auto& [name, type] = GetParam();
   TempDir dir;
-  const LoadedModel m(convert_golden(dir, name, type));
+  const LoadedModel m(testing::convert_golden_checkpoint(dir, name, type));
   auto cuda = make_cuda_backend(m.config, m.weights, 256);
   auto reference = make_reference_backend(m.config, m.weights, 256);
 
@@ -159,7 +131,7 @@ INSTANTIATE_TEST_SUITE_P(
 TEST(CudaBackend, MixedMultiSequenceBatchesMatchTheReference) {
   if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device";
   TempDir dir;
-  const LoadedModel m(convert_golden(dir, "qwen2", "f16"));
+  const LoadedModel m(testing::convert_golden_checkpoint(dir, "qwen2", "f16"));
   auto cuda = make_cuda_backend(m.config, m.weights, 512);
   auto reference = make_reference_backend(m.config, m.weights, 512);
   const std::vector<int32_t> t = some_tokens(m.config.vocab_size, 64, 7);
@@ -191,7 +163,7 @@ TEST(CudaBackend, MixedMultiSequenceBatchesMatchTheReference) {
 TEST(CudaBackend, RejectsBatchesThatDoNotContinueTheCache) {
   if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device";
   TempDir dir;
-  const LoadedModel m(convert_golden(dir, "llama", "f16"));
+  const LoadedModel m(testing::convert_golden_checkpoint(dir, "llama", "f16"));
   auto cuda = make_cuda_backend(m.config, m.weights, 64);
   Batch batch;
   batch.add(1, 1, 0, true);
