@@ -334,7 +334,7 @@ TEST(CudaKernels, RmsNormAndLayerNormMatchFloat64) {
   SKIP_WITHOUT_GPU();
   std::mt19937_64 rng(5);
   for (const bool layer_norm : {false, true}) {
-    for (const int64_t width : {896, 5120, 1000}) {
+    for (const int64_t width : {896, 5120, 1000, 1001, 16384}) {
       const int64_t tokens = 3;
       const std::vector<float> x = random_floats(static_cast<size_t>(tokens * width), rng, 4.0f);
       const std::vector<float> weight = random_floats(static_cast<size_t>(width), rng);

@@ -11,6 +11,7 @@
 #include <cuda_fp16.h>
 
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/launch.cuh"
 #include "backend/cuda/q8_block.cuh"
 #include "realizar/quant_blocks.h"
 
@@ -305,12 +306,19 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   float acc[T];
 #pragma unroll
   for (int t = 0; t < T; ++t) acc[t] = 0.0f;
-  for (int64_t u0 = lane; u0 < units; u0 += 32 * kUnitsInFlight) {
-    typename Q::W wv[kUnitsInFlight];
+  typename Q::W wv[kUnitsInFlight];
+  auto load_units = [&](int64_t u0) {
 #pragma unroll
     for (int k = 0; k < kUnitsInFlight; ++k) {
       if (u0 + 32 * k < units) wv[k] = Q::load(wrow, u0 + 32 * k);
     }
+  };
+  // The first weights are requested before waiting for the kernel that writes the activations
+  // (launch.cuh): for the small matrices of decode that is the whole row.
+  load_units(lane);
+  wait_then_allow_next_kernel();
+  for (int64_t u0 = lane; u0 < units; u0 += 32 * kUnitsInFlight) {
+    if (u0 != lane) load_units(u0);
 #pragma unroll
     for (int k = 0; k < kUnitsInFlight; ++k) {
       if (u0 + 32 * k >= units) break;
@@ -357,7 +365,7 @@ void launch_matvec_int8(const MatvecPart* parts, int count, ActivationsQ8 x, boo
     switch (n) {
 #define REALIZAR_MATVEC_CASE(N)                                                           \
   case N:                                                                                 \
-    matvec_int8_kernel<Q, N><<<ctas, block, 0, stream>>>(pass, cols, xq, xds, accumulate); \
+    launch(matvec_int8_kernel<Q, N>, ctas, block, stream, pass, cols, xq, xds, accumulate); \
     break;
       REALIZAR_MATVEC_CASE(1)
       REALIZAR_MATVEC_CASE(2)
@@ -389,6 +397,7 @@ bool with_int8_type(uint32_t type, F&& f) {
 // One warp per 32-element block, lane = element.
 __global__ void quantize_q8_kernel(const float* __restrict__ x, int64_t blocks, int8_t* q,
                                    float2* ds) {
+  wait_then_allow_next_kernel();
   const int64_t block = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   if (block >= blocks) return;  // whole warps: blocks * 32 threads
   store_q8_block(x[block * 32 + threadIdx.x % 32], block, q, ds);
@@ -405,8 +414,7 @@ void quantize_activations(const float* x, int64_t cols, int64_t tokens, Activati
   const int64_t blocks = tokens * (cols / 32);
   if (blocks == 0) return;
   constexpr int kThreads = 256;
-  quantize_q8_kernel<<<static_cast<unsigned>((blocks * 32 + kThreads - 1) / kThreads), kThreads, 0,
-                       stream>>>(x, blocks, out.q, reinterpret_cast<float2*>(out.ds));
+  launch(quantize_q8_kernel, static_cast<unsigned>((blocks * 32 + kThreads - 1) / kThreads), kThreads, stream, x, blocks, out.q, reinterpret_cast<float2*>(out.ds));
 }
 
 void matvec_int8(const DeviceMatrix& w, ActivationsQ8 x, float* y, int64_t ldy, const float* bias,

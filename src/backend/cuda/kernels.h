@@ -88,10 +88,15 @@ void float_to_half(const float* src, void* dst, int64_t n, cudaStream_t stream);
 void add_bias(float* y, int64_t ldy, const float* bias, int64_t rows, int64_t tokens,
               cudaStream_t stream);
 
+// Whether norm_rows handles rows of `width` floats (it holds a row in registers): widths that are
+// a multiple of 4 up to 16384, others up to 4096.
+bool norm_width_supported(int64_t width);
+
 // RMSNorm (Zhang & Sennrich 2019) or, with `layer_norm`, LayerNorm (Ba et al. 2016) of each row:
-// out[t] = norm(x[t]) * weight (+ bias). x and out [tokens x width]. With quantized.q non-null
-// (width a multiple of 32) it also writes out's int8 blocks there, as quantize_activations would:
-// the input of the next matvec_int8 without a separate launch.
+// out[t] = norm(x[t]) * weight (+ bias). x and out [tokens x width], width as
+// norm_width_supported allows. With quantized.q non-null (width a multiple of 32) it also writes
+// out's int8 blocks there, as quantize_activations would: the input of the next matvec_int8
+// without a separate launch.
 void norm_rows(const float* x, const float* weight, const float* bias, float* out, int64_t width,
                int64_t tokens, float epsilon, bool layer_norm, ActivationsQ8 quantized,
                cudaStream_t stream);
@@ -109,9 +114,10 @@ struct RopeParams {
   const double* inv_freq = nullptr;  // [rope_dim / 2]: rope_freq_base^(-2i / rope_dim)
 };
 
-// Rotates q [tokens x q_dim] and k [tokens x kv_dim] in place, then stores k and v as float16 at
-// cache slot slots[t] of key_cache / value_cache. Angles in float64: position * inv_freq[i].
-void rope_and_store_kv(const RopeParams& p, float* q, float* k, const float* v,
+// RoPE (Su et al. 2021): rotates q [tokens x q_dim] in place and stores k [tokens x kv_dim]
+// rotated and v as float16 at cache slot slots[t] of key_cache / value_cache (k itself is not
+// changed). Angles and rotation in float64: position * inv_freq[i].
+void rope_and_store_kv(const RopeParams& p, float* q, const float* k, const float* v,
                        const int32_t* positions, const int32_t* slots, int64_t tokens,
                        void* key_cache, void* value_cache, cudaStream_t stream);
 

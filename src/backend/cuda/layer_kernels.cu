@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/launch.cuh"
 #include "backend/cuda/q8_block.cuh"
 
 namespace realizar::cuda {
@@ -26,71 +27,139 @@ __device__ float block_sum(float v, float* scratch) {
   return total;
 }
 
+constexpr int kNormMaxVectors = 16;  // vectors per thread, held in registers
+
+template <int kVec>
+__device__ __forceinline__ void load_vector(const float* p, float (&out)[kVec]) {
+  if constexpr (kVec == 4) {
+    const float4 f = *reinterpret_cast<const float4*>(p);
+    out[0] = f.x, out[1] = f.y, out[2] = f.z, out[3] = f.w;
+  } else {
+    out[0] = *p;
+  }
+}
+
+template <int kVec>
+__device__ __forceinline__ void store_vector(float* p, const float (&v)[kVec]) {
+  if constexpr (kVec == 4) {
+    *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
+  } else {
+    *p = v[0];
+  }
+}
+
+// One CTA per token. The row is read once into registers (thread i holds vectors i, i + 256, ...
+// of kVec floats), so the two reductions and the output need no second pass over memory and all
+// loads are in flight together. With kVec = 4 and width % 32 == 0, 8 consecutive threads hold a
+// 32-value block, which lets the kernel also write the int8 blocks of the output.
+template <int kVec>
 __global__ void __launch_bounds__(kNormThreads)
     norm_kernel(const float* __restrict__ x, const float* __restrict__ weight,
-                const float* __restrict__ bias, float* out, int64_t width, float epsilon,
+                const float* __restrict__ bias, float* out, int width, float epsilon,
                 bool layer_norm, ActivationsQ8 quantized) {
+  wait_then_allow_next_kernel();
   __shared__ float scratch[kNormThreads / 32];
-  const float* xt = x + blockIdx.x * width;
-  float* ot = out + blockIdx.x * width;
-  float mean = 0.0f;
-  if (layer_norm) {
-    float s = 0.0f;
-    for (int64_t i = threadIdx.x; i < width; i += kNormThreads) s += xt[i];
-    mean = block_sum(s, scratch) / static_cast<float>(width);
+  const float* xt = x + static_cast<int64_t>(blockIdx.x) * width;
+  float* ot = out + static_cast<int64_t>(blockIdx.x) * width;
+  const int vectors = width / kVec;
+  float v[kNormMaxVectors][kVec];
+  float sum = 0.0f;
+#pragma unroll
+  for (int k = 0; k < kNormMaxVectors; ++k) {
+    const int i = threadIdx.x + k * kNormThreads;
+#pragma unroll
+    for (int e = 0; e < kVec; ++e) v[k][e] = 0.0f;
+    if (i < vectors) load_vector(xt + i * kVec, v[k]);
+#pragma unroll
+    for (int e = 0; e < kVec; ++e) sum += v[k][e];
   }
-  float s2 = 0.0f;
-  for (int64_t i = threadIdx.x; i < width; i += kNormThreads) s2 += (xt[i] - mean) * (xt[i] - mean);
-  const float scale = rsqrtf(block_sum(s2, scratch) / static_cast<float>(width) + epsilon);
-  for (int64_t i = threadIdx.x; i < width; i += kNormThreads) {
-    float v = (xt[i] - mean) * scale * weight[i];
-    if (bias != nullptr) v += bias[i];
-    ot[i] = v;
-    // width % 32 == 0: a warp's 32 lanes hold one whole block.
-    if (quantized.q != nullptr) {
-      store_q8_block(v, (blockIdx.x * width + i) / 32, quantized.q, reinterpret_cast<float2*>(quantized.ds));
+  const float mean = layer_norm ? block_sum(sum, scratch) / static_cast<float>(width) : 0.0f;
+  float squares = 0.0f;
+#pragma unroll
+  for (int k = 0; k < kNormMaxVectors; ++k) {
+    if (threadIdx.x + k * kNormThreads >= vectors) continue;
+#pragma unroll
+    for (int e = 0; e < kVec; ++e) {
+      v[k][e] -= mean;
+      squares += v[k][e] * v[k][e];
+    }
+  }
+  const float scale = rsqrtf(block_sum(squares, scratch) / static_cast<float>(width) + epsilon);
+#pragma unroll
+  for (int k = 0; k < kNormMaxVectors; ++k) {
+    const int i = threadIdx.x + k * kNormThreads;
+    if (k * kNormThreads + (threadIdx.x & ~31) >= vectors) break;  // the whole warp is past the end
+    const bool inside = i < vectors;
+    if (inside) {
+      float w[kVec], b[kVec] = {};
+      load_vector(weight + i * kVec, w);
+      if (bias != nullptr) load_vector(bias + i * kVec, b);
+#pragma unroll
+      for (int e = 0; e < kVec; ++e) v[k][e] = v[k][e] * scale * w[e] + b[e];
+      store_vector(ot + i * kVec, v[k]);
+    }
+    if constexpr (kVec == 4) {
+      if (quantized.q != nullptr) {  // width % 32 == 0: each 8-thread group is inside or not
+        store_q8_block<4>(v[k], (static_cast<int64_t>(blockIdx.x) * width + i * 4) / 32, quantized.q,
+                          reinterpret_cast<float2*>(quantized.ds), inside);
+      }
     }
   }
 }
 
 __global__ void gather_kernel(const float* __restrict__ x, const int32_t* __restrict__ rows,
                               int64_t width, float* out) {
+  wait_then_allow_next_kernel();
   const float* src = x + static_cast<int64_t>(rows[blockIdx.x]) * width;
   for (int64_t i = threadIdx.x; i < width; i += blockDim.x) out[blockIdx.x * width + i] = src[i];
 }
 
-__device__ void rotate_head(float* head, const RopeParams& p, int position) {
-  const int half = p.rope_dim / 2;
-  for (int i = threadIdx.x % 32; i < half; i += 32) {
-    double s, c;
-    sincos(static_cast<double>(position) * p.inv_freq[i], &s, &c);
-    const int a = p.neox ? i : 2 * i, b = p.neox ? i + half : 2 * i + 1;
-    const double x0 = head[a], x1 = head[b];
-    head[a] = static_cast<float>(x0 * c - x1 * s);
-    head[b] = static_cast<float>(x0 * s + x1 * c);
-  }
-}
+constexpr int kMaxRopePairs = 64;  // rope_dim <= head_dim <= 128
 
-// One block per token, one warp per head (query heads, then key heads) rotating in place; then
-// the copy of k and v into the cache.
-__global__ void rope_kv_kernel(RopeParams p, float* q, float* k, const float* __restrict__ v,
-                               const int32_t* __restrict__ positions,
+// One CTA per token. The rope_dim / 2 rotations (cos, sin of position * inv_freq[i], float64) are
+// computed once into shared memory and shared by all heads; then each thread takes (head, pair)
+// elements: query pairs are rotated in place, key pairs go rotated straight to the cache; the
+// unrotated key dims (partial RoPE) and the values are copied to the cache.
+__global__ void rope_kv_kernel(RopeParams p, float* q, const float* __restrict__ k,
+                               const float* __restrict__ v, const int32_t* __restrict__ positions,
                                const int32_t* __restrict__ slots, __half* key_cache,
                                __half* value_cache) {
-  const int t = blockIdx.x, position = positions[t];
-  const int kv_dim = p.head_count_kv * p.head_dim;
-  const int warps = blockDim.x / 32;
-  float* qt = q + static_cast<int64_t>(t) * p.head_count * p.head_dim;
-  float* kt = k + static_cast<int64_t>(t) * kv_dim;
-  for (int h = threadIdx.x / 32; h < p.head_count + p.head_count_kv; h += warps) {
-    rotate_head(h < p.head_count ? qt + h * p.head_dim : kt + (h - p.head_count) * p.head_dim, p,
-                position);
+  wait_then_allow_next_kernel();
+  __shared__ double2 rotation[kMaxRopePairs];
+  const int t = blockIdx.x, half = p.rope_dim / 2, hd = p.head_dim;
+  const int kv_dim = p.head_count_kv * hd;
+  for (int i = threadIdx.x; i < half; i += blockDim.x) {
+    double s, c;
+    sincos(static_cast<double>(positions[t]) * p.inv_freq[i], &s, &c);
+    rotation[i] = make_double2(c, s);
   }
-  __syncthreads();  // the block's rotated keys are visible to all its threads
+  __syncthreads();
+  float* qt = q + static_cast<int64_t>(t) * p.head_count * hd;
+  const float* kt = k + static_cast<int64_t>(t) * kv_dim;
   const int64_t slot = slots[t];
+  __half* kc = key_cache + slot * kv_dim;
+  __half* vc = value_cache + slot * kv_dim;
+  for (int e = threadIdx.x; e < (p.head_count + p.head_count_kv) * half; e += blockDim.x) {
+    const int h = e / half, i = e % half;
+    const int a = p.neox ? i : 2 * i, b = p.neox ? i + half : 2 * i + 1;
+    const bool query = h < p.head_count;
+    const int64_t offset = static_cast<int64_t>(query ? h : h - p.head_count) * hd;
+    const float* head = query ? qt + offset : kt + offset;
+    const double x0 = head[a], x1 = head[b];
+    const double2 r = rotation[i];
+    const float y0 = static_cast<float>(x0 * r.x - x1 * r.y);
+    const float y1 = static_cast<float>(x0 * r.y + x1 * r.x);
+    if (query) {
+      qt[offset + a] = y0;
+      qt[offset + b] = y1;
+    } else {
+      kc[offset + a] = __float2half_rn(y0);
+      kc[offset + b] = __float2half_rn(y1);
+    }
+  }
   for (int i = threadIdx.x; i < kv_dim; i += blockDim.x) {
-    key_cache[slot * kv_dim + i] = __float2half_rn(kt[i]);
-    value_cache[slot * kv_dim + i] = __float2half_rn(v[static_cast<int64_t>(t) * kv_dim + i]);
+    if (i % hd >= p.rope_dim) kc[i] = __float2half_rn(kt[i]);
+    vc[i] = __float2half_rn(v[static_cast<int64_t>(t) * kv_dim + i]);
   }
 }
 
@@ -98,6 +167,7 @@ constexpr int kAttnWarps = 4;
 constexpr int kMaxGroup = 8;     // query heads per KV head
 constexpr int kMaxHeadDim = 128;
 constexpr int kDimsPerLane = kMaxHeadDim / 32;
+constexpr int kValuesInFlight = 16;  // value rows loaded before the first is used
 
 // Grid (tokens, KV heads, splits), kAttnWarps warps. Each warp takes tiles of 32 keys: lane j
 // scores key j against the group's query heads, the warp updates its running max and sum, then
@@ -108,6 +178,7 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
                      const int32_t* __restrict__ seq_rows, const int32_t* __restrict__ block_tables,
                      const int32_t* __restrict__ table_stride, float* partial_o,
                      float* partial_ml, float* out, ActivationsQ8 quantized) {
+  wait_then_allow_next_kernel();
   __shared__ float q_s[kMaxGroup][kMaxHeadDim];
   __shared__ float p_s[kAttnWarps][kMaxGroup][32];
   __shared__ float m_s[kAttnWarps][kMaxGroup], l_s[kAttnWarps][kMaxGroup];
@@ -140,16 +211,25 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
   const bool lane_has_dims = 4 * lane < hd;
 
   for (int tile = begin + 32 * warp; tile < end; tile += 32 * kAttnWarps) {
+    // Lane j's key: its cache slot (shared with the other lanes for the values below), its row
+    // loaded with every 16-byte load in flight at once.
     const int j = tile + lane;
+    int64_t slot = 0;
+    if (j < end) slot = static_cast<int64_t>(table[j / p.block_size]) * p.block_size + j % p.block_size;
     float s[kMaxGroup];
 #pragma unroll
     for (int g = 0; g < kMaxGroup; ++g) s[g] = 0.0f;
     if (j < end) {
-      const int64_t slot = static_cast<int64_t>(table[j / p.block_size]) * p.block_size + j % p.block_size;
       const uint4* krow = reinterpret_cast<const uint4*>(key_cache + slot * kv_dim + kv_head * hd);
-      for (int c = 0; c < hd / 8; ++c) {
-        const uint4 raw = krow[c];
-        const __half2* h2 = reinterpret_cast<const __half2*>(&raw);
+      uint4 raw[kMaxHeadDim / 8];
+#pragma unroll
+      for (int c = 0; c < kMaxHeadDim / 8; ++c) {
+        if (c < hd / 8) raw[c] = krow[c];
+      }
+#pragma unroll
+      for (int c = 0; c < kMaxHeadDim / 8; ++c) {
+        if (c >= hd / 8) break;
+        const __half2* h2 = reinterpret_cast<const __half2*>(&raw[c]);
         float kf[8];
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
@@ -183,22 +263,33 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
       p_s[warp][g][lane] = pj;
     }
     __syncwarp();
+    // Values: lane l owns dims 4l..4l+3. The value rows of half a tile are requested before the
+    // first is used (one memory latency per 16 keys instead of one per key; 32 at once would
+    // cost 32 more registers, halving the CTAs per SM of long prompts).
     const int keys = min(32, end - tile);
-    for (int jj = 0; jj < keys; ++jj) {
-      if (!lane_has_dims) break;
-      const int jk = tile + jj;
-      const int64_t slot = static_cast<int64_t>(table[jk / p.block_size]) * p.block_size + jk % p.block_size;
-      const uint2 raw = *reinterpret_cast<const uint2*>(value_cache + slot * kv_dim + kv_head * hd + 4 * lane);
-      const __half2* h2 = reinterpret_cast<const __half2*>(&raw);
-      const float2 v01 = __half22float2(h2[0]), v23 = __half22float2(h2[1]);
+    for (int k0 = 0; k0 < keys; k0 += kValuesInFlight) {
+      uint2 vraw[kValuesInFlight];
 #pragma unroll
-      for (int g = 0; g < kMaxGroup; ++g) {
-        if (g < group) {
-          const float pj = p_s[warp][g][jj];
-          o[g][0] += pj * v01.x;
-          o[g][1] += pj * v01.y;
-          o[g][2] += pj * v23.x;
-          o[g][3] += pj * v23.y;
+      for (int jj = 0; jj < kValuesInFlight; ++jj) {
+        const int64_t key_slot = __shfl_sync(0xFFFFFFFFu, slot, k0 + jj);
+        if (k0 + jj < keys && lane_has_dims) {
+          vraw[jj] = *reinterpret_cast<const uint2*>(value_cache + key_slot * kv_dim + kv_head * hd + 4 * lane);
+        }
+      }
+#pragma unroll
+      for (int jj = 0; jj < kValuesInFlight; ++jj) {
+        if (k0 + jj >= keys || !lane_has_dims) break;
+        const __half2* h2 = reinterpret_cast<const __half2*>(&vraw[jj]);
+        const float2 v01 = __half22float2(h2[0]), v23 = __half22float2(h2[1]);
+#pragma unroll
+        for (int g = 0; g < kMaxGroup; ++g) {
+          if (g < group) {
+            const float pj = p_s[warp][g][k0 + jj];
+            o[g][0] += pj * v01.x;
+            o[g][1] += pj * v01.y;
+            o[g][2] += pj * v23.x;
+            o[g][3] += pj * v23.y;
+          }
         }
       }
     }
@@ -255,6 +346,7 @@ __global__ void attention_merge_kernel(AttentionParams p, int splits,
                                        const float* __restrict__ partial_o,
                                        const float* __restrict__ partial_ml, float* out,
                                        ActivationsQ8 quantized) {
+  wait_then_allow_next_kernel();
   const int t = blockIdx.x, head = blockIdx.y, hd = p.head_dim;
   float mx = -INFINITY;
   for (int s = 0; s < splits; ++s) {
@@ -280,6 +372,7 @@ __global__ void attention_merge_kernel(AttentionParams p, int splits,
 
 __global__ void swiglu_kernel(const float* __restrict__ gate, float* up, int64_t n,
                               ActivationsQ8 quantized) {
+  wait_then_allow_next_kernel();
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < n) {  // n % 32 == 0 when quantizing: whole warps pass or fail together
     const float g = gate[i];
@@ -290,6 +383,7 @@ __global__ void swiglu_kernel(const float* __restrict__ gate, float* up, int64_t
 }
 
 __global__ void gelu_kernel(float* x, int64_t n) {
+  wait_then_allow_next_kernel();
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < n) {
     constexpr float kSqrt2OverPi = 0.7978845608028654f;
@@ -302,25 +396,35 @@ unsigned blocks_for(int64_t n, int threads) { return static_cast<unsigned>((n + 
 
 }  // namespace
 
+bool norm_width_supported(int64_t width) {
+  return width > 0 && width <= kNormThreads * kNormMaxVectors * (width % 4 == 0 ? 4 : 1);
+}
+
 void norm_rows(const float* x, const float* weight, const float* bias, float* out, int64_t width,
                int64_t tokens, float epsilon, bool layer_norm, ActivationsQ8 quantized,
                cudaStream_t stream) {
   if (tokens == 0) return;
-  norm_kernel<<<static_cast<unsigned>(tokens), kNormThreads, 0, stream>>>(
-      x, weight, bias, out, width, epsilon, layer_norm, quantized);
+  const unsigned grid = static_cast<unsigned>(tokens);
+  const int w = static_cast<int>(width);
+  if (width % 4 == 0) {
+    launch(norm_kernel<4>, grid, kNormThreads, stream, x, weight, bias, out, w, epsilon, layer_norm, quantized);
+  } else {
+    launch(norm_kernel<1>, grid, kNormThreads, stream, x, weight, bias, out, w, epsilon, layer_norm,
+                                                      ActivationsQ8{});
+  }
 }
 
 void gather_rows(const float* x, const int32_t* rows, int64_t count, int64_t width, float* out,
                  cudaStream_t stream) {
   if (count == 0) return;
-  gather_kernel<<<static_cast<unsigned>(count), 256, 0, stream>>>(x, rows, width, out);
+  launch(gather_kernel, static_cast<unsigned>(count), 256, stream, x, rows, width, out);
 }
 
-void rope_and_store_kv(const RopeParams& p, float* q, float* k, const float* v,
+void rope_and_store_kv(const RopeParams& p, float* q, const float* k, const float* v,
                        const int32_t* positions, const int32_t* slots, int64_t tokens,
                        void* key_cache, void* value_cache, cudaStream_t stream) {
   if (tokens == 0) return;
-  rope_kv_kernel<<<static_cast<unsigned>(tokens), 256, 0, stream>>>(
+  launch(rope_kv_kernel, static_cast<unsigned>(tokens), 256, stream, 
       p, q, k, v, positions, slots, static_cast<__half*>(key_cache),
       static_cast<__half*>(value_cache));
 }
@@ -333,23 +437,22 @@ void attention(const AttentionParams& p, const float* q, const void* key_cache,
   if (tokens == 0) return;
   const dim3 grid(static_cast<unsigned>(tokens), static_cast<unsigned>(p.head_count_kv),
                   static_cast<unsigned>(splits));
-  attention_kernel<<<grid, kAttnWarps * 32, 0, stream>>>(
+  launch(attention_kernel, grid, kAttnWarps * 32, stream, 
       p, q, static_cast<const __half*>(key_cache), static_cast<const __half*>(value_cache),
       positions, seq_rows, block_tables, table_stride, partial_o, partial_ml, out,
       splits == 1 ? quantized : ActivationsQ8{});
   if (splits > 1) {
-    attention_merge_kernel<<<dim3(static_cast<unsigned>(tokens), static_cast<unsigned>(p.head_count)),
-                             128, 0, stream>>>(p, splits, partial_o, partial_ml, out,
+    launch(attention_merge_kernel, dim3(static_cast<unsigned>(tokens), static_cast<unsigned>(p.head_count)), 128, stream, p, splits, partial_o, partial_ml, out,
                                                                  quantized);
   }
 }
 
 void swiglu(const float* gate, float* up, int64_t n, ActivationsQ8 quantized, cudaStream_t stream) {
-  if (n > 0) swiglu_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(gate, up, n, quantized);
+  if (n > 0) launch(swiglu_kernel, blocks_for(n, 256), 256, stream, gate, up, n, quantized);
 }
 
 void gelu(float* x, int64_t n, cudaStream_t stream) {
-  if (n > 0) gelu_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(x, n);
+  if (n > 0) launch(gelu_kernel, blocks_for(n, 256), 256, stream, x, n);
 }
 
 double measure_device_copy_bandwidth() {

@@ -12,6 +12,7 @@
 #include <cstdio>
 
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/launch.cuh"
 #include "realizar/quant_blocks.h"
 
 namespace realizar::cuda {
@@ -228,6 +229,7 @@ template <class Q, int T>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     matvec_kernel(DeviceMatrix w, const float* __restrict__ x, int64_t ldx, float* y, int64_t ldy,
                   const float* __restrict__ bias, bool accumulate) {
+  wait_then_allow_next_kernel();
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (row >= w.rows) return;
@@ -282,7 +284,7 @@ void launch_matvec(const DeviceMatrix& w, const float* x, int64_t ldx, float* y,
     float* ys = y + t0 * ldy;
     switch (n) {
 #define REALIZAR_MATVEC_CASE(N) \
-  case N: matvec_kernel<Q, N><<<grid, block, 0, stream>>>(w, xs, ldx, ys, ldy, bias, accumulate); break;
+  case N: launch(matvec_kernel<Q, N>, grid, block, stream, w, xs, ldx, ys, ldy, bias, accumulate); break;
       REALIZAR_MATVEC_CASE(1)
       REALIZAR_MATVEC_CASE(2)
       REALIZAR_MATVEC_CASE(3)
@@ -318,6 +320,7 @@ bool with_loader(uint32_t type, F&& f) {
 template <class Q, class Out>
 __global__ void dequantize_kernel(DeviceMatrix w, const int32_t* __restrict__ row_ids,
                                   int64_t row_begin, int64_t row_count, Out* out) {
+  wait_then_allow_next_kernel();
   const int64_t units = w.cols / Q::kUnitElems;
   const int64_t index = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (index >= units * row_count) return;
@@ -361,18 +364,20 @@ void launch_dequantize(const DeviceMatrix& w, const int32_t* row_ids, int64_t ro
     using Q = decltype(q);
     const int64_t threads = row_count * (w.cols / Q::kUnitElems);
     if (threads == 0) return;
-    dequantize_kernel<Q, Out><<<static_cast<unsigned>((threads + 255) / 256), 256, 0, stream>>>(
+    launch(dequantize_kernel<Q, Out>, static_cast<unsigned>((threads + 255) / 256), 256, stream, 
         w, row_ids, row_begin, row_count, out);
   });
 }
 
 __global__ void float_to_half_kernel(const float* __restrict__ src, __half* dst, int64_t n) {
+  wait_then_allow_next_kernel();
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < n) dst[i] = __float2half_rn(src[i]);
 }
 
 __global__ void add_bias_kernel(float* y, int64_t ldy, const float* __restrict__ bias, int64_t rows,
                                 int64_t tokens) {
+  wait_then_allow_next_kernel();
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < rows * tokens) y[(i / rows) * ldy + i % rows] += bias[i % rows];
 }
@@ -407,7 +412,7 @@ void embed_rows(const DeviceMatrix& w, const int32_t* tokens, int64_t count, flo
 
 void float_to_half(const float* src, void* dst, int64_t n, cudaStream_t stream) {
   if (n == 0) return;
-  float_to_half_kernel<<<static_cast<unsigned>((n + 255) / 256), 256, 0, stream>>>(
+  launch(float_to_half_kernel, static_cast<unsigned>((n + 255) / 256), 256, stream, 
       src, static_cast<__half*>(dst), n);
 }
 
@@ -415,7 +420,7 @@ void add_bias(float* y, int64_t ldy, const float* bias, int64_t rows, int64_t to
               cudaStream_t stream) {
   const int64_t n = rows * tokens;
   if (n == 0) return;
-  add_bias_kernel<<<static_cast<unsigned>((n + 255) / 256), 256, 0, stream>>>(y, ldy, bias, rows,
+  launch(add_bias_kernel, static_cast<unsigned>((n + 255) / 256), 256, stream, y, ldy, bias, rows,
                                                                                tokens);
 }
 

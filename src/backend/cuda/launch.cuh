@@ -1,0 +1,57 @@
+// Kernel launches with programmatic dependent launch (PDL, CUDA 11.8+, sm_90; CUDA programming
+// guide, "Programmatic Dependent Launch and Synchronization"). A kernel launched this way may be
+// scheduled while the previous kernel of the stream is still running: its CTAs take free SM slots
+// and do work that needs nothing from earlier kernels (a matvec loads its first weights), then wait
+// at wait_for_previous_kernel() until the previous grid has completed and its writes are visible.
+// Decode steps are chains of a few hundred small kernels, so this hides most of the launch gap
+// between them.
+//
+// Contract for every kernel launched by `launch`: call wait_for_previous_kernel() before the
+// first read or write of memory that another kernel of the step reads or writes (activations,
+// KV cache, step inputs); weights are read-only and may be read before. Since each kernel
+// waits for the completion of the previous one, which itself waited, completion stays ordered
+// along the whole stream.
+#pragma once
+
+#include <cuda_runtime.h>
+
+namespace realizar::cuda {
+
+__device__ __forceinline__ void wait_for_previous_kernel() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+// Lets the next kernel of the stream be scheduled once every CTA of this grid has called it (or
+// exited). Called right after wait_for_previous_kernel(), so at most one kernel waits ahead.
+__device__ __forceinline__ void allow_next_kernel() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" :::);
+#endif
+}
+
+// Both, for kernels with nothing to do before their inputs are ready.
+__device__ __forceinline__ void wait_then_allow_next_kernel() {
+  wait_for_previous_kernel();
+  allow_next_kernel();
+}
+
+// kernel<<<grid, block, 0, stream>>>(args...) with the PDL attribute. Errors surface like those of
+// <<<>>> (cudaGetLastError, or the end of a graph capture).
+template <class... Params, class... Args>
+void launch(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream, Args&&... args) {
+  cudaLaunchAttribute attribute{};
+  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute.val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t config{};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = 0;
+  config.stream = stream;
+  config.attrs = &attribute;
+  config.numAttrs = 1;
+  cudaLaunchKernelEx(&config, kernel, static_cast<Params>(args)...);
+}
+
+}  // namespace realizar::cuda

@@ -1,0 +1,27 @@
+#!/bin/bash
+# Runs on the GPU machine from the repository root: per-kernel GPU time of one decode step (and of
+# the start of a prefill) under Nsight Compute, graphs off, so that the time of each kernel
+# family can be compared with its bytes. Usage:
+#   tools/device/profile_kernels.sh CARRY_DIR decode MODEL [CONTEXT] | prefill MODEL [KERNELS]
+# MODEL names a synth preset (0.5b, 1.5b, 7b, 32b), made under /tmp/models if missing.
+# Summaries go to stdout and $OUT/profile-*.csv.
+set -eu
+C=$1 MODE=$2 M=$3
+mkdir -p /tmp/models "${OUT:-/tmp}"
+[ -f /tmp/models/$M.gguf ] || $C/apr synth qwen2.5-$M -o /tmp/models/$M.gguf --type q4_k_m >/dev/null
+NCU="ncu --clock-control none --cache-control none --csv --page raw --print-units base
+     --metrics gpu__time_duration.sum,dram__bytes_read.sum,launch__grid_size,launch__registers_per_thread"
+CSV=${OUT:-/tmp}/profile-$MODE-$M.csv
+if [ "$MODE" = decode ]; then
+  CONTEXT=${4:-64}
+  # -p 0: the warm-up "prompt" is one token, so every step is a 1-token step. Profile two steps
+  # around position CONTEXT; the summary takes the kernels between two embedding lookups.
+  PER_STEP=$(REALIZAR_CUDA_GRAPH_STATS=1 $C/apr bench /tmp/models/$M.gguf --device cuda -p 0 -n 2 -r 1 2>&1 |
+             sed -n 's/.*1 tokens, 1 splits, \([0-9]*\) nodes.*/\1/p' | head -1)
+  REALIZAR_CUDA_GRAPHS=0 $NCU --launch-skip $((CONTEXT * PER_STEP)) --launch-count $((2 * PER_STEP + 10)) \
+    --log-file "$CSV" $C/apr bench /tmp/models/$M.gguf --device cuda -p 0 -n $((CONTEXT + 4)) -r 1 >/dev/null 2>&1
+else
+  REALIZAR_CUDA_GRAPHS=0 $NCU --launch-count ${4:-600} --log-file "$CSV" \
+    $C/apr bench /tmp/models/$M.gguf --device cuda -p 512 -n 0 -r 1 >/dev/null 2>&1 || true
+fi
+python3 tools/device/profile_summary.py "$MODE" "$CSV"
