@@ -72,6 +72,27 @@ void matvec_int8(const DeviceMatrix& w, ActivationsQ8 x, float* y, int64_t ldy, 
 void matvec_int8_parts(const MatvecPart* parts, int count, ActivationsQ8 x, bool accumulate,
                        int64_t tokens, cudaStream_t stream);
 
+// y[t][r] = (accumulate ? y[t][r] : 0) + sum_c W[r][c] x[t][c] (+ bias[r]) for t < tokens, r <
+// w.rows: as matvec_int8 (same types, matvec_reads_int8; x as quantize_activations made it,
+// [tokens x w.cols]; y [tokens x ldy]), for any tokens >= 1, on the tensor cores
+// (mma.sync.m16n8k32.s8, sm_80 and later). Each 32-element weight block (K-quant sub-block) and
+// activation block give an exact integer dot product, scaled in float32 by both blocks' scales
+// (plus the offset term d_x * sum(q_x) * min of Q4_1, Q4_K, Q5_K); the per-block products are
+// summed in float32 in a fixed order (deterministic). Reads each weight byte once per 32 tokens;
+// meant for batches of more than 8 tokens (matvec_int8 reads it once per 8 but needs no tensor
+// cores). The 2-byte aligned block types may read up to 2 bytes past the matrix's last block, as
+// matvec_int8. Unsupported types launch nothing.
+void matmul_int8_mma(const DeviceMatrix& w, ActivationsQ8 x, float* y, int64_t ldy,
+                     const float* bias, bool accumulate, int64_t tokens, cudaStream_t stream);
+
+// matmul_int8_mma with an explicit CTA shape, for tests and benchmarks: each CTA's 8 warps are
+// `row_warps` (1, 2 or 4) warps of 32 rows times 8 / row_warps warps splitting the columns.
+// matmul_int8_mma_row_warps gives the choice matmul_int8_mma makes.
+void matmul_int8_mma_tiled(const DeviceMatrix& w, ActivationsQ8 x, float* y, int64_t ldy,
+                           const float* bias, bool accumulate, int64_t tokens, int row_warps,
+                           cudaStream_t stream);
+int matmul_int8_mma_row_warps(int64_t rows, int64_t tokens);
+
 // out[r][c] = W[r][c] as float16 for rows [row_begin, row_begin + row_count): out is
 // [row_count x cols].
 void dequantize_to_half(const DeviceMatrix& w, int64_t row_begin, int64_t row_count, void* out,

@@ -1,0 +1,560 @@
+// Matrix products of quantized weights with int8-quantized activations on the tensor cores, for
+// batches of more than a few tokens (kernels.h, matmul_int8_mma). The integer dot products of one
+// weight block (or K-quant sub-block) with one activation block come out of
+// mma.sync.m16n8k32.s8.s8.s32 (PTX ISA, "Matrix Fragments for mma.m16n8k32"); each is then scaled
+// in float32 by the weight block's scale and the activation block's d (plus the offset term of
+// the types with a minimum), as matvec_int8 does for one token at a time.
+//
+// Fragments (lane = 4 g + t): A (16 rows x 32 k) a0 = row g, k 4t..4t+3; a1 = row g+8, same k;
+// a2 = row g, k 16+4t..16+4t+3; a3 = row g+8, same k (lowest k in the lowest byte). B (32 k x 8
+// tokens) b0 = token g, k 4t..4t+3; b1 = token g, k 16+4t... C/D c0, c1 = row g, tokens 2t, 2t+1;
+// c2, c3 = row g+8, same tokens. The order of k inside one mma is free as long as A and B agree:
+// for all types but Q6_K, the mma's k 4t..4t+3 and 16+4t..16+4t+3 carry the block's elements
+// 8t..8t+3 and 8t+4..8t+7, so that each lane reads 8 contiguous weight bytes and 8 contiguous
+// activation bytes. Q6_K keeps the PTX order, in which k < 16 (a0, a1, b0) and k >= 16 (a2, a3,
+// b1) are its two 16-element scale groups, multiplied as two m16n8k16 products.
+//
+// Tiles: a warp computes 32 rows (two m16 tiles) x 32 tokens (four n8 tiles); a CTA of 8 warps
+// holds kRowWarps warps along the rows and 8 / kRowWarps along the columns (interleaved "units"
+// of 128 or 256 columns), whose partial sums are added in shared memory in a fixed order.
+// Weights are read from global memory straight into registers, each byte once per 32 tokens;
+// activations come through L1 (the row warps of a CTA read the same ones).
+//
+// Measured (H200, tests/gpu/cuda_mma_test.cpp, REALIZAR_CUDA_BENCH=1): at 32 tokens 300-380 GB/s
+// of weights (Q4_K 3584 x 3584 in 23 us, 18944 x 3584 in 104 us; Q6_K 3584 x 18944 in 147 us),
+// 3.5-5x matvec_int8, at 512 tokens 35-50 TFLOP/s. Far from the 4.8 TB/s of DRAM: the warps wait
+// on the activation loads inside each k-step (one CTA of 8 warps per multiprocessor at ~170
+// registers). Staging each unit's activations in shared memory ahead of use (cp.async, double
+// buffered) and fewer registers per thread are the next steps.
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstdint>
+
+#include "backend/cuda/kernels.h"
+#include "realizar/quant_blocks.h"
+
+namespace realizar::cuda {
+namespace {
+
+constexpr uint32_t kQ4_0 = 2, kQ4_1 = 3, kQ5_0 = 6, kQ8_0 = 8, kQ4_K = 12, kQ5_K = 13, kQ6_K = 14;
+constexpr uint32_t kLowNibbles = 0x0F0F0F0Fu;
+
+// The mma accumulators start at the bits of the float 1.5 * 2^23: adding an integer v with
+// |v| < 2^22 to them gives the bits of the float 1.5 * 2^23 + v exactly, so one float subtraction
+// converts the sum (at most 32 * 127 * 127 in magnitude here) instead of a quarter-rate I2F.
+constexpr int kBiasBits = 0x4B400000;
+constexpr float kBias = 12582912.0f;
+
+__device__ __forceinline__ float unbias(int bits) { return __int_as_float(bits) - kBias; }
+
+// Byte k of `word` as a float: unsigned, or sign-extended when `is_signed`.
+__device__ __forceinline__ float byte_to_float(uint32_t word, int k, bool is_signed) {
+  const int value = is_signed ? static_cast<int>(word << (24 - 8 * k)) >> 24
+                              : static_cast<int>(__byte_perm(word, 0u, 0x4440u | static_cast<uint32_t>(k)));
+  return unbias(kBiasBits + value);
+}
+
+__device__ __forceinline__ float half_at(const uint8_t* p) {
+  return __half2float(__ushort_as_half(*reinterpret_cast<const uint16_t*>(p)));
+}
+
+__device__ __forceinline__ float half_lo(uint32_t w) {
+  return __half2float(__ushort_as_half(static_cast<uint16_t>(w & 0xFFFFu)));
+}
+__device__ __forceinline__ float half_hi(uint32_t w) {
+  return __half2float(__ushort_as_half(static_cast<uint16_t>(w >> 16)));
+}
+
+// n little-endian words from a 2-byte aligned address (blocks of Q4_0, Q5_0, Q8_0 and Q6_K):
+// aligned loads joined by funnel shifts; the extra word is only read when the bytes reach into it.
+template <int n>
+__device__ __forceinline__ void load_words_2aligned(const uint8_t* p, uint32_t* out) {
+  const uintptr_t address = reinterpret_cast<uintptr_t>(p);
+  const uint32_t* aligned = reinterpret_cast<const uint32_t*>(address & ~uintptr_t{3});
+  const uint32_t shift = static_cast<uint32_t>(address & 3) * 8;
+  uint32_t w[n + 1];
+#pragma unroll
+  for (int i = 0; i < n; ++i) w[i] = __ldg(aligned + i);
+  w[n] = shift != 0 ? __ldg(aligned + n) : 0u;
+#pragma unroll
+  for (int i = 0; i < n; ++i) out[i] = __funnelshift_r(w[i], w[i + 1], shift);
+}
+
+// Bits b0..b3 of `bits` moved to bit 4 of bytes 0..3 (the fifth bit of Q5_0 / Q5_K values).
+__device__ __forceinline__ uint32_t spread_bit4(uint32_t bits) {
+  return ((bits & 1u) << 4) | ((bits & 2u) << 11) | ((bits & 4u) << 18) | ((bits & 8u) << 25);
+}
+
+// Unsigned bytes q in [0, 2 * bias) to the signed bytes q - bias (no carries between bytes:
+// q + 128 - bias < 256; flipping bit 7 then subtracts 128).
+__device__ __forceinline__ uint32_t minus_bias(uint32_t q, uint32_t bias) {
+  return (q + (0x80808080u - bias * 0x01010101u)) ^ 0x80808080u;
+}
+
+// The A operand of one k-step for one row: `lo` the mma's k 4t..4t+3, `hi` its k 16+4t..16+4t+3;
+// x = scale * q + offset * (activation block's d * sum(q)) in the sense of the dot product, and
+// for Q6_K scale applies to lo, scale_hi to hi.
+struct StepA {
+  uint32_t lo, hi;
+  float scale, offset, scale_hi;
+};
+
+// Q4_K (144-byte blocks, 16-byte aligned): unit = one block, 8 k-steps (sub-blocks). Element e of
+// sub-block 2c + n is nibble n of qs[32c + e]; x = d * sc * q - dmin * m.
+struct Q4K {
+  static constexpr int kSteps = 8;
+  static constexpr bool kContiguous = true, kHalves = false, kOffset = true;
+  struct Raw {
+    uint2 q[4];
+    uint32_t sc[2], mn[2];  // 6-bit scales and mins of sub-blocks 0-3 and 4-7, one per byte
+    float d, dmin;
+  };
+  // The 12 packed scale bytes (q[0..11] = h.y, h.z, h.w) unpacked as unpack_scale_min_k4 does,
+  // four sub-blocks per word.
+  __device__ static void unpack_scales(const uint4& h, Raw& r) {
+    r.d = half_lo(h.x);
+    r.dmin = half_hi(h.x);
+    r.sc[0] = h.y & 0x3F3F3F3Fu;
+    r.sc[1] = (h.w & 0x0F0F0F0Fu) | ((h.y >> 2) & 0x30303030u);
+    r.mn[0] = h.z & 0x3F3F3F3Fu;
+    r.mn[1] = ((h.w >> 4) & 0x0F0F0F0Fu) | ((h.z >> 2) & 0x30303030u);
+  }
+  __device__ static Raw load(const uint8_t* row, int64_t unit, int t) {
+    const uint8_t* blk = row + unit * sizeof(block_q4_K);
+    Raw r;
+    unpack_scales(__ldg(reinterpret_cast<const uint4*>(blk)), r);
+#pragma unroll
+    for (int c = 0; c < 4; ++c) r.q[c] = __ldg(reinterpret_cast<const uint2*>(blk + 16 + 32 * c + 8 * t));
+    return r;
+  }
+  __device__ static StepA step(const Raw& r, int s) {
+    const int shift = 4 * (s % 2);
+    StepA a;
+    a.lo = (r.q[s / 2].x >> shift) & kLowNibbles;
+    a.hi = (r.q[s / 2].y >> shift) & kLowNibbles;
+    a.scale = r.d * byte_to_float(r.sc[s / 4], s % 4, false);
+    a.offset = -r.dmin * byte_to_float(r.mn[s / 4], s % 4, false);
+    return a;
+  }
+};
+
+// Q5_K (176 bytes): as Q4_K with bit 4 of element e of sub-block b at bit b of qh[e].
+struct Q5K {
+  static constexpr int kSteps = 8;
+  static constexpr bool kContiguous = true, kHalves = false, kOffset = true;
+  struct Raw {
+    Q4K::Raw low;
+    uint2 qh;
+  };
+  __device__ static Raw load(const uint8_t* row, int64_t unit, int t) {
+    const uint8_t* blk = row + unit * sizeof(block_q5_K);
+    Raw r;
+    Q4K::unpack_scales(__ldg(reinterpret_cast<const uint4*>(blk)), r.low);
+    r.qh = __ldg(reinterpret_cast<const uint2*>(blk + 16 + 8 * t));
+#pragma unroll
+    for (int c = 0; c < 4; ++c) r.low.q[c] = __ldg(reinterpret_cast<const uint2*>(blk + 48 + 32 * c + 8 * t));
+    return r;
+  }
+  __device__ static StepA step(const Raw& r, int s) {
+    StepA a = Q4K::step(r.low, s);
+    a.lo |= ((r.qh.x >> s) & 0x01010101u) << 4;
+    a.hi |= ((r.qh.y >> s) & 0x01010101u) << 4;
+    return a;
+  }
+};
+
+// Q6_K (210 bytes, 2-byte aligned): unit = half h of a block (128 elements, 4 k-steps). Element i
+// of quarter s (element 128h + 32s + i) has its low 4 bits in nibble s / 2 of ql[64h + 32(s % 2) + i]
+// and bits 4-5 at bits 2s of qh[32h + i]; x = d * scales[8h + 2s + i / 16] * (q - 32). PTX k order:
+// lane t holds i = 4t..4t+3 (scale group 2s) and 16+4t.. (group 2s + 1).
+struct Q6K {
+  static constexpr int kSteps = 4;
+  static constexpr bool kContiguous = false, kHalves = true, kOffset = false;
+  struct Raw {
+    uint32_t ql[2][2];  // [s % 2][i / 16]
+    uint32_t qh[2];     // [i / 16]
+    uint32_t scales[2];  // the half's 8 int8 scales
+    float d;
+  };
+  __device__ static Raw load(const uint8_t* row, int64_t unit, int t) {
+    const uint8_t* blk = row + (unit / 2) * sizeof(block_q6_K);
+    const int h = static_cast<int>(unit % 2);
+    Raw r;
+#pragma unroll
+    for (int p = 0; p < 2; ++p) {
+      load_words_2aligned<1>(blk + 64 * h + 32 * p + 4 * t, &r.ql[p][0]);
+      load_words_2aligned<1>(blk + 64 * h + 32 * p + 16 + 4 * t, &r.ql[p][1]);
+    }
+    load_words_2aligned<1>(blk + 128 + 32 * h + 4 * t, &r.qh[0]);
+    load_words_2aligned<1>(blk + 128 + 32 * h + 16 + 4 * t, &r.qh[1]);
+    load_words_2aligned<2>(blk + 192 + 8 * h, r.scales);
+    r.d = half_at(blk + 208);
+    return r;
+  }
+  __device__ static StepA step(const Raw& r, int s) {
+    const int shift = 4 * (s / 2);
+    StepA a;
+    a.lo = minus_bias(((r.ql[s % 2][0] >> shift) & kLowNibbles) | (((r.qh[0] >> (2 * s)) & 0x03030303u) << 4), 32);
+    a.hi = minus_bias(((r.ql[s % 2][1] >> shift) & kLowNibbles) | (((r.qh[1] >> (2 * s)) & 0x03030303u) << 4), 32);
+    a.scale = r.d * byte_to_float(r.scales[s / 2], 2 * (s % 2), true);
+    a.scale_hi = r.d * byte_to_float(r.scales[s / 2], 2 * (s % 2) + 1, true);
+    a.offset = 0.0f;
+    return a;
+  }
+};
+
+// The 32-element types: unit = 4 blocks (the last unit of a row may hold fewer). Lane t takes
+// elements 8t..8t+7 of each block.
+constexpr int kSmallSteps = 4;
+
+// Q8_0 (34 bytes, 2-byte aligned): x = d * q.
+struct Q80 {
+  static constexpr int kSteps = kSmallSteps;
+  static constexpr bool kContiguous = true, kHalves = false, kOffset = false;
+  struct Raw {
+    uint32_t q[kSteps][2];
+    float d[kSteps];
+  };
+  __device__ static Raw load(const uint8_t* row, int64_t unit, int t, int64_t blocks) {
+    Raw r;
+#pragma unroll
+    for (int s = 0; s < kSteps; ++s) {
+      const int64_t b = min(unit * kSteps + s, blocks - 1);  // past the row's end: a repeat, unused
+      const uint8_t* blk = row + b * sizeof(block_q8_0);
+      load_words_2aligned<2>(blk + 2 + 8 * t, r.q[s]);
+      r.d[s] = half_at(blk);
+    }
+    return r;
+  }
+  __device__ static StepA step(const Raw& r, int s) {
+    return StepA{r.q[s][0], r.q[s][1], r.d[s], 0.0f, 0.0f};
+  }
+};
+
+// Q4_0 (x = d * (q - 8)), Q4_1 (x = d * q + m) and Q5_0 (x = d * (q - 16), bit 4 of element j
+// at bit j of qh): element j < 16 in the low nibble of qs[j], j + 16 in the high one, so lane t
+// reads qs[8 (t % 2) ..] and takes the nibbles 4 (t / 2) up.
+template <uint32_t kType>
+struct Small4 {
+  static constexpr int kSteps = kSmallSteps;
+  static constexpr bool kContiguous = true, kHalves = false, kOffset = kType == kQ4_1;
+  static constexpr size_t kBlockBytes = kType == kQ4_0 ? sizeof(block_q4_0)
+                                        : kType == kQ4_1 ? sizeof(block_q4_1)
+                                                         : sizeof(block_q5_0);
+  struct Raw {
+    uint32_t q[kSteps][2];
+    float d[kSteps], m[kSteps];
+  };
+  __device__ static Raw load(const uint8_t* row, int64_t unit, int t, int64_t blocks) {
+    Raw r;
+    const int shift = 4 * (t / 2);
+#pragma unroll
+    for (int s = 0; s < kSteps; ++s) {
+      const int64_t b = min(unit * kSteps + s, blocks - 1);
+      const uint8_t* blk = row + b * kBlockBytes;
+      uint32_t qs[2];
+      if constexpr (kType == kQ4_1) {  // 4-byte aligned
+        const uint32_t dm = __ldg(reinterpret_cast<const uint32_t*>(blk));
+        qs[0] = __ldg(reinterpret_cast<const uint32_t*>(blk + 4 + 8 * (t % 2)));
+        qs[1] = __ldg(reinterpret_cast<const uint32_t*>(blk + 8 + 8 * (t % 2)));
+        r.d[s] = half_lo(dm);
+        r.m[s] = half_hi(dm);
+      } else {
+        const int qs_at = kType == kQ5_0 ? 6 : 2;
+        load_words_2aligned<2>(blk + qs_at + 8 * (t % 2), qs);
+        r.d[s] = half_at(blk);
+        r.m[s] = 0.0f;
+      }
+#pragma unroll
+      for (int k = 0; k < 2; ++k) r.q[s][k] = (qs[k] >> shift) & kLowNibbles;
+      if constexpr (kType == kQ5_0) {
+        uint32_t qh;
+        load_words_2aligned<1>(blk + 2, &qh);
+        const uint32_t bits = qh >> (8 * t);
+        r.q[s][0] = minus_bias(r.q[s][0] | spread_bit4(bits & 0xFu), 16);
+        r.q[s][1] = minus_bias(r.q[s][1] | spread_bit4((bits >> 4) & 0xFu), 16);
+      } else if constexpr (kType == kQ4_0) {
+        r.q[s][0] = minus_bias(r.q[s][0], 8);
+        r.q[s][1] = minus_bias(r.q[s][1], 8);
+      }
+    }
+    return r;
+  }
+  __device__ static StepA step(const Raw& r, int s) {
+    return StepA{r.q[s][0], r.q[s][1], r.d[s], r.m[s], 0.0f};
+  }
+};
+
+// K-quant units never pass the row's end; the small types' loaders clamp to it.
+template <class Q>
+__device__ __forceinline__ typename Q::Raw load_unit(const uint8_t* row, int64_t unit, int t, int64_t blocks) {
+  if constexpr (Q::kSteps == kSmallSteps && !Q::kHalves) {
+    return Q::load(row, unit, t, blocks);
+  } else {
+    return Q::load(row, unit, t);
+  }
+}
+
+__device__ __forceinline__ void mma_k32(int (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%10,%10,%10,%10};"
+      : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1), "r"(kBiasBits));
+}
+
+__device__ __forceinline__ void mma_k16(int (&d)[4], uint32_t a0, uint32_t a1, uint32_t b0) {
+  asm("mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5}, {%6}, "
+      "{%7,%7,%7,%7};"
+      : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+      : "r"(a0), "r"(a1), "r"(b0), "r"(kBiasBits));
+}
+
+constexpr int kWarps = 8;       // per CTA
+constexpr int kMTiles = 2;      // m16 tiles per warp: 32 rows
+constexpr int kNTiles = 4;      // n8 tiles per warp: 32 tokens
+constexpr int kWarpRows = 16 * kMTiles;
+constexpr int kTileTokens = 8 * kNTiles;
+
+struct MmaArgs {
+  DeviceMatrix w;
+  const int8_t* xq;
+  const float2* xds;
+  float* y;
+  int64_t ldy;
+  const float* bias;
+  bool accumulate;
+  int64_t tokens;
+};
+
+template <class Q, int kRowWarps>
+__global__ void __launch_bounds__(kWarps * 32, 1)
+    matmul_int8_mma_kernel(const __grid_constant__ MmaArgs args) {
+  constexpr int kColGroups = kWarps / kRowWarps;
+  constexpr int kAcc = kMTiles * kNTiles * 4;
+  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
+  const int row_warp = warp % kRowWarps, col_group = warp / kRowWarps;
+  const int g = lane / 4, t = lane % 4;
+  const DeviceMatrix& w = args.w;
+  const int64_t first_row = (static_cast<int64_t>(blockIdx.x) * kRowWarps + row_warp) * kWarpRows;
+  const int64_t first_token = static_cast<int64_t>(blockIdx.y) * kTileTokens;
+  const int64_t tile_tokens = min(static_cast<int64_t>(kTileTokens), args.tokens - first_token);
+  const int n_tiles = static_cast<int>((tile_tokens + 7) / 8);
+  const int64_t blocks = w.cols / 32;
+  const int64_t units = (blocks + Q::kSteps - 1) / Q::kSteps;
+
+  // Rows g, g + 8 of each m tile; rows past the matrix read its last row (results unused).
+  int row_of[kMTiles][2];
+#pragma unroll
+  for (int m = 0; m < kMTiles; ++m) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) row_of[m][h] = static_cast<int>(min(first_row + 16 * m + 8 * h + g, w.rows - 1));
+  }
+  // Activations (32-bit offsets: the launcher keeps tokens * cols below 2^31): token g of each n
+  // tile for B, tokens 2t and 2t + 1 for the scales; clamped to the last token (their results are
+  // not stored).
+  const int8_t* xq = args.xq + (Q::kContiguous ? 8 * t : 4 * t);
+  int x_at[kNTiles], ds_at[kNTiles][2];
+#pragma unroll
+  for (int n = 0; n < kNTiles; ++n) {
+    const int tb = static_cast<int>(first_token + min(static_cast<int64_t>(8 * n + g), tile_tokens - 1));
+    x_at[n] = tb * static_cast<int>(w.cols);
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      const int ts = static_cast<int>(first_token + min(static_cast<int64_t>(8 * n + 2 * t + j), tile_tokens - 1));
+      ds_at[n][j] = ts * static_cast<int>(blocks);
+    }
+  }
+
+  float acc[kMTiles][kNTiles][4];
+#pragma unroll
+  for (int m = 0; m < kMTiles; ++m)
+#pragma unroll
+    for (int n = 0; n < kNTiles; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[m][n][e] = 0.0f;
+
+  for (int64_t u = col_group; u < units; u += kColGroups) {
+    typename Q::Raw raw[kMTiles][2];
+#pragma unroll
+    for (int m = 0; m < kMTiles; ++m)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) raw[m][h] = load_unit<Q>(w.data + static_cast<int64_t>(row_of[m][h]) * w.row_bytes, u, t, blocks);
+#pragma unroll
+    for (int s = 0; s < Q::kSteps; ++s) {
+      const int64_t b = u * Q::kSteps + s;
+      if (b >= blocks) break;  // only the small types' last unit
+      uint32_t a[kMTiles][4];
+      float scale[kMTiles][2], offset[kMTiles][2], scale_hi[kMTiles][2];
+#pragma unroll
+      for (int m = 0; m < kMTiles; ++m) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const StepA sa = Q::step(raw[m][h], s);
+          a[m][h] = sa.lo;
+          a[m][2 + h] = sa.hi;
+          scale[m][h] = sa.scale;
+          offset[m][h] = sa.offset;
+          scale_hi[m][h] = sa.scale_hi;
+        }
+      }
+#pragma unroll
+      for (int n = 0; n < kNTiles; ++n) {
+        if (n >= n_tiles) break;
+        uint32_t b0, b1;
+        if constexpr (Q::kContiguous) {
+          const uint2 v = __ldg(reinterpret_cast<const uint2*>(xq + (x_at[n] + 32 * static_cast<int>(b))));
+          b0 = v.x;
+          b1 = v.y;
+        } else {
+          const int8_t* p = xq + (x_at[n] + 32 * static_cast<int>(b));
+          b0 = __ldg(reinterpret_cast<const uint32_t*>(p));
+          b1 = __ldg(reinterpret_cast<const uint32_t*>(p + 16));
+        }
+        const float2 x[2] = {__ldg(args.xds + (ds_at[n][0] + static_cast<int>(b))),
+                             __ldg(args.xds + (ds_at[n][1] + static_cast<int>(b)))};
+#pragma unroll
+        for (int m = 0; m < kMTiles; ++m) {
+          if constexpr (Q::kHalves) {
+            static_assert(!Q::kOffset, "two scale groups per k-step without an offset term only");
+            int lo[4], hi[4];
+            mma_k16(lo, a[m][0], a[m][1], b0);
+            mma_k16(hi, a[m][2], a[m][3], b1);
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              const int h = e / 2;
+              const float v = fmaf(unbias(hi[e]), scale_hi[m][h], unbias(lo[e]) * scale[m][h]);
+              acc[m][n][e] = fmaf(v, x[e % 2].x, acc[m][n][e]);
+            }
+          } else {
+            int d[4];
+            mma_k32(d, a[m], b0, b1);
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              const int h = e / 2;
+              acc[m][n][e] = fmaf(unbias(d[e]), scale[m][h] * x[e % 2].x, acc[m][n][e]);
+              if constexpr (Q::kOffset) acc[m][n][e] = fmaf(offset[m][h], x[e % 2].y, acc[m][n][e]);
+            }
+          }
+        }
+      }
+    }
+  }
+
+  // Column groups 1.. hand their sums to group 0, which adds them in order and stores.
+  if constexpr (kColGroups > 1) {
+    __shared__ float partial[kColGroups - 1][kRowWarps][kAcc][32];
+    if (col_group > 0) {
+#pragma unroll
+      for (int m = 0; m < kMTiles; ++m)
+#pragma unroll
+        for (int n = 0; n < kNTiles; ++n)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) partial[col_group - 1][row_warp][(m * kNTiles + n) * 4 + e][lane] = acc[m][n][e];
+    }
+    __syncthreads();
+    if (col_group > 0) return;
+#pragma unroll 1
+    for (int k = 0; k < kColGroups - 1; ++k) {
+#pragma unroll
+      for (int m = 0; m < kMTiles; ++m)
+#pragma unroll
+        for (int n = 0; n < kNTiles; ++n)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) acc[m][n][e] += partial[k][row_warp][(m * kNTiles + n) * 4 + e][lane];
+    }
+  }
+#pragma unroll
+  for (int m = 0; m < kMTiles; ++m) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int64_t r = first_row + 16 * m + 8 * (e / 2) + g;
+      if (r >= w.rows) continue;
+      const float bias = args.bias != nullptr ? args.bias[r] : 0.0f;
+#pragma unroll
+      for (int n = 0; n < kNTiles; ++n) {
+        const int64_t token = 8 * n + 2 * t + e % 2;
+        if (token >= tile_tokens) continue;
+        float* out = args.y + (first_token + token) * args.ldy + r;
+        const float value = acc[m][n][e] + bias;
+        *out = args.accumulate ? *out + value : value;
+      }
+    }
+  }
+}
+
+template <class F>
+bool with_mma_type(uint32_t type, F&& f) {
+  switch (type) {
+    case kQ4_0: f(Small4<kQ4_0>{}); return true;
+    case kQ4_1: f(Small4<kQ4_1>{}); return true;
+    case kQ5_0: f(Small4<kQ5_0>{}); return true;
+    case kQ8_0: f(Q80{}); return true;
+    case kQ4_K: f(Q4K{}); return true;
+    case kQ5_K: f(Q5K{}); return true;
+    case kQ6_K: f(Q6K{}); return true;
+    default: return false;
+  }
+}
+
+int multiprocessor_count() {
+  int device = 0, count = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
+    return 132;
+  }
+  return count;
+}
+
+}  // namespace
+
+int matmul_int8_mma_row_warps(int64_t rows, int64_t tokens) {
+  // The most rows per CTA (activations shared by more warps) that still gives every
+  // multiprocessor four CTAs, else the fewest: the kernel waits on load latency, so more CTAs
+  // beat more sharing (H200, 7B shapes: at 32 tokens 1 row warp was fastest everywhere; at 512
+  // tokens 2 or 4).
+  const int64_t token_tiles = (tokens + kTileTokens - 1) / kTileTokens;
+  const int64_t wanted = 4 * static_cast<int64_t>(multiprocessor_count());
+  for (const int row_warps : {4, 2}) {
+    const int64_t ctas = (rows + row_warps * kWarpRows - 1) / (row_warps * kWarpRows) * token_tiles;
+    if (ctas >= wanted) return row_warps;
+  }
+  return 1;
+}
+
+void matmul_int8_mma_tiled(const DeviceMatrix& w, ActivationsQ8 x, float* y, int64_t ldy,
+                           const float* bias, bool accumulate, int64_t tokens, int row_warps,
+                           cudaStream_t stream) {
+  if (tokens <= 0 || w.rows <= 0 || w.cols <= 0) return;
+  // The kernel indexes activations with 32-bit offsets and tiles tokens over gridDim.y: launch
+  // token ranges that keep both in range.
+  const int64_t limit = std::min<int64_t>(INT32_MAX / w.cols, int64_t{65535} * kTileTokens);
+  const int64_t chunk = limit / kTileTokens * kTileTokens;
+  with_mma_type(w.type, [&](auto q) {
+    using Q = decltype(q);
+    for (int64_t t0 = 0; t0 < tokens; t0 += chunk) {
+      const int64_t n = std::min(chunk, tokens - t0);
+      const MmaArgs args{w, x.q + t0 * w.cols, reinterpret_cast<const float2*>(x.ds) + t0 * (w.cols / 32),
+                         y + t0 * ldy, ldy, bias, accumulate, n};
+      const auto launch = [&](auto kernel, int rw) {
+        const dim3 grid(static_cast<unsigned>((w.rows + rw * kWarpRows - 1) / (rw * kWarpRows)),
+                        static_cast<unsigned>((n + kTileTokens - 1) / kTileTokens));
+        kernel<<<grid, kWarps * 32, 0, stream>>>(args);
+      };
+      switch (row_warps) {
+        case 4: launch(matmul_int8_mma_kernel<Q, 4>, 4); break;
+        case 2: launch(matmul_int8_mma_kernel<Q, 2>, 2); break;
+        default: launch(matmul_int8_mma_kernel<Q, 1>, 1); break;
+      }
+    }
+  });
+}
+
+void matmul_int8_mma(const DeviceMatrix& w, ActivationsQ8 x, float* y, int64_t ldy,
+                     const float* bias, bool accumulate, int64_t tokens, cudaStream_t stream) {
+  matmul_int8_mma_tiled(w, x, y, ldy, bias, accumulate, tokens,
+                        matmul_int8_mma_row_warps(w.rows, tokens), stream);
+}
+
+}  // namespace realizar::cuda

@@ -1,0 +1,367 @@
+// matmul_int8_mma (tensor-core int8 matrix product on quantized weights) against a float64 dot
+// product of the dequantized weights with the dequantized int8 activations, so that the only
+// difference is the kernel's float32 scaling and summation; at the 7B shapes, odd sizes, with
+// bias and accumulate; and against matvec_int8 at 8 tokens. Every CTA shape (row_warps 1, 2, 4)
+// runs each case. Skips without a GPU.
+//
+// With REALIZAR_CUDA_BENCH=1 a benchmark also times the 7B shapes at 32 and 512 tokens.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <limits>
+#include <random>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "realizar/quant.h"
+#include "realizar/tensor_type.h"
+
+#ifdef REALIZAR_HAVE_CUDA
+#include <cuda_runtime_api.h>
+
+#include "backend/cuda/device_info.h"
+#include "backend/cuda/kernels.h"
+#endif
+
+namespace realizar {
+namespace {
+
+#ifndef REALIZAR_HAVE_CUDA
+TEST(CudaMma, SkippedWithoutCuda) { GTEST_SKIP() << "built without the CUDA backend"; }
+#else
+
+#define SKIP_WITHOUT_GPU() \
+  if (cuda::list_devices().empty()) GTEST_SKIP() << "no CUDA device"
+
+// Device copy of a host vector; poisoned (NaN bytes) when created empty, so unwritten outputs show.
+template <class T>
+class DeviceVector {
+ public:
+  explicit DeviceVector(const std::vector<T>& host) : size_(host.size()) {
+    EXPECT_EQ(cudaMalloc(&ptr_, bytes()), cudaSuccess);
+    EXPECT_EQ(cudaMemcpy(ptr_, host.data(), bytes(), cudaMemcpyHostToDevice), cudaSuccess);
+  }
+  explicit DeviceVector(size_t size) : size_(size) {
+    EXPECT_EQ(cudaMalloc(&ptr_, bytes()), cudaSuccess);
+    EXPECT_EQ(cudaMemset(ptr_, 0xFF, bytes()), cudaSuccess);
+  }
+  ~DeviceVector() { cudaFree(ptr_); }
+  DeviceVector(const DeviceVector&) = delete;
+  DeviceVector& operator=(const DeviceVector&) = delete;
+  T* get() const { return static_cast<T*>(ptr_); }
+  std::vector<T> read() const {
+    EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    EXPECT_EQ(cudaGetLastError(), cudaSuccess);
+    std::vector<T> host(size_);
+    EXPECT_EQ(cudaMemcpy(host.data(), ptr_, bytes(), cudaMemcpyDeviceToHost), cudaSuccess);
+    return host;
+  }
+  void write(const std::vector<T>& host) {
+    EXPECT_EQ(cudaMemcpy(ptr_, host.data(), bytes(), cudaMemcpyHostToDevice), cudaSuccess);
+  }
+
+ private:
+  size_t bytes() const { return std::max<size_t>(size_ * sizeof(T), 1); }
+  void* ptr_ = nullptr;
+  size_t size_;
+};
+
+std::vector<float> random_floats(size_t n, std::mt19937_64& rng, float scale = 1.0f) {
+  std::uniform_real_distribution<float> dist(-scale, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+// A quantized matrix of random rows. The 7B shapes would take the host quantizer seconds, so
+// `distinct` random rows are repeated (61: no power-of-two stride maps a row onto an equal one).
+struct QuantMatrix {
+  TensorType type;
+  int64_t rows, cols, distinct;
+  size_t row_bytes;
+  std::vector<uint8_t> bytes;
+  std::vector<float> values;  // [distinct x cols], dequantized
+
+  QuantMatrix(TensorType t, int64_t r, int64_t c, std::mt19937_64& rng)
+      : type(t), rows(r), cols(c), distinct(std::min<int64_t>(r, 61)),
+        row_bytes(static_cast<size_t>(::realizar::row_bytes(t, static_cast<uint64_t>(c)))) {
+    bytes.resize(row_bytes * static_cast<size_t>(rows));
+    values.resize(static_cast<size_t>(distinct * cols));
+    for (int64_t i = 0; i < distinct; ++i) {
+      const std::vector<float> src = random_floats(static_cast<size_t>(cols), rng);
+      quantize_row(type, src.data(), bytes.data() + i * row_bytes, cols);
+      dequantize_row(type, bytes.data() + i * row_bytes, values.data() + i * cols, cols);
+    }
+    for (int64_t i = distinct; i < rows; ++i) {
+      std::copy_n(bytes.begin() + static_cast<std::ptrdiff_t>((i % distinct) * row_bytes), row_bytes,
+                  bytes.begin() + static_cast<std::ptrdiff_t>(i * row_bytes));
+    }
+  }
+  const float* row(int64_t r) const { return values.data() + (r % distinct) * cols; }
+  cuda::DeviceMatrix on_device(const DeviceVector<uint8_t>& d) const {
+    return {static_cast<uint32_t>(type), rows, cols, row_bytes, d.get()};
+  }
+};
+
+// Random activations quantized on the device, and their dequantized values d * q in float64.
+struct Activations {
+  DeviceVector<int8_t> q;
+  DeviceVector<float> ds;
+  std::vector<double> values;  // [tokens x cols]
+
+  Activations(int64_t tokens, int64_t cols, std::mt19937_64& rng)
+      : q(static_cast<size_t>(tokens * cols)), ds(static_cast<size_t>(tokens * cols / 16)) {
+    const std::vector<float> x = random_floats(static_cast<size_t>(tokens * cols), rng);
+    const DeviceVector<float> dx(x);
+    cuda::quantize_activations(dx.get(), cols, tokens, {q.get(), ds.get()}, nullptr);
+    const std::vector<int8_t> hq = q.read();
+    const std::vector<float> hds = ds.read();
+    values.resize(hq.size());
+    for (size_t i = 0; i < hq.size(); ++i) values[i] = static_cast<double>(hds[2 * (i / 32)]) * hq[i];
+  }
+  cuda::ActivationsQ8 device() const { return {q.get(), ds.get()}; }
+};
+
+// The rows the reference checks: all of a small matrix; of a large one the first and last 40 and
+// every 23rd (every CTA position, every lane's rows, the ragged last tile).
+std::vector<int64_t> checked_rows(int64_t rows) {
+  std::vector<int64_t> out;
+  for (int64_t r = 0; r < rows; ++r) {
+    if (rows <= 512 || r < 40 || r >= rows - 40 || r % 23 == 0) out.push_back(r);
+  }
+  return out;
+}
+
+struct MmaCase {
+  TensorType type;
+  int64_t rows, cols, tokens;
+};
+
+std::string case_name(const MmaCase& c) {
+  return std::string(tensor_type_name(c.type)) + "_" + std::to_string(c.rows) + "x" +
+         std::to_string(c.cols) + "_t" + std::to_string(c.tokens);
+}
+
+class CudaMma : public ::testing::TestWithParam<MmaCase> {};
+
+// y = W x + bias with accumulate = false, then y += W x (accumulate = true, no bias) over the
+// first result, for each CTA shape; max |error| over the checked entries relative to max |ref|.
+TEST_P(CudaMma, MatchesFloat64ProductOfDequantizedWeightsAndActivations) {
+  SKIP_WITHOUT_GPU();
+  const MmaCase c = GetParam();
+  ASSERT_TRUE(cuda::matvec_reads_int8(static_cast<uint32_t>(c.type)));
+  std::mt19937_64 rng(static_cast<uint64_t>(c.rows * 131 + c.cols * 7 + c.tokens));
+  const QuantMatrix w(c.type, c.rows, c.cols, rng);
+  const Activations x(c.tokens, c.cols, rng);
+  const std::vector<float> bias = random_floats(static_cast<size_t>(c.rows), rng);
+  const DeviceVector<uint8_t> dw(w.bytes);
+  const DeviceVector<float> db(bias);
+
+  // Reference dot products (without bias) at the checked rows.
+  const std::vector<int64_t> rows = checked_rows(c.rows);
+  std::vector<double> dot(rows.size() * static_cast<size_t>(c.tokens));
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const float* wr = w.row(rows[i]);
+    for (int64_t t = 0; t < c.tokens; ++t) {
+      const double* xt = x.values.data() + t * c.cols;
+      double sum = 0.0;
+      for (int64_t k = 0; k < c.cols; ++k) sum += static_cast<double>(wr[k]) * xt[k];
+      dot[i * c.tokens + t] = sum;
+    }
+  }
+  const auto max_error = [&](const std::vector<float>& y, bool twice) {
+    double diff = 0.0, ref = 0.0;
+    for (size_t i = 0; i < rows.size(); ++i) {
+      for (int64_t t = 0; t < c.tokens; ++t) {
+        const double want = (twice ? 2.0 : 1.0) * dot[i * c.tokens + t] + bias[rows[i]];
+        const float got = y[t * c.rows + rows[i]];
+        if (std::isnan(got)) return std::numeric_limits<double>::infinity();
+        diff = std::max(diff, std::abs(got - want));
+        ref = std::max(ref, std::abs(want));
+      }
+    }
+    return diff / ref;
+  };
+  for (const int row_warps : {1, 2, 4}) {
+    const DeviceVector<float> y(static_cast<size_t>(c.tokens * c.rows));
+    cuda::matmul_int8_mma_tiled(w.on_device(dw), x.device(), y.get(), c.rows, db.get(), false,
+                                c.tokens, row_warps, nullptr);
+    EXPECT_LE(max_error(y.read(), false), 2e-5) << "row_warps " << row_warps;
+    cuda::matmul_int8_mma_tiled(w.on_device(dw), x.device(), y.get(), c.rows, nullptr, true,
+                                c.tokens, row_warps, nullptr);
+    EXPECT_LE(max_error(y.read(), true), 2e-5) << "row_warps " << row_warps << ", accumulated";
+  }
+}
+
+std::vector<MmaCase> mma_cases() {
+  std::vector<MmaCase> cases;
+  for (TensorType t : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q8_0,
+                       TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K}) {
+    for (const int64_t tokens : {9, 32, 64, 512}) cases.push_back({t, 3584, 3584, tokens});
+    for (const int64_t tokens : {32, 512}) cases.push_back({t, 18944, 3584, tokens});
+    cases.push_back({t, 37, 1536, 13});  // rows in one ragged tile, tokens in one ragged tile
+    cases.push_back({t, 100, 4864, 33});  // 0.5B FFN width; a second token tile of one token
+    cases.push_back({t, 1, 3584, 1});
+  }
+  for (TensorType t : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q8_0}) {
+    cases.push_back({t, 53, 2080, 17});  // 65 blocks: the last 4-block unit holds one
+    cases.push_back({t, 71, 896, 40});   // 28 blocks
+  }
+  cases.push_back({TensorType::Q6_K, 3584, 18944, 32});  // 7B FFN down
+  cases.push_back({TensorType::Q6_K, 3584, 18944, 64});
+  cases.push_back({TensorType::Q6_K, 21, 4864, 19});  // 19 blocks a row: rows only 2-byte aligned
+  cases.push_back({TensorType::Q4_K, 21, 4864, 9});
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(Types, CudaMma, ::testing::ValuesIn(mma_cases()),
+                         [](const auto& info) { return case_name(info.param); });
+
+class CudaMmaVsMatvec : public ::testing::TestWithParam<TensorType> {};
+
+// At 8 tokens matvec_int8 and matmul_int8_mma compute the same integer block sums and differ
+// only in float32 rounding.
+TEST_P(CudaMmaVsMatvec, AgreesWithMatvecInt8AtEightTokens) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937_64 rng(23);
+  const int64_t rows = 300, cols = 3584, tokens = 8;
+  const QuantMatrix w(GetParam(), rows, cols, rng);
+  const Activations x(tokens, cols, rng);
+  const std::vector<float> bias = random_floats(static_cast<size_t>(rows), rng);
+  const DeviceVector<uint8_t> dw(w.bytes);
+  const DeviceVector<float> db(bias), a(static_cast<size_t>(tokens * rows)), b(static_cast<size_t>(tokens * rows));
+  cuda::matvec_int8(w.on_device(dw), x.device(), a.get(), rows, db.get(), false, tokens, nullptr);
+  cuda::matmul_int8_mma(w.on_device(dw), x.device(), b.get(), rows, db.get(), false, tokens, nullptr);
+  const std::vector<float> ya = a.read(), yb = b.read();
+  double diff = 0.0, ref = 0.0;
+  for (size_t i = 0; i < ya.size(); ++i) {
+    ASSERT_FALSE(std::isnan(yb[i])) << i;
+    diff = std::max(diff, static_cast<double>(std::abs(ya[i] - yb[i])));
+    ref = std::max(ref, static_cast<double>(std::abs(ya[i])));
+  }
+  EXPECT_LE(diff / ref, 2e-5);
+}
+
+INSTANTIATE_TEST_SUITE_P(Types, CudaMmaVsMatvec,
+                         ::testing::Values(TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0,
+                                           TensorType::Q8_0, TensorType::Q4_K, TensorType::Q5_K,
+                                           TensorType::Q6_K),
+                         [](const auto& info) { return std::string(tensor_type_name(info.param)); });
+
+// Unsupported types launch nothing (y stays as it was).
+TEST(CudaMma, UnsupportedTypeWritesNothing) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937_64 rng(3);
+  const Activations x(9, 256, rng);
+  const std::vector<float> y0(9 * 4, 1.5f);
+  const DeviceVector<float> y(y0);
+  const DeviceVector<uint8_t> dw(std::vector<uint8_t>(4 * 256 * 4));
+  const cuda::DeviceMatrix w{static_cast<uint32_t>(TensorType::F32), 4, 256, 256 * 4, dw.get()};
+  cuda::matmul_int8_mma(w, x.device(), y.get(), 4, nullptr, false, 9, nullptr);
+  EXPECT_EQ(y.read(), y0);
+}
+
+// ---- benchmark (REALIZAR_CUDA_BENCH=1) ---------------------------------------------------------
+
+// Median time of one launch, in seconds: `copies` launches (each on its own weight copy, together
+// larger than L2, so each reads its weights from DRAM) captured in one CUDA graph, replayed 20
+// times.
+template <class F>
+double median_seconds(int copies, cudaStream_t stream, F&& launch) {
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  EXPECT_EQ(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+  for (int c = 0; c < copies; ++c) launch(c);
+  EXPECT_EQ(cudaStreamEndCapture(stream, &graph), cudaSuccess);
+  EXPECT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+  cudaEvent_t start, stop;
+  cudaEventCreate(&start);
+  cudaEventCreate(&stop);
+  for (int i = 0; i < 2; ++i) cudaGraphLaunch(exec, stream);  // warm-up
+  std::vector<double> times;
+  for (int i = 0; i < 20; ++i) {
+    cudaEventRecord(start, stream);
+    cudaGraphLaunch(exec, stream);
+    cudaEventRecord(stop, stream);
+    cudaEventSynchronize(stop);
+    float ms = 0;
+    cudaEventElapsedTime(&ms, start, stop);
+    times.push_back(ms * 1e-3 / copies);
+  }
+  EXPECT_EQ(cudaGetLastError(), cudaSuccess);
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+TEST(CudaMmaBench, SevenBShapes) {
+  const char* enabled = std::getenv("REALIZAR_CUDA_BENCH");
+  if (enabled == nullptr || std::string_view(enabled) != "1") GTEST_SKIP() << "REALIZAR_CUDA_BENCH=1 runs it";
+  SKIP_WITHOUT_GPU();
+  struct Shape {
+    const char* name;
+    TensorType type;
+    int64_t rows, cols;
+  };
+  const Shape shapes[] = {{"7B q/o", TensorType::Q4_K, 3584, 3584},
+                          {"7B gate/up", TensorType::Q4_K, 18944, 3584},
+                          {"7B down", TensorType::Q6_K, 3584, 18944},
+                          {"7B k/v", TensorType::Q4_K, 512, 3584},
+                          {"0.5B ffn", TensorType::Q8_0, 4864, 896}};
+  std::printf("%-11s %-5s %6s %6s %4s %3s %9s %8s %8s\n", "shape", "type", "rows", "cols", "T", "rw",
+              "us", "GB/s", "TFLOP/s");
+  std::mt19937_64 rng(11);
+  cudaStream_t stream;
+  ASSERT_EQ(cudaStreamCreate(&stream), cudaSuccess);
+  for (const Shape& s : shapes) {
+    const QuantMatrix one(s.type, s.rows, s.cols, rng);
+    const size_t matrix_bytes = one.bytes.size();
+    const int copies = static_cast<int>(std::max<size_t>(2, (size_t{200} << 20) / matrix_bytes + 1));
+    std::vector<uint8_t> all(matrix_bytes * copies);
+    for (int c = 0; c < copies; ++c) std::copy(one.bytes.begin(), one.bytes.end(), all.begin() + static_cast<std::ptrdiff_t>(c * matrix_bytes));
+    const DeviceVector<uint8_t> dw(all);
+    const Activations x(512, s.cols, rng);
+    const DeviceVector<float> y(static_cast<size_t>(512 * s.rows));
+    for (const int64_t tokens : {32, 512}) {
+      const int chosen = cuda::matmul_int8_mma_row_warps(s.rows, tokens);
+      for (const int row_warps : {1, 2, 4}) {
+        const double seconds = median_seconds(copies, stream, [&](int c) {
+          const cuda::DeviceMatrix m{static_cast<uint32_t>(s.type), s.rows, s.cols, one.row_bytes,
+                                     dw.get() + c * matrix_bytes};
+          cuda::matmul_int8_mma_tiled(m, x.device(), y.get(), s.rows, nullptr, false, tokens, row_warps, stream);
+        });
+        std::printf("%-11s %-5s %6lld %6lld %4lld %2d%s %9.2f %8.0f %8.1f\n", s.name,
+                    std::string(tensor_type_name(s.type)).c_str(), static_cast<long long>(s.rows),
+                    static_cast<long long>(s.cols), static_cast<long long>(tokens), row_warps,
+                    row_warps == chosen ? "*" : " ", seconds * 1e6, matrix_bytes / seconds / 1e9,
+                    2.0 * s.rows * s.cols * tokens / seconds / 1e12);
+      }
+      if (tokens == 32) {  // the dp4a matvec reads the weights 4 times at 32 tokens: for comparison
+        const double seconds = median_seconds(copies, stream, [&](int c) {
+          const cuda::DeviceMatrix m{static_cast<uint32_t>(s.type), s.rows, s.cols, one.row_bytes,
+                                     dw.get() + c * matrix_bytes};
+          cuda::matvec_int8(m, x.device(), y.get(), s.rows, nullptr, false, tokens, stream);
+        });
+        std::printf("%-11s %-5s %6lld %6lld %4lld %3s %9.2f %8.0f %8.1f  (matvec_int8)\n", s.name,
+                    std::string(tensor_type_name(s.type)).c_str(), static_cast<long long>(s.rows),
+                    static_cast<long long>(s.cols), static_cast<long long>(tokens), "mv",
+                    seconds * 1e6, matrix_bytes / seconds / 1e9,
+                    2.0 * s.rows * s.cols * tokens / seconds / 1e12);
+      }
+    }
+    std::fflush(stdout);
+  }
+  cudaStreamDestroy(stream);
+}
+
+#endif  // REALIZAR_HAVE_CUDA
+
+}  // namespace
+}  // namespace realizar
