@@ -2,7 +2,7 @@
 // product of the dequantized weights with the dequantized int8 activations, so that the only
 // difference is the kernel's float32 scaling and summation; at the 7B shapes, odd sizes, with
 // bias and accumulate; and against matvec_int8 at 8 tokens. Each case runs the launch shape
-// matmul_int8_mma picks and several others (2 or 4 row warps per CTA; K split over 1 to 8 CTAs of
+// matmul_int8_mma picks and several others (warps of 16 or 32 rows; K split over 1 to 8 CTAs of
 // a cluster). Skips without a GPU.
 //
 // With REALIZAR_CUDA_BENCH=1 a benchmark also times the 7B shapes at 32, 64 and 512 tokens.
@@ -188,12 +188,12 @@ TEST_P(CudaMma, MatchesFloat64ProductOfDequantizedWeightsAndActivations) {
     return diff / ref;
   };
   const cuda::MmaShape shapes[] = {cuda::matmul_int8_mma_shape(c.rows, c.cols, c.tokens),
-                                   {4, 1}, {2, 1}, {4, 3}, {2, 8}, {4, 8}};
+                                   {32, 1}, {16, 1}, {32, 3}, {16, 8}, {32, 8}};
   for (const cuda::MmaShape shape : shapes) {
     const DeviceVector<float> y(static_cast<size_t>(c.tokens * c.rows));
     cuda::matmul_int8_mma_tiled(w.on_device(dw), x.device(), y.get(), c.rows, db.get(), false,
                                 c.tokens, shape, nullptr);
-    const std::string name = "row_warps " + std::to_string(shape.row_warps) + ", splits " + std::to_string(shape.splits);
+    const std::string name = "warp_rows " + std::to_string(shape.warp_rows) + ", splits " + std::to_string(shape.splits);
     EXPECT_LE(max_error(y.read(), false), 2e-5) << name;
     cuda::matmul_int8_mma_tiled(w.on_device(dw), x.device(), y.get(), c.rows, nullptr, true,
                                 c.tokens, shape, nullptr);
@@ -319,7 +319,7 @@ TEST(CudaMmaBench, SevenBShapes) {
                           {"7B down", TensorType::Q6_K, 3584, 18944},
                           {"7B k/v", TensorType::Q4_K, 512, 3584},
                           {"0.5B ffn", TensorType::Q8_0, 4864, 896}};
-  std::printf("%-11s %-5s %6s %6s %4s %5s %9s %8s %8s\n", "shape", "type", "rows", "cols", "T", "rw/k",
+  std::printf("%-11s %-5s %6s %6s %4s %5s %9s %8s %8s\n", "shape", "type", "rows", "cols", "T", "wr/k",
               "us", "GB/s", "TFLOP/s");
   std::mt19937_64 rng(11);
   cudaStream_t stream;
@@ -335,17 +335,17 @@ TEST(CudaMmaBench, SevenBShapes) {
     const DeviceVector<float> y(static_cast<size_t>(512 * s.rows));
     for (const int64_t tokens : {32, 64, 512}) {
       const cuda::MmaShape chosen = cuda::matmul_int8_mma_shape(s.rows, s.cols, tokens);
-      const cuda::MmaShape tried[] = {{4, 1}, {4, 2}, {4, 3}, {4, 4}, {4, 6}, {4, 8}, {2, 1}, {2, 2}, {2, 4}, {2, 8}};
+      const cuda::MmaShape tried[] = {{32, 1}, {32, 2}, {32, 3}, {32, 8}, {16, 1}, {16, 2}, {16, 3}, {16, 4}, {16, 6}, {16, 8}};
       for (const cuda::MmaShape shape : tried) {
         const double seconds = median_seconds(copies, stream, [&](int c) {
           const cuda::DeviceMatrix m{static_cast<uint32_t>(s.type), s.rows, s.cols, one.row_bytes,
                                      dw.get() + c * matrix_bytes};
           cuda::matmul_int8_mma_tiled(m, x.device(), y.get(), s.rows, nullptr, false, tokens, shape, stream);
         });
-        const bool is_chosen = shape.row_warps == chosen.row_warps && shape.splits == chosen.splits;
+        const bool is_chosen = shape.warp_rows == chosen.warp_rows && shape.splits == chosen.splits;
         std::printf("%-11s %-5s %6lld %6lld %4lld %2d/%d%s %9.2f %8.0f %8.1f\n", s.name,
                     std::string(tensor_type_name(s.type)).c_str(), static_cast<long long>(s.rows),
-                    static_cast<long long>(s.cols), static_cast<long long>(tokens), shape.row_warps,
+                    static_cast<long long>(s.cols), static_cast<long long>(tokens), shape.warp_rows,
                     shape.splits, is_chosen ? "*" : " ", seconds * 1e6, matrix_bytes / seconds / 1e9,
                     2.0 * s.rows * s.cols * tokens / seconds / 1e12);
       }

@@ -14,24 +14,44 @@
 // activation bytes. Q6_K keeps the PTX order, in which k < 16 (a0, a1, b0) and k >= 16 (a2, a3,
 // b1) are its two 16-element scale groups, multiplied as two m16n8k16 products.
 //
-// Tiles: a warp computes 32 rows (two m16 tiles) x 32 tokens (four n8 tiles); a CTA of 8 warps
-// holds kRowWarps warps along the rows and 8 / kRowWarps along the columns (interleaved "units"
-// of 128 or 256 columns), whose partial sums are added in shared memory in a fixed order.
-// Weights are read from global memory straight into registers, each byte once per 32 tokens;
-// activations come through L1 (the row warps of a CTA read the same ones).
+// Tiles: a warp computes 16 or 32 rows (one or two m16 tiles) x 32 tokens (four n8 tiles); a CTA
+// is 4 such warps on consecutive rows. Its 32 tokens' activations come through a shared-memory
+// ring of kStages k-steps, filled by cp.async kStages - 1 steps ahead (one __syncthreads per
+// k-step), so the four warps share one copy and never wait on L2 inside a step. Weights go from
+// global memory to registers once per unit (each byte once per 32 tokens); each lane asks L2
+// (cp.async.bulk.prefetch.L2) for its row's next 512 elements one window ahead, and 16-row warps
+// also load the next unit's registers before the current one's mma. K is split over a
+// thread-block cluster of up to 8 CTAs that add their sums through distributed shared memory in
+// rank order (deterministic), so that small matrices still give every multiprocessor CTAs.
+// __launch_bounds__(128, 4): 124-128 registers; the 32-row Q4_K/Q5_K/Q4_1/Q5_0 variants spill a
+// little (40-340 bytes), the 16-row ones do not.
 //
-// Measured (H200, tests/gpu/cuda_mma_test.cpp, REALIZAR_CUDA_BENCH=1): at 32 tokens 300-380 GB/s
-// of weights (Q4_K 3584 x 3584 in 23 us, 18944 x 3584 in 104 us; Q6_K 3584 x 18944 in 147 us),
-// 3.5-5x matvec_int8, at 512 tokens 35-50 TFLOP/s. Far from the 4.8 TB/s of DRAM: the warps wait
-// on the activation loads inside each k-step (one CTA of 8 warps per multiprocessor at ~170
-// registers). Staging each unit's activations in shared memory ahead of use (cp.async, double
-// buffered) and fewer registers per thread are the next steps.
+// Measured (H200, tests/gpu/cuda_mma_test.cpp, REALIZAR_CUDA_BENCH=1; us with the shape
+// matmul_int8_mma_shape picks, warp rows / splits):
+//                         32 tokens                64 tokens     512 tokens
+//                         before  after            after         after (before: 35-50 TFLOP/s)
+//   Q4_K  3584 x  3584    23      17.9  16/8       30.3  32/8    150  (88 TFLOP/s)
+//   Q4_K 18944 x  3584    104     66.6  32/3       118   32/1    662  (105 TFLOP/s)
+//   Q6_K  3584 x 18944    147     89.1  16/8       146   32/8    949  (73; 859 at 2 splits)
+//   Q8_0  4864 x   896    -       13.7  16/3       17.2  16/3    77
+// i.e. 400-625 GB/s of weights at 32 tokens, 5-8x matvec_int8 (shape choice from these numbers;
+// the selector itself was written after the last GPU run). Still 2-4x short of the 1.5 TB/s
+// aimed at: a CTA alone on a multiprocessor spends ~0.5-0.75 us per k-step-of-8-mma (Q4_K 512 x 3584 with 4
+// CTAs: 84 us), i.e. the step's dependent chain (LDS, mma, 16 float ops per mma, the per-step
+// barrier) and the weight loads at each unit's start are exposed whenever there are fewer than
+// ~4 CTAs per multiprocessor, which is the case at 32 tokens. Tried and lost: CTAs of 2 warps of
+// 32 rows (same or slower than 4 warps at equal splits); more than one wave of CTAs (gate/up 4
+// splits of 32-row warps: 102 us vs 67 at 3 splits); 8 splits at 64 tokens of 16-row warps.
+// Next steps: weights through the shared ring too (cp.async, no registers, more bytes in flight),
+// fewer float ops per mma (the epilogue is 4 FADD + 4 FMUL + 8 FFMA per m16n8 tile), and
+// measuring the per-step chain with Nsight Compute, which this was tuned without.
 #include <cooperative_groups.h>
 #include <cuda_fp16.h>
 
 #include <algorithm>
 #include <climits>
 #include <cstdint>
+#include <utility>
 
 #include "backend/cuda/kernels.h"
 #include "realizar/quant_blocks.h"
@@ -317,11 +337,10 @@ __device__ __forceinline__ void mma_k16(int (&d)[4], uint32_t a0, uint32_t a1, u
       : "r"(a0), "r"(a1), "r"(b0), "r"(kBiasBits));
 }
 
-constexpr int kMTiles = 2;      // m16 tiles per warp: 32 rows
+constexpr int kRowWarps = 4;    // warps per CTA, each on its own rows
+constexpr int kThreads = kRowWarps * 32;
 constexpr int kNTiles = 4;      // n8 tiles per warp: 32 tokens
-constexpr int kWarpRows = 16 * kMTiles;
 constexpr int kTileTokens = 8 * kNTiles;
-constexpr int kAcc = kMTiles * kNTiles * 4;  // accumulators per lane
 constexpr int kMaxSplits = 8;   // portable cluster size
 
 // The activation ring: kStages slots of one k-step (32 k) each, holding the int8 values of the
@@ -378,7 +397,7 @@ __device__ __forceinline__ void prefetch_units(const uint8_t* row, size_t row_by
 
 // y (+)= sum over q < splits of partial q: CTA q of the cluster adds the same rows and tokens over
 // its own share of K. Accumulator i = (m * kNTiles + n) * 4 + e of this lane.
-template <int kRowWarps>
+template <int kMTiles>
 struct Output {
   const MmaArgs& args;
   int64_t first_row, tile_tokens;
@@ -387,23 +406,25 @@ struct Output {
     const int m = i / (kNTiles * 4), n = i / 4 % kNTiles, e = i % 4;
     const int64_t r = first_row + 16 * m + 8 * (e / 2) + g;
     const int64_t token = 8 * n + 2 * t + e % 2;
-    if (r >= args.w.rows || token >= tile_tokens) return;
+    if (m >= kMTiles || r >= args.w.rows || token >= tile_tokens) return;
     float* out = args.y + (static_cast<int64_t>(blockIdx.y) * kTileTokens + token) * args.ldy + r;
     const float v = value + (args.bias != nullptr ? args.bias[r] : 0.0f);
     *out = args.accumulate ? *out + v : v;
   }
 };
 
-// One CTA: kRowWarps warps of 32 rows each (rows blockIdx.z * 32 kRowWarps + ...) x the 32 tokens
+// One CTA: kRowWarps warps of 16 kMTiles rows each (rows blockIdx.z * 16 kMTiles kRowWarps + ...) x the 32 tokens
 // of token tile blockIdx.y, over units [u0, u1) of K: share blockIdx.x of gridDim.x, which is the
 // cluster's size (the CTAs of one cluster split K and add their sums through distributed shared
 // memory, in rank order). The tile's activations come through the shared ring, loaded kStages - 1
 // k-steps ahead with cp.async; weights go from global memory (L2, prefetched ahead) to registers
-// once per unit.
-template <class Q, int kRowWarps>
-__global__ void __launch_bounds__(kRowWarps * 32, 16 / kRowWarps)
+// once per unit, with one m tile a unit ahead of their use (two m tiles have no registers for it).
+template <class Q, int kMTiles>
+__global__ void __launch_bounds__(kThreads, 4)
     matmul_int8_mma_kernel(const __grid_constant__ MmaArgs args) {
-  constexpr int kThreads = kRowWarps * 32;
+  constexpr int kWarpRows = 16 * kMTiles;
+  constexpr int kAcc = kMTiles * kNTiles * 4;  // accumulators per lane
+  constexpr bool kAhead = kMTiles == 1;
   constexpr int64_t kPrefetchUnits = kPrefetchElems / (Q::kSteps * 32);
   __shared__ __align__(16) uint8_t ring[kStages][kSlotBytes];
 
@@ -451,8 +472,9 @@ __global__ void __launch_bounds__(kRowWarps * 32, 16 / kRowWarps)
     for (int h = 0; h < 2; ++h) row_of[m][h] = static_cast<int>(min(first_row + 16 * m + 8 * h + g, w.rows - 1));
   }
   // Lane l asks L2 for row l of the warp, one window of kPrefetchUnits ahead of the loads.
-  const uint8_t* prefetch_row = w.data + min(first_row + lane, w.rows - 1) * static_cast<int64_t>(w.row_bytes);
-  prefetch_units<Q>(prefetch_row, w.row_bytes, u0, min(u0 + 2 * kPrefetchUnits, u1));
+  const uint8_t* prefetch_row = w.data + min(first_row + lane % kWarpRows, w.rows - 1) * static_cast<int64_t>(w.row_bytes);
+  const bool prefetches = lane < kWarpRows;
+  if (prefetches) prefetch_units<Q>(prefetch_row, w.row_bytes, u0, min(u0 + 2 * kPrefetchUnits, u1));
 
   float acc[kMTiles][kNTiles][4];
 #pragma unroll
@@ -462,16 +484,28 @@ __global__ void __launch_bounds__(kRowWarps * 32, 16 / kRowWarps)
 #pragma unroll
       for (int e = 0; e < 4; ++e) acc[m][n][e] = 0.0f;
 
-  int gs = 0;
-  for (int64_t u = u0; u < u1; ++u) {
-    if (u > u0 && (u - u0) % kPrefetchUnits == 0) {
-      prefetch_units<Q>(prefetch_row, w.row_bytes, u + kPrefetchUnits, min(u + 2 * kPrefetchUnits, u1));
-    }
-    typename Q::Raw raw[kMTiles][2];
+  typename Q::Raw raw[kMTiles][2], next[kMTiles][2];
+  const auto load_all = [&](typename Q::Raw (&into)[kMTiles][2], int64_t u) {
 #pragma unroll
     for (int m = 0; m < kMTiles; ++m)
 #pragma unroll
-      for (int h = 0; h < 2; ++h) raw[m][h] = load_unit<Q>(w.data + static_cast<int64_t>(row_of[m][h]) * w.row_bytes, u, t, blocks);
+      for (int h = 0; h < 2; ++h) into[m][h] = load_unit<Q>(w.data + static_cast<int64_t>(row_of[m][h]) * w.row_bytes, u, t, blocks);
+  };
+  if (kAhead && u0 < u1) load_all(next, u0);
+  int gs = 0;
+  for (int64_t u = u0; u < u1; ++u) {
+    if (prefetches && u > u0 && (u - u0) % kPrefetchUnits == 0) {
+      prefetch_units<Q>(prefetch_row, w.row_bytes, u + kPrefetchUnits, min(u + 2 * kPrefetchUnits, u1));
+    }
+    if constexpr (kAhead) {
+#pragma unroll
+      for (int m = 0; m < kMTiles; ++m)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) raw[m][h] = next[m][h];
+      if (u + 1 < u1) load_all(next, u + 1);
+    } else {
+      load_all(raw, u);
+    }
 #pragma unroll
     for (int s = 0; s < Q::kSteps; ++s, ++gs) {
       if (gs >= steps) break;  // only the small types' last unit
@@ -538,7 +572,7 @@ __global__ void __launch_bounds__(kRowWarps * 32, 16 / kRowWarps)
     }
   }
 
-  const Output<kRowWarps> out{args, first_row, tile_tokens, g, t};
+  const Output<kMTiles> out{args, first_row, tile_tokens, g, t};
   if (splits == 1) {
 #pragma unroll
     for (int i = 0; i < kAcc; ++i) out.store(i, acc[i / (kNTiles * 4)][i / 4 % kNTiles][i % 4]);
@@ -593,19 +627,23 @@ int multiprocessor_count() {
 }  // namespace
 
 MmaShape matmul_int8_mma_shape(int64_t rows, int64_t cols, int64_t tokens) {
-  // Four warps of 32 rows per CTA; K split over a cluster of CTAs until there are about three
-  // CTAs per multiprocessor (each CTA streams its rows' weights; fewer leave bandwidth unused),
-  // keeping at least two 256-element units of K per CTA.
-  MmaShape shape{4, 1};
-  const int64_t row_tiles = (rows + 4 * kWarpRows - 1) / (4 * kWarpRows);
-  const int64_t ctas = row_tiles * ((tokens + kTileTokens - 1) / kTileTokens);
-  const int64_t wanted = 3 * static_cast<int64_t>(multiprocessor_count());
-  for (const int splits : {1, 2, 3, 4, 6, 8}) {
-    if (splits > 1 && cols / (256 * splits) < 2) break;
-    shape.splits = splits;
-    if (ctas * splits >= wanted) break;
-  }
-  return shape;
+  // K is split over the most CTAs of a cluster that still fit in one wave of four CTAs per
+  // multiprocessor (at most one split per 256 elements of K). Warps of 32 rows (each B fragment
+  // used twice) when that gives at least half a wave; else warps of 16 rows, twice the CTAs, with
+  // weights loaded a unit ahead (H200: 7B q/o and down at 32 tokens, the 0.5B FFN).
+  const int64_t slots = 4 * static_cast<int64_t>(multiprocessor_count());
+  const auto fit = [&](int warp_rows) {
+    MmaShape shape{warp_rows, 1};
+    const int64_t row_tiles = (rows + kRowWarps * warp_rows - 1) / (kRowWarps * warp_rows);
+    const int64_t ctas = row_tiles * ((tokens + kTileTokens - 1) / kTileTokens);
+    for (const int splits : {2, 3, 4, 6, 8}) {
+      if (ctas * splits > slots || splits > cols / 256) break;
+      shape.splits = splits;
+    }
+    return std::make_pair(shape, ctas * shape.splits);
+  };
+  const auto wide = fit(32);
+  return 2 * wide.second >= slots ? wide.first : fit(16).first;
 }
 
 void matmul_int8_mma_tiled(const DeviceMatrix& w, ActivationsQ8 x, float* y, int64_t ldy,
@@ -613,6 +651,7 @@ void matmul_int8_mma_tiled(const DeviceMatrix& w, ActivationsQ8 x, float* y, int
                            cudaStream_t stream) {
   if (tokens <= 0 || w.rows <= 0 || w.cols <= 0) return;
   const int splits = std::clamp(shape.splits, 1, kMaxSplits);
+  const int warp_rows = shape.warp_rows == 16 ? 16 : 32;
   // Token tiles go over gridDim.y (at most 65535 per launch).
   const int64_t chunk = int64_t{65535} * kTileTokens;
   with_mma_type(w.type, [&](auto q) {
@@ -621,25 +660,22 @@ void matmul_int8_mma_tiled(const DeviceMatrix& w, ActivationsQ8 x, float* y, int
       const int64_t n = std::min(chunk, tokens - t0);
       const MmaArgs args{w, x.q + t0 * w.cols, reinterpret_cast<const float2*>(x.ds) + t0 * (w.cols / 32),
                          y + t0 * ldy, ldy, bias, accumulate, n};
-      const auto launch = [&](auto kernel, int row_warps) {
-        cudaLaunchConfig_t config{};
-        config.gridDim = dim3(static_cast<unsigned>(splits), static_cast<unsigned>((n + kTileTokens - 1) / kTileTokens),
-                              static_cast<unsigned>((w.rows + row_warps * kWarpRows - 1) / (row_warps * kWarpRows)));
-        config.blockDim = dim3(static_cast<unsigned>(row_warps * 32));
-        config.stream = stream;
-        cudaLaunchAttribute cluster{};
-        cluster.id = cudaLaunchAttributeClusterDimension;
-        cluster.val.clusterDim.x = static_cast<unsigned>(splits);
-        cluster.val.clusterDim.y = 1;
-        cluster.val.clusterDim.z = 1;
-        config.attrs = &cluster;
-        config.numAttrs = 1;
-        cudaLaunchKernelEx(&config, kernel, args);
-      };
-      if (shape.row_warps == 2) {
-        launch(matmul_int8_mma_kernel<Q, 2>, 2);
+      cudaLaunchConfig_t config{};
+      config.gridDim = dim3(static_cast<unsigned>(splits), static_cast<unsigned>((n + kTileTokens - 1) / kTileTokens),
+                            static_cast<unsigned>((w.rows + kRowWarps * warp_rows - 1) / (kRowWarps * warp_rows)));
+      config.blockDim = dim3(kThreads);
+      config.stream = stream;
+      cudaLaunchAttribute cluster{};
+      cluster.id = cudaLaunchAttributeClusterDimension;
+      cluster.val.clusterDim.x = static_cast<unsigned>(splits);
+      cluster.val.clusterDim.y = 1;
+      cluster.val.clusterDim.z = 1;
+      config.attrs = &cluster;
+      config.numAttrs = 1;
+      if (warp_rows == 16) {
+        cudaLaunchKernelEx(&config, matmul_int8_mma_kernel<Q, 1>, args);
       } else {
-        launch(matmul_int8_mma_kernel<Q, 4>, 4);
+        cudaLaunchKernelEx(&config, matmul_int8_mma_kernel<Q, 2>, args);
       }
     }
   });

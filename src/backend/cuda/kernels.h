@@ -85,11 +85,11 @@ void matvec_int8_parts(const MatvecPart* parts, int count, ActivationsQ8 x, bool
 void matmul_int8_mma(const DeviceMatrix& w, ActivationsQ8 x, float* y, int64_t ldy,
                      const float* bias, bool accumulate, int64_t tokens, cudaStream_t stream);
 
-// The launch shape of matmul_int8_mma, for tests and benchmarks: CTAs of `row_warps` (2 or 4)
-// warps of 32 rows x 32 tokens; `splits` (1..8) CTAs of one thread-block cluster share a row tile
+// The launch shape of matmul_int8_mma, for tests and benchmarks: CTAs of 4 warps of `warp_rows`
+// (16 or 32) rows x 32 tokens; `splits` (1..8) CTAs of one thread-block cluster share a row tile
 // and split K, adding their sums in a fixed order through distributed shared memory.
 struct MmaShape {
-  int row_warps = 4;
+  int warp_rows = 32;
   int splits = 1;
 };
 
