@@ -1,10 +1,11 @@
 // matmul_int8_mma (tensor-core int8 matrix product on quantized weights) against a float64 dot
 // product of the dequantized weights with the dequantized int8 activations, so that the only
 // difference is the kernel's float32 scaling and summation; at the 7B shapes, odd sizes, with
-// bias and accumulate; and against matvec_int8 at 8 tokens. Every CTA shape (row_warps 1, 2, 4)
-// runs each case. Skips without a GPU.
+// bias and accumulate; and against matvec_int8 at 8 tokens. Each case runs the launch shape
+// matmul_int8_mma picks and several others (warps of 16 or 32 rows; K split over 1 to 8 CTAs of
+// a cluster). Skips without a GPU.
 //
-// With REALIZAR_CUDA_BENCH=1 a benchmark also times the 7B shapes at 32 and 512 tokens.
+// With REALIZAR_CUDA_BENCH=1 a benchmark also times the 7B shapes at 32, 64 and 512 tokens.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -149,7 +150,7 @@ std::string case_name(const MmaCase& c) {
 class CudaMma : public ::testing::TestWithParam<MmaCase> {};
 
 // y = W x + bias with accumulate = false, then y += W x (accumulate = true, no bias) over the
-// first result, for each CTA shape; max |error| over the checked entries relative to max |ref|.
+// first result, for each launch shape; max |error| over the checked entries relative to max |ref|.
 TEST_P(CudaMma, MatchesFloat64ProductOfDequantizedWeightsAndActivations) {
   SKIP_WITHOUT_GPU();
   const MmaCase c = GetParam();
@@ -186,14 +187,17 @@ TEST_P(CudaMma, MatchesFloat64ProductOfDequantizedWeightsAndActivations) {
     }
     return diff / ref;
   };
-  for (const int row_warps : {1, 2, 4}) {
+  const cuda::MmaShape shapes[] = {cuda::matmul_int8_mma_shape(c.rows, c.cols, c.tokens),
+                                   {32, 1}, {16, 1}, {32, 3}, {16, 8}, {32, 8}};
+  for (const cuda::MmaShape shape : shapes) {
     const DeviceVector<float> y(static_cast<size_t>(c.tokens * c.rows));
     cuda::matmul_int8_mma_tiled(w.on_device(dw), x.device(), y.get(), c.rows, db.get(), false,
-                                c.tokens, row_warps, nullptr);
-    EXPECT_LE(max_error(y.read(), false), 2e-5) << "row_warps " << row_warps;
+                                c.tokens, shape, nullptr);
+    const std::string name = "warp_rows " + std::to_string(shape.warp_rows) + ", splits " + std::to_string(shape.splits);
+    EXPECT_LE(max_error(y.read(), false), 2e-5) << name;
     cuda::matmul_int8_mma_tiled(w.on_device(dw), x.device(), y.get(), c.rows, nullptr, true,
-                                c.tokens, row_warps, nullptr);
-    EXPECT_LE(max_error(y.read(), true), 2e-5) << "row_warps " << row_warps << ", accumulated";
+                                c.tokens, shape, nullptr);
+    EXPECT_LE(max_error(y.read(), true), 2e-5) << name << ", accumulated";
   }
 }
 
@@ -315,7 +319,7 @@ TEST(CudaMmaBench, SevenBShapes) {
                           {"7B down", TensorType::Q6_K, 3584, 18944},
                           {"7B k/v", TensorType::Q4_K, 512, 3584},
                           {"0.5B ffn", TensorType::Q8_0, 4864, 896}};
-  std::printf("%-11s %-5s %6s %6s %4s %3s %9s %8s %8s\n", "shape", "type", "rows", "cols", "T", "rw",
+  std::printf("%-11s %-5s %6s %6s %4s %5s %9s %8s %8s\n", "shape", "type", "rows", "cols", "T", "wr/k",
               "us", "GB/s", "TFLOP/s");
   std::mt19937_64 rng(11);
   cudaStream_t stream;
@@ -329,18 +333,20 @@ TEST(CudaMmaBench, SevenBShapes) {
     const DeviceVector<uint8_t> dw(all);
     const Activations x(512, s.cols, rng);
     const DeviceVector<float> y(static_cast<size_t>(512 * s.rows));
-    for (const int64_t tokens : {32, 512}) {
-      const int chosen = cuda::matmul_int8_mma_row_warps(s.rows, tokens);
-      for (const int row_warps : {1, 2, 4}) {
+    for (const int64_t tokens : {32, 64, 512}) {
+      const cuda::MmaShape chosen = cuda::matmul_int8_mma_shape(s.rows, s.cols, tokens);
+      const cuda::MmaShape tried[] = {{32, 1}, {32, 2}, {32, 3}, {32, 8}, {16, 1}, {16, 2}, {16, 3}, {16, 4}, {16, 6}, {16, 8}};
+      for (const cuda::MmaShape shape : tried) {
         const double seconds = median_seconds(copies, stream, [&](int c) {
           const cuda::DeviceMatrix m{static_cast<uint32_t>(s.type), s.rows, s.cols, one.row_bytes,
                                      dw.get() + c * matrix_bytes};
-          cuda::matmul_int8_mma_tiled(m, x.device(), y.get(), s.rows, nullptr, false, tokens, row_warps, stream);
+          cuda::matmul_int8_mma_tiled(m, x.device(), y.get(), s.rows, nullptr, false, tokens, shape, stream);
         });
-        std::printf("%-11s %-5s %6lld %6lld %4lld %2d%s %9.2f %8.0f %8.1f\n", s.name,
+        const bool is_chosen = shape.warp_rows == chosen.warp_rows && shape.splits == chosen.splits;
+        std::printf("%-11s %-5s %6lld %6lld %4lld %2d/%d%s %9.2f %8.0f %8.1f\n", s.name,
                     std::string(tensor_type_name(s.type)).c_str(), static_cast<long long>(s.rows),
-                    static_cast<long long>(s.cols), static_cast<long long>(tokens), row_warps,
-                    row_warps == chosen ? "*" : " ", seconds * 1e6, matrix_bytes / seconds / 1e9,
+                    static_cast<long long>(s.cols), static_cast<long long>(tokens), shape.warp_rows,
+                    shape.splits, is_chosen ? "*" : " ", seconds * 1e6, matrix_bytes / seconds / 1e9,
                     2.0 * s.rows * s.cols * tokens / seconds / 1e12);
       }
       if (tokens == 32) {  // the dp4a matvec reads the weights 4 times at 32 tokens: for comparison
@@ -349,7 +355,7 @@ TEST(CudaMmaBench, SevenBShapes) {
                                      dw.get() + c * matrix_bytes};
           cuda::matvec_int8(m, x.device(), y.get(), s.rows, nullptr, false, tokens, stream);
         });
-        std::printf("%-11s %-5s %6lld %6lld %4lld %3s %9.2f %8.0f %8.1f  (matvec_int8)\n", s.name,
+        std::printf("%-11s %-5s %6lld %6lld %4lld %5s %9.2f %8.0f %8.1f  (matvec_int8)\n", s.name,
                     std::string(tensor_type_name(s.type)).c_str(), static_cast<long long>(s.rows),
                     static_cast<long long>(s.cols), static_cast<long long>(tokens), "mv",
                     seconds * 1e6, matrix_bytes / seconds / 1e9,

@@ -14,23 +14,44 @@
 // activation bytes. Q6_K keeps the PTX order, in which k < 16 (a0, a1, b0) and k >= 16 (a2, a3,
 // b1) are its two 16-element scale groups, multiplied as two m16n8k16 products.
 //
-// Tiles: a warp computes 32 rows (two m16 tiles) x 32 tokens (four n8 tiles); a CTA of 8 warps
-// holds kRowWarps warps along the rows and 8 / kRowWarps along the columns (interleaved "units"
-// of 128 or 256 columns), whose partial sums are added in shared memory in a fixed order.
-// Weights are read from global memory straight into registers, each byte once per 32 tokens;
-// activations come through L1 (the row warps of a CTA read the same ones).
+// Tiles: a warp computes 16 or 32 rows (one or two m16 tiles) x 32 tokens (four n8 tiles); a CTA
+// is 4 such warps on consecutive rows. Its 32 tokens' activations come through a shared-memory
+// ring of kStages k-steps, filled by cp.async kStages - 1 steps ahead (one __syncthreads per
+// k-step), so the four warps share one copy and never wait on L2 inside a step. Weights go from
+// global memory to registers once per unit (each byte once per 32 tokens); each lane asks L2
+// (cp.async.bulk.prefetch.L2) for its row's next 512 elements one window ahead, and 16-row warps
+// also load the next unit's registers before the current one's mma. K is split over a
+// thread-block cluster of up to 8 CTAs that add their sums through distributed shared memory in
+// rank order (deterministic), so that small matrices still give every multiprocessor CTAs.
+// __launch_bounds__(128, 4): 124-128 registers; the 32-row Q4_K/Q5_K/Q4_1/Q5_0 variants spill a
+// little (40-340 bytes), the 16-row ones do not.
 //
-// Measured (H200, tests/gpu/cuda_mma_test.cpp, REALIZAR_CUDA_BENCH=1): at 32 tokens 300-380 GB/s
-// of weights (Q4_K 3584 x 3584 in 23 us, 18944 x 3584 in 104 us; Q6_K 3584 x 18944 in 147 us),
-// 3.5-5x matvec_int8, at 512 tokens 35-50 TFLOP/s. Far from the 4.8 TB/s of DRAM: the warps wait
-// on the activation loads inside each k-step (one CTA of 8 warps per multiprocessor at ~170
-// registers). Staging each unit's activations in shared memory ahead of use (cp.async, double
-// buffered) and fewer registers per thread are the next steps.
+// Measured (H200, tests/gpu/cuda_mma_test.cpp, REALIZAR_CUDA_BENCH=1; us with the shape
+// matmul_int8_mma_shape picks, warp rows / splits):
+//                         32 tokens                64 tokens     512 tokens
+//                         before  after            after         after (before: 35-50 TFLOP/s)
+//   Q4_K  3584 x  3584    23      17.9  16/8       30.3  32/8    150  (88 TFLOP/s)
+//   Q4_K 18944 x  3584    104     66.6  32/3       118   32/1    662  (105 TFLOP/s)
+//   Q6_K  3584 x 18944    147     89.1  16/8       146   32/8    949  (73; 859 at 2 splits)
+//   Q8_0  4864 x   896    -       13.7  16/3       17.2  16/3    77
+// i.e. 400-625 GB/s of weights at 32 tokens, 5-8x matvec_int8 (shape choice from these numbers;
+// the selector itself was written after the last GPU run). Still 2-4x short of the 1.5 TB/s
+// aimed at: a CTA alone on a multiprocessor spends ~0.5-0.75 us per k-step-of-8-mma (Q4_K 512 x 3584 with 4
+// CTAs: 84 us), i.e. the step's dependent chain (LDS, mma, 16 float ops per mma, the per-step
+// barrier) and the weight loads at each unit's start are exposed whenever there are fewer than
+// ~4 CTAs per multiprocessor, which is the case at 32 tokens. Tried and lost: CTAs of 2 warps of
+// 32 rows (same or slower than 4 warps at equal splits); more than one wave of CTAs (gate/up 4
+// splits of 32-row warps: 102 us vs 67 at 3 splits); 8 splits at 64 tokens of 16-row warps.
+// Next steps: weights through the shared ring too (cp.async, no registers, more bytes in flight),
+// fewer float ops per mma (the epilogue is 4 FADD + 4 FMUL + 8 FFMA per m16n8 tile), and
+// measuring the per-step chain with Nsight Compute, which this was tuned without.
+#include <cooperative_groups.h>
 #include <cuda_fp16.h>
 
 #include <algorithm>
 #include <climits>
 #include <cstdint>
+#include <utility>
 
 #include "backend/cuda/kernels.h"
 #include "realizar/quant_blocks.h"
@@ -105,6 +126,7 @@ struct StepA {
 // sub-block 2c + n is nibble n of qs[32c + e]; x = d * sc * q - dmin * m.
 struct Q4K {
   static constexpr int kSteps = 8;
+  static constexpr int kBlockElems = 256, kBlockBytes = sizeof(block_q4_K);
   static constexpr bool kContiguous = true, kHalves = false, kOffset = true;
   struct Raw {
     uint2 q[4];
@@ -143,6 +165,7 @@ struct Q4K {
 // Q5_K (176 bytes): as Q4_K with bit 4 of element e of sub-block b at bit b of qh[e].
 struct Q5K {
   static constexpr int kSteps = 8;
+  static constexpr int kBlockElems = 256, kBlockBytes = sizeof(block_q5_K);
   static constexpr bool kContiguous = true, kHalves = false, kOffset = true;
   struct Raw {
     Q4K::Raw low;
@@ -171,6 +194,7 @@ struct Q5K {
 // lane t holds i = 4t..4t+3 (scale group 2s) and 16+4t.. (group 2s + 1).
 struct Q6K {
   static constexpr int kSteps = 4;
+  static constexpr int kBlockElems = 256, kBlockBytes = sizeof(block_q6_K);
   static constexpr bool kContiguous = false, kHalves = true, kOffset = false;
   struct Raw {
     uint32_t ql[2][2];  // [s % 2][i / 16]
@@ -212,6 +236,7 @@ constexpr int kSmallSteps = 4;
 // Q8_0 (34 bytes, 2-byte aligned): x = d * q.
 struct Q80 {
   static constexpr int kSteps = kSmallSteps;
+  static constexpr int kBlockElems = 32, kBlockBytes = sizeof(block_q8_0);
   static constexpr bool kContiguous = true, kHalves = false, kOffset = false;
   struct Raw {
     uint32_t q[kSteps][2];
@@ -240,9 +265,10 @@ template <uint32_t kType>
 struct Small4 {
   static constexpr int kSteps = kSmallSteps;
   static constexpr bool kContiguous = true, kHalves = false, kOffset = kType == kQ4_1;
-  static constexpr size_t kBlockBytes = kType == kQ4_0 ? sizeof(block_q4_0)
-                                        : kType == kQ4_1 ? sizeof(block_q4_1)
-                                                         : sizeof(block_q5_0);
+  static constexpr int kBlockElems = 32;
+  static constexpr int kBlockBytes = kType == kQ4_0 ? sizeof(block_q4_0)
+                                     : kType == kQ4_1 ? sizeof(block_q4_1)
+                                                      : sizeof(block_q5_0);
   struct Raw {
     uint32_t q[kSteps][2];
     float d[kSteps], m[kSteps];
@@ -311,11 +337,21 @@ __device__ __forceinline__ void mma_k16(int (&d)[4], uint32_t a0, uint32_t a1, u
       : "r"(a0), "r"(a1), "r"(b0), "r"(kBiasBits));
 }
 
-constexpr int kWarps = 8;       // per CTA
-constexpr int kMTiles = 2;      // m16 tiles per warp: 32 rows
+constexpr int kRowWarps = 4;    // warps per CTA, each on its own rows
+constexpr int kThreads = kRowWarps * 32;
 constexpr int kNTiles = 4;      // n8 tiles per warp: 32 tokens
-constexpr int kWarpRows = 16 * kMTiles;
 constexpr int kTileTokens = 8 * kNTiles;
+constexpr int kMaxSplits = 8;   // portable cluster size
+
+// The activation ring: kStages slots of one k-step (32 k) each, holding the int8 values of the
+// tile's 32 tokens ([token][32 bytes]: the 8-byte B reads of a warp hit 32 distinct banks per
+// half-warp) and their (d, s) pairs ([token] float2: tokens 2t and 2t + 1 are one 16-byte read).
+constexpr int kStages = 8;
+constexpr int kSlotQBytes = kTileTokens * 32;
+constexpr int kSlotBytes = kSlotQBytes + kTileTokens * 8;
+
+// Elements of each row that a warp asks L2 to fetch ahead of its register loads.
+constexpr int kPrefetchElems = 512;
 
 struct MmaArgs {
   DeviceMatrix w;
@@ -328,21 +364,105 @@ struct MmaArgs {
   int64_t tokens;
 };
 
-template <class Q, int kRowWarps>
-__global__ void __launch_bounds__(kWarps * 32, 1)
+__device__ __forceinline__ void cp_async8(void* shared, const void* global) {
+  const auto address = static_cast<uint32_t>(__cvta_generic_to_shared(shared));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 8;" ::"r"(address), "l"(global) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int kPending>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(kPending) : "memory");
+}
+
+// Asks L2 to fetch the 16-byte aligned part of [begin, end) (sm_90 bulk prefetch: no registers,
+// no completion to wait for; the bytes outside are left to the demand loads).
+__device__ __forceinline__ void prefetch_l2(const uint8_t* begin, const uint8_t* end) {
+  const uintptr_t a = (reinterpret_cast<uintptr_t>(begin) + 15) & ~uintptr_t{15};
+  const uintptr_t b = reinterpret_cast<uintptr_t>(end) & ~uintptr_t{15};
+  if (b > a) {
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(a), "r"(static_cast<uint32_t>(b - a))
+                 : "memory");
+  }
+}
+
+// Units [first, last) of one weight row, as the bytes of the blocks that hold them.
+template <class Q>
+__device__ __forceinline__ void prefetch_units(const uint8_t* row, size_t row_bytes, int64_t first, int64_t last) {
+  constexpr int64_t kUnitElems = Q::kSteps * 32;
+  const int64_t begin = first * kUnitElems / Q::kBlockElems * Q::kBlockBytes;
+  const int64_t end = min(static_cast<int64_t>(row_bytes),
+                          (last * kUnitElems + Q::kBlockElems - 1) / Q::kBlockElems * Q::kBlockBytes);
+  if (end > begin) prefetch_l2(row + begin, row + end);
+}
+
+// y (+)= sum over q < splits of partial q: CTA q of the cluster adds the same rows and tokens over
+// its own share of K. Accumulator i = (m * kNTiles + n) * 4 + e of this lane.
+template <int kMTiles>
+struct Output {
+  const MmaArgs& args;
+  int64_t first_row, tile_tokens;
+  int g, t;
+  __device__ void store(int i, float value) const {
+    const int m = i / (kNTiles * 4), n = i / 4 % kNTiles, e = i % 4;
+    const int64_t r = first_row + 16 * m + 8 * (e / 2) + g;
+    const int64_t token = 8 * n + 2 * t + e % 2;
+    if (m >= kMTiles || r >= args.w.rows || token >= tile_tokens) return;
+    float* out = args.y + (static_cast<int64_t>(blockIdx.y) * kTileTokens + token) * args.ldy + r;
+    const float v = value + (args.bias != nullptr ? args.bias[r] : 0.0f);
+    *out = args.accumulate ? *out + v : v;
+  }
+};
+
+// One CTA: kRowWarps warps of 16 kMTiles rows each (rows blockIdx.z * 16 kMTiles kRowWarps + ...) x the 32 tokens
+// of token tile blockIdx.y, over units [u0, u1) of K: share blockIdx.x of gridDim.x, which is the
+// cluster's size (the CTAs of one cluster split K and add their sums through distributed shared
+// memory, in rank order). The tile's activations come through the shared ring, loaded kStages - 1
+// k-steps ahead with cp.async; weights go from global memory (L2, prefetched ahead) to registers
+// once per unit, with one m tile a unit ahead of their use (two m tiles have no registers for it).
+template <class Q, int kMTiles>
+__global__ void __launch_bounds__(kThreads, 4)
     matmul_int8_mma_kernel(const __grid_constant__ MmaArgs args) {
-  constexpr int kColGroups = kWarps / kRowWarps;
-  constexpr int kAcc = kMTiles * kNTiles * 4;
-  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
-  const int row_warp = warp % kRowWarps, col_group = warp / kRowWarps;
+  constexpr int kWarpRows = 16 * kMTiles;
+  constexpr int kAcc = kMTiles * kNTiles * 4;  // accumulators per lane
+  constexpr bool kAhead = kMTiles == 1;
+  constexpr int64_t kPrefetchUnits = kPrefetchElems / (Q::kSteps * 32);
+  __shared__ __align__(16) uint8_t ring[kStages][kSlotBytes];
+
+  const int tid = static_cast<int>(threadIdx.x), warp = tid / 32, lane = tid % 32;
   const int g = lane / 4, t = lane % 4;
   const DeviceMatrix& w = args.w;
-  const int64_t first_row = (static_cast<int64_t>(blockIdx.x) * kRowWarps + row_warp) * kWarpRows;
+  const int splits = static_cast<int>(gridDim.x), split = static_cast<int>(blockIdx.x);
+  const int64_t first_row = (static_cast<int64_t>(blockIdx.z) * kRowWarps + warp) * kWarpRows;
   const int64_t first_token = static_cast<int64_t>(blockIdx.y) * kTileTokens;
   const int64_t tile_tokens = min(static_cast<int64_t>(kTileTokens), args.tokens - first_token);
   const int n_tiles = static_cast<int>((tile_tokens + 7) / 8);
   const int64_t blocks = w.cols / 32;
   const int64_t units = (blocks + Q::kSteps - 1) / Q::kSteps;
+  const int64_t u0 = units * split / splits, u1 = units * (split + 1) / splits;
+  const int steps = static_cast<int>(min(u1 * Q::kSteps, blocks) - u0 * Q::kSteps);
+
+  // Step gs of this CTA (block u0 * kSteps + gs) into slot gs % kStages; tokens past the tile
+  // repeat its last one (their results are not stored).
+  const auto issue = [&](int gs) {
+    if (gs >= steps) return;
+    uint8_t* slot = ring[gs % kStages];
+    const int64_t b = u0 * Q::kSteps + gs;
+    for (int i = tid; i < kTileTokens * 5; i += kThreads) {
+      const int tt = i < kTileTokens * 4 ? i / 4 : i - kTileTokens * 4;
+      const int64_t token = first_token + min(static_cast<int64_t>(tt), tile_tokens - 1);
+      if (i < kTileTokens * 4) {
+        const int part = i % 4;
+        cp_async8(slot + tt * 32 + 8 * part, args.xq + token * w.cols + b * 32 + 8 * part);
+      } else {
+        cp_async8(slot + kSlotQBytes + 8 * tt, args.xds + token * blocks + b);
+      }
+    }
+  };
+#pragma unroll 1
+  for (int i = 0; i < kStages - 1; ++i) {
+    issue(i);
+    cp_async_commit();
+  }
 
   // Rows g, g + 8 of each m tile; rows past the matrix read its last row (results unused).
   int row_of[kMTiles][2];
@@ -351,21 +471,10 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
 #pragma unroll
     for (int h = 0; h < 2; ++h) row_of[m][h] = static_cast<int>(min(first_row + 16 * m + 8 * h + g, w.rows - 1));
   }
-  // Activations (32-bit offsets: the launcher keeps tokens * cols below 2^31): token g of each n
-  // tile for B, tokens 2t and 2t + 1 for the scales; clamped to the last token (their results are
-  // not stored).
-  const int8_t* xq = args.xq + (Q::kContiguous ? 8 * t : 4 * t);
-  int x_at[kNTiles], ds_at[kNTiles][2];
-#pragma unroll
-  for (int n = 0; n < kNTiles; ++n) {
-    const int tb = static_cast<int>(first_token + min(static_cast<int64_t>(8 * n + g), tile_tokens - 1));
-    x_at[n] = tb * static_cast<int>(w.cols);
-#pragma unroll
-    for (int j = 0; j < 2; ++j) {
-      const int ts = static_cast<int>(first_token + min(static_cast<int64_t>(8 * n + 2 * t + j), tile_tokens - 1));
-      ds_at[n][j] = ts * static_cast<int>(blocks);
-    }
-  }
+  // Lane l asks L2 for row l of the warp, one window of kPrefetchUnits ahead of the loads.
+  const uint8_t* prefetch_row = w.data + min(first_row + lane % kWarpRows, w.rows - 1) * static_cast<int64_t>(w.row_bytes);
+  const bool prefetches = lane < kWarpRows;
+  if (prefetches) prefetch_units<Q>(prefetch_row, w.row_bytes, u0, min(u0 + 2 * kPrefetchUnits, u1));
 
   float acc[kMTiles][kNTiles][4];
 #pragma unroll
@@ -375,16 +484,37 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
 #pragma unroll
       for (int e = 0; e < 4; ++e) acc[m][n][e] = 0.0f;
 
-  for (int64_t u = col_group; u < units; u += kColGroups) {
-    typename Q::Raw raw[kMTiles][2];
+  typename Q::Raw raw[kMTiles][2], next[kMTiles][2];
+  const auto load_all = [&](typename Q::Raw (&into)[kMTiles][2], int64_t u) {
 #pragma unroll
     for (int m = 0; m < kMTiles; ++m)
 #pragma unroll
-      for (int h = 0; h < 2; ++h) raw[m][h] = load_unit<Q>(w.data + static_cast<int64_t>(row_of[m][h]) * w.row_bytes, u, t, blocks);
+      for (int h = 0; h < 2; ++h) into[m][h] = load_unit<Q>(w.data + static_cast<int64_t>(row_of[m][h]) * w.row_bytes, u, t, blocks);
+  };
+  if (kAhead && u0 < u1) load_all(next, u0);
+  int gs = 0;
+  for (int64_t u = u0; u < u1; ++u) {
+    if (prefetches && u > u0 && (u - u0) % kPrefetchUnits == 0) {
+      prefetch_units<Q>(prefetch_row, w.row_bytes, u + kPrefetchUnits, min(u + 2 * kPrefetchUnits, u1));
+    }
+    if constexpr (kAhead) {
 #pragma unroll
-    for (int s = 0; s < Q::kSteps; ++s) {
-      const int64_t b = u * Q::kSteps + s;
-      if (b >= blocks) break;  // only the small types' last unit
+      for (int m = 0; m < kMTiles; ++m)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) raw[m][h] = next[m][h];
+      if (u + 1 < u1) load_all(next, u + 1);
+    } else {
+      load_all(raw, u);
+    }
+#pragma unroll
+    for (int s = 0; s < Q::kSteps; ++s, ++gs) {
+      if (gs >= steps) break;  // only the small types' last unit
+      cp_async_wait<kStages - 2>();
+      __syncthreads();  // slot gs is in; every warp is done with slot gs - 1
+      issue(gs + kStages - 1);
+      cp_async_commit();
+      const uint8_t* slot = ring[gs % kStages];
+
       uint32_t a[kMTiles][4];
       float scale[kMTiles][2], offset[kMTiles][2], scale_hi[kMTiles][2];
 #pragma unroll
@@ -402,18 +532,18 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
 #pragma unroll
       for (int n = 0; n < kNTiles; ++n) {
         if (n >= n_tiles) break;
+        const uint8_t* xq = slot + (8 * n + g) * 32;
         uint32_t b0, b1;
         if constexpr (Q::kContiguous) {
-          const uint2 v = __ldg(reinterpret_cast<const uint2*>(xq + (x_at[n] + 32 * static_cast<int>(b))));
+          const uint2 v = *reinterpret_cast<const uint2*>(xq + 8 * t);
           b0 = v.x;
           b1 = v.y;
         } else {
-          const int8_t* p = xq + (x_at[n] + 32 * static_cast<int>(b));
-          b0 = __ldg(reinterpret_cast<const uint32_t*>(p));
-          b1 = __ldg(reinterpret_cast<const uint32_t*>(p + 16));
+          b0 = *reinterpret_cast<const uint32_t*>(xq + 4 * t);
+          b1 = *reinterpret_cast<const uint32_t*>(xq + 16 + 4 * t);
         }
-        const float2 x[2] = {__ldg(args.xds + (ds_at[n][0] + static_cast<int>(b))),
-                             __ldg(args.xds + (ds_at[n][1] + static_cast<int>(b)))};
+        const float4 ds = *reinterpret_cast<const float4*>(slot + kSlotQBytes + (8 * n + 2 * t) * 8);
+        const float2 x[2] = {make_float2(ds.x, ds.y), make_float2(ds.z, ds.w)};
 #pragma unroll
         for (int m = 0; m < kMTiles; ++m) {
           if constexpr (Q::kHalves) {
@@ -442,46 +572,30 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
     }
   }
 
-  // Column groups 1.. hand their sums to group 0, which adds them in order and stores.
-  if constexpr (kColGroups > 1) {
-    __shared__ float partial[kColGroups - 1][kRowWarps][kAcc][32];
-    if (col_group > 0) {
+  const Output<kMTiles> out{args, first_row, tile_tokens, g, t};
+  if (splits == 1) {
 #pragma unroll
-      for (int m = 0; m < kMTiles; ++m)
-#pragma unroll
-        for (int n = 0; n < kNTiles; ++n)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) partial[col_group - 1][row_warp][(m * kNTiles + n) * 4 + e][lane] = acc[m][n][e];
-    }
-    __syncthreads();
-    if (col_group > 0) return;
-#pragma unroll 1
-    for (int k = 0; k < kColGroups - 1; ++k) {
-#pragma unroll
-      for (int m = 0; m < kMTiles; ++m)
-#pragma unroll
-        for (int n = 0; n < kNTiles; ++n)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) acc[m][n][e] += partial[k][row_warp][(m * kNTiles + n) * 4 + e][lane];
-    }
+    for (int i = 0; i < kAcc; ++i) out.store(i, acc[i / (kNTiles * 4)][i / 4 % kNTiles][i % 4]);
+    return;
   }
+  // Each CTA of the cluster publishes its sums; CTA q then adds accumulators i = q (mod splits)
+  // of all CTAs in rank order and stores them; the second barrier keeps every CTA's shared
+  // memory alive until the others have read it.
+  __shared__ float partial[kAcc][kThreads];
 #pragma unroll
-  for (int m = 0; m < kMTiles; ++m) {
+  for (int i = 0; i < kAcc; ++i) partial[i][tid] = acc[i / (kNTiles * 4)][i / 4 % kNTiles][i % 4];
+  namespace cg = cooperative_groups;
+  const cg::cluster_group cluster = cg::this_cluster();
+  cluster.sync();
+  const int rank = static_cast<int>(cluster.block_rank());
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int64_t r = first_row + 16 * m + 8 * (e / 2) + g;
-      if (r >= w.rows) continue;
-      const float bias = args.bias != nullptr ? args.bias[r] : 0.0f;
-#pragma unroll
-      for (int n = 0; n < kNTiles; ++n) {
-        const int64_t token = 8 * n + 2 * t + e % 2;
-        if (token >= tile_tokens) continue;
-        float* out = args.y + (first_token + token) * args.ldy + r;
-        const float value = acc[m][n][e] + bias;
-        *out = args.accumulate ? *out + value : value;
-      }
-    }
+  for (int i = 0; i < kAcc; ++i) {
+    if (i % splits != rank) continue;
+    float sum = 0.0f;
+    for (int q = 0; q < splits; ++q) sum += *cluster.map_shared_rank(&partial[i][tid], q);
+    out.store(i, sum);
   }
+  cluster.sync();
 }
 
 template <class F>
@@ -499,53 +613,69 @@ bool with_mma_type(uint32_t type, F&& f) {
 }
 
 int multiprocessor_count() {
-  int device = 0, count = 0;
-  if (cudaGetDevice(&device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
-    return 132;
-  }
+  static const int count = [] {
+    int device = 0, n = 0;
+    if (cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
+      return 132;
+    }
+    return n;
+  }();
   return count;
 }
 
 }  // namespace
 
-int matmul_int8_mma_row_warps(int64_t rows, int64_t tokens) {
-  // The most rows per CTA (activations shared by more warps) that still gives every
-  // multiprocessor four CTAs, else the fewest: the kernel waits on load latency, so more CTAs
-  // beat more sharing (H200, 7B shapes: at 32 tokens 1 row warp was fastest everywhere; at 512
-  // tokens 2 or 4).
-  const int64_t token_tiles = (tokens + kTileTokens - 1) / kTileTokens;
-  const int64_t wanted = 4 * static_cast<int64_t>(multiprocessor_count());
-  for (const int row_warps : {4, 2}) {
-    const int64_t ctas = (rows + row_warps * kWarpRows - 1) / (row_warps * kWarpRows) * token_tiles;
-    if (ctas >= wanted) return row_warps;
-  }
-  return 1;
+MmaShape matmul_int8_mma_shape(int64_t rows, int64_t cols, int64_t tokens) {
+  // K is split over the most CTAs of a cluster that still fit in one wave of four CTAs per
+  // multiprocessor (at most one split per 256 elements of K). Warps of 32 rows (each B fragment
+  // used twice) when that gives at least half a wave; else warps of 16 rows, twice the CTAs, with
+  // weights loaded a unit ahead (H200: 7B q/o and down at 32 tokens, the 0.5B FFN).
+  const int64_t slots = 4 * static_cast<int64_t>(multiprocessor_count());
+  const auto fit = [&](int warp_rows) {
+    MmaShape shape{warp_rows, 1};
+    const int64_t row_tiles = (rows + kRowWarps * warp_rows - 1) / (kRowWarps * warp_rows);
+    const int64_t ctas = row_tiles * ((tokens + kTileTokens - 1) / kTileTokens);
+    for (const int splits : {2, 3, 4, 6, 8}) {
+      if (ctas * splits > slots || splits > cols / 256) break;
+      shape.splits = splits;
+    }
+    return std::make_pair(shape, ctas * shape.splits);
+  };
+  const auto wide = fit(32);
+  return 2 * wide.second >= slots ? wide.first : fit(16).first;
 }
 
 void matmul_int8_mma_tiled(const DeviceMatrix& w, ActivationsQ8 x, float* y, int64_t ldy,
-                           const float* bias, bool accumulate, int64_t tokens, int row_warps,
+                           const float* bias, bool accumulate, int64_t tokens, MmaShape shape,
                            cudaStream_t stream) {
   if (tokens <= 0 || w.rows <= 0 || w.cols <= 0) return;
-  // The kernel indexes activations with 32-bit offsets and tiles tokens over gridDim.y: launch
-  // token ranges that keep both in range.
-  const int64_t limit = std::min<int64_t>(INT32_MAX / w.cols, int64_t{65535} * kTileTokens);
-  const int64_t chunk = limit / kTileTokens * kTileTokens;
+  const int splits = std::clamp(shape.splits, 1, kMaxSplits);
+  const int warp_rows = shape.warp_rows == 16 ? 16 : 32;
+  // Token tiles go over gridDim.y (at most 65535 per launch).
+  const int64_t chunk = int64_t{65535} * kTileTokens;
   with_mma_type(w.type, [&](auto q) {
     using Q = decltype(q);
     for (int64_t t0 = 0; t0 < tokens; t0 += chunk) {
       const int64_t n = std::min(chunk, tokens - t0);
       const MmaArgs args{w, x.q + t0 * w.cols, reinterpret_cast<const float2*>(x.ds) + t0 * (w.cols / 32),
                          y + t0 * ldy, ldy, bias, accumulate, n};
-      const auto launch = [&](auto kernel, int rw) {
-        const dim3 grid(static_cast<unsigned>((w.rows + rw * kWarpRows - 1) / (rw * kWarpRows)),
-                        static_cast<unsigned>((n + kTileTokens - 1) / kTileTokens));
-        kernel<<<grid, kWarps * 32, 0, stream>>>(args);
-      };
-      switch (row_warps) {
-        case 4: launch(matmul_int8_mma_kernel<Q, 4>, 4); break;
-        case 2: launch(matmul_int8_mma_kernel<Q, 2>, 2); break;
-        default: launch(matmul_int8_mma_kernel<Q, 1>, 1); break;
+      cudaLaunchConfig_t config{};
+      config.gridDim = dim3(static_cast<unsigned>(splits), static_cast<unsigned>((n + kTileTokens - 1) / kTileTokens),
+                            static_cast<unsigned>((w.rows + kRowWarps * warp_rows - 1) / (kRowWarps * warp_rows)));
+      config.blockDim = dim3(kThreads);
+      config.stream = stream;
+      cudaLaunchAttribute cluster{};
+      cluster.id = cudaLaunchAttributeClusterDimension;
+      cluster.val.clusterDim.x = static_cast<unsigned>(splits);
+      cluster.val.clusterDim.y = 1;
+      cluster.val.clusterDim.z = 1;
+      config.attrs = &cluster;
+      config.numAttrs = 1;
+      if (warp_rows == 16) {
+        cudaLaunchKernelEx(&config, matmul_int8_mma_kernel<Q, 1>, args);
+      } else {
+        cudaLaunchKernelEx(&config, matmul_int8_mma_kernel<Q, 2>, args);
       }
     }
   });
@@ -554,7 +684,7 @@ void matmul_int8_mma_tiled(const DeviceMatrix& w, ActivationsQ8 x, float* y, int
 void matmul_int8_mma(const DeviceMatrix& w, ActivationsQ8 x, float* y, int64_t ldy,
                      const float* bias, bool accumulate, int64_t tokens, cudaStream_t stream) {
   matmul_int8_mma_tiled(w, x, y, ldy, bias, accumulate, tokens,
-                        matmul_int8_mma_row_warps(w.rows, tokens), stream);
+                        matmul_int8_mma_shape(w.rows, w.cols, tokens), stream);
 }
 
 }  // namespace realizar::cuda

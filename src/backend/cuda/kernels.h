@@ -85,13 +85,20 @@ void matvec_int8_parts(const MatvecPart* parts, int count, ActivationsQ8 x, bool
 void matmul_int8_mma(const DeviceMatrix& w, ActivationsQ8 x, float* y, int64_t ldy,
                      const float* bias, bool accumulate, int64_t tokens, cudaStream_t stream);
 
-// matmul_int8_mma with an explicit CTA shape, for tests and benchmarks: each CTA's 8 warps are
-// `row_warps` (1, 2 or 4) warps of 32 rows times 8 / row_warps warps splitting the columns.
-// matmul_int8_mma_row_warps gives the choice matmul_int8_mma makes.
+// The launch shape of matmul_int8_mma, for tests and benchmarks: CTAs of 4 warps of `warp_rows`
+// (16 or 32) rows x 32 tokens; `splits` (1..8) CTAs of one thread-block cluster share a row tile
+// and split K, adding their sums in a fixed order through distributed shared memory.
+struct MmaShape {
+  int warp_rows = 32;
+  int splits = 1;
+};
+
+// matmul_int8_mma with an explicit launch shape; matmul_int8_mma_shape gives the one
+// matmul_int8_mma picks.
 void matmul_int8_mma_tiled(const DeviceMatrix& w, ActivationsQ8 x, float* y, int64_t ldy,
-                           const float* bias, bool accumulate, int64_t tokens, int row_warps,
+                           const float* bias, bool accumulate, int64_t tokens, MmaShape shape,
                            cudaStream_t stream);
-int matmul_int8_mma_row_warps(int64_t rows, int64_t tokens);
+MmaShape matmul_int8_mma_shape(int64_t rows, int64_t cols, int64_t tokens);
 
 // out[r][c] = W[r][c] as float16 for rows [row_begin, row_begin + row_count): out is
 // [row_count x cols].
