@@ -209,6 +209,12 @@ std::vector<MatvecCase> matvec_cases() {
     cases.push_back({t, 17, 18944, 2});  // 7B FFN down
     cases.push_back({t, 21, 4864, 7});   // 19 blocks a row: rows 2-byte aligned for Q6_K
   }
+  // Enough rows for two rows per warp; the odd count leaves the last warp one row short.
+  for (TensorType t : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q8_0,
+                       TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K}) {
+    cases.push_back({t, 8193, 1536, 1});
+    cases.push_back({t, 8193, 1536, 4});
+  }
   return cases;
 }
 

@@ -55,6 +55,31 @@ __device__ __forceinline__ void load_x_block(const int8_t* xq, int64_t block, in
   x[4] = b.x; x[5] = b.y; x[6] = b.z; x[7] = b.w;
 }
 
+// The activations one unit is dotted with, loaded once and shared by the rows a lane handles.
+struct OneActivationBlock {
+  int q[8];
+  float2 a;  // {d, d * sum(q)}
+  __device__ static OneActivationBlock load(const int8_t* xq, const float2* xds, int64_t block) {
+    OneActivationBlock x;
+    load_x_block(xq, block, x.q);
+    x.a = __ldg(xds + block);
+    return x;
+  }
+};
+
+struct TwoActivationBlocks {
+  int q0[8], q1[8];
+  float2 a0, a1;
+  __device__ static TwoActivationBlocks load(const int8_t* xq, const float2* xds, int64_t first) {
+    TwoActivationBlocks x;
+    load_x_block(xq, first, x.q0);
+    load_x_block(xq, first + 1, x.q1);
+    x.a0 = __ldg(xds + first);
+    x.a1 = __ldg(xds + first + 1);
+    return x;
+  }
+};
+
 __device__ __forceinline__ int dot8(const uint32_t* w, const int* x) {
   int s = 0;
 #pragma unroll
@@ -92,20 +117,18 @@ struct Q4K {
     w.m1 = dmin * mn1;
     return w;
   }
+  using X = TwoActivationBlocks;
   // Activation blocks 2u (sub-block 2c) and 2u + 1 (2c + 1) of the token.
-  __device__ static float dot(const W& w, const int8_t* xq, const float2* xds, int64_t u) {
-    int x0[8], x1[8];
-    load_x_block(xq, 2 * u, x0);
-    load_x_block(xq, 2 * u + 1, x1);
+  __device__ static X load_x(const int8_t* xq, const float2* xds, int64_t u) { return X::load(xq, xds, 2 * u); }
+  __device__ static float dot(const W& w, const X& x) {
     int s0 = 0, s1 = 0;
 #pragma unroll
     for (int k = 0; k < 8; ++k) {
-      s0 = __dp4a(static_cast<int>(w.q[k] & kLowNibbles), x0[k], s0);
-      s1 = __dp4a(static_cast<int>((w.q[k] >> 4) & kLowNibbles), x1[k], s1);
+      s0 = __dp4a(static_cast<int>(w.q[k] & kLowNibbles), x.q0[k], s0);
+      s1 = __dp4a(static_cast<int>((w.q[k] >> 4) & kLowNibbles), x.q1[k], s1);
     }
-    const float2 a0 = __ldg(xds + 2 * u), a1 = __ldg(xds + 2 * u + 1);
-    return w.d0 * a0.x * static_cast<float>(s0) - w.m0 * a0.y +
-           w.d1 * a1.x * static_cast<float>(s1) - w.m1 * a1.y;
+    return w.d0 * x.a0.x * static_cast<float>(s0) - w.m0 * x.a0.y +
+           w.d1 * x.a1.x * static_cast<float>(s1) - w.m1 * x.a1.y;
   }
 };
 
@@ -142,14 +165,12 @@ struct Q5K {
     w.m1 = dmin * mn1;
     return w;
   }
-  __device__ static float dot(const W& w, const int8_t* xq, const float2* xds, int64_t u) {
-    int x0[8], x1[8];
-    load_x_block(xq, 2 * u, x0);
-    load_x_block(xq, 2 * u + 1, x1);
-    const int s0 = dot8(w.lo, x0), s1 = dot8(w.hi, x1);
-    const float2 a0 = __ldg(xds + 2 * u), a1 = __ldg(xds + 2 * u + 1);
-    return w.d0 * a0.x * static_cast<float>(s0) - w.m0 * a0.y +
-           w.d1 * a1.x * static_cast<float>(s1) - w.m1 * a1.y;
+  using X = TwoActivationBlocks;
+  __device__ static X load_x(const int8_t* xq, const float2* xds, int64_t u) { return X::load(xq, xds, 2 * u); }
+  __device__ static float dot(const W& w, const X& x) {
+    const int s0 = dot8(w.lo, x.q0), s1 = dot8(w.hi, x.q1);
+    return w.d0 * x.a0.x * static_cast<float>(s0) - w.m0 * x.a0.y +
+           w.d1 * x.a1.x * static_cast<float>(s1) - w.m1 * x.a1.y;
   }
 };
 
@@ -176,24 +197,36 @@ struct Q6K {
     for (int r = 0; r < 4; ++r) w.d[r] = d * scales[2 * r];
     return w;
   }
+  struct X {
+    int4 q[4];   // quarter r's 16 activations
+    float d[4];  // their block's scale
+  };
   // Quarter r's 16 activations: half l0 / 16 of activation block 8 (u / 4) + 4h + r.
-  __device__ static float dot(const W& w, const int8_t* xq, const float2* xds, int64_t u) {
+  __device__ static X load_x(const int8_t* xq, const float2* xds, int64_t u) {
     const int64_t first_block = 2 * (u - u % 2);
     const int64_t l0 = 16 * (u % 2);
+    X x;
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      x.q[r] = __ldg(reinterpret_cast<const int4*>(xq + (first_block + r) * 32 + l0));
+      x.d[r] = __ldg(xds + first_block + r).x;
+    }
+    return x;
+  }
+  __device__ static float dot(const W& w, const X& x) {
     float sum = 0.0f;
 #pragma unroll
     for (int r = 0; r < 4; ++r) {
-      const int4 xv = __ldg(reinterpret_cast<const int4*>(xq + (first_block + r) * 32 + l0));
-      const int x[4] = {xv.x, xv.y, xv.z, xv.w};
+      const int xr[4] = {x.q[r].x, x.q[r].y, x.q[r].z, x.q[r].w};
       int s = 0;
 #pragma unroll
       for (int k = 0; k < 4; ++k) {
         const uint32_t low = (r % 2 == 0) ? w.a[k] : w.b[k];
         const uint32_t nibbles = (r < 2) ? (low & kLowNibbles) : ((low >> 4) & kLowNibbles);
         const uint32_t q = nibbles | (((w.h[k] >> (2 * r)) & 0x03030303u) << 4);
-        s = __dp4a(static_cast<int>(__vsubss4(q, 0x20202020u)), x[k], s);
+        s = __dp4a(static_cast<int>(__vsubss4(q, 0x20202020u)), xr[k], s);
       }
-      sum += w.d[r] * __ldg(xds + first_block + r).x * static_cast<float>(s);
+      sum += w.d[r] * x.d[r] * static_cast<float>(s);
     }
     return sum;
   }
@@ -213,10 +246,10 @@ struct Q80 {
     w.d = half_at(blk);
     return w;
   }
-  __device__ static float dot(const W& w, const int8_t* xq, const float2* xds, int64_t u) {
-    int x[8];
-    load_x_block(xq, u, x);
-    return w.d * __ldg(xds + u).x * static_cast<float>(dot8(w.q, x));
+  using X = OneActivationBlock;
+  __device__ static X load_x(const int8_t* xq, const float2* xds, int64_t u) { return X::load(xq, xds, u); }
+  __device__ static float dot(const W& w, const X& x) {
+    return w.d * x.a.x * static_cast<float>(dot8(w.q, x.q));
   }
 };
 
@@ -268,17 +301,20 @@ struct Small4 {
     return w;
   }
   // sum (d q + m) d_x q_x = d d_x sum(q q_x) + m (d_x sum(q_x)).
-  __device__ static float dot(const W& w, const int8_t* xq, const float2* xds, int64_t u) {
-    int x[8];
-    load_x_block(xq, u, x);
-    const float2 a = __ldg(xds + u);
-    return w.d * a.x * static_cast<float>(dot8(w.q, x)) + w.m * a.y;
+  using X = OneActivationBlock;
+  __device__ static X load_x(const int8_t* xq, const float2* xds, int64_t u) { return X::load(xq, xds, u); }
+  __device__ static float dot(const W& w, const X& x) {
+    return w.d * x.a.x * static_cast<float>(dot8(w.q, x.q)) + w.m * x.a.y;
   }
 };
 
 constexpr int kWarpsPerBlock = 4;
 constexpr int kUnitsInFlight = 2;  // units per lane loaded before the first is used
 constexpr int kMaxTokens = 8;      // activation vectors per pass over the weights
+// Rows per warp: two rows share each activation load (half the L1 traffic per weight byte).
+// Measured on the H200 (tg128, synth Q4_K_M): one row 293 t/s on 7B, two 334, four 288 (register
+// pressure); two wins at every model size (docs/perf-notes.md).
+constexpr int kRowsPerWarp = 2;
 
 // Rows of the parts laid end to end over the grid: CTA b belongs to the last part whose
 // first_cta <= b.
@@ -288,7 +324,9 @@ struct PartsOnGrid {
   int count;
 };
 
-template <class Q, int T>
+// One warp per R = kRowsPerWarp consecutive rows. A row past the matrix end repeats the last row's
+// loads and is not stored.
+template <class Q, int T, int R = kRowsPerWarp>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     matvec_int8_kernel(const __grid_constant__ PartsOnGrid parts, int64_t cols,
                        const int8_t* __restrict__ xq, const float2* __restrict__ xds,
@@ -297,20 +335,28 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
 #pragma unroll
   for (int i = 1; i < kMaxMatvecParts; ++i) p = (i < parts.count && blockIdx.x >= parts.first_cta[i]) ? i : p;
   const MatvecPart& part = parts.part[p];
-  const int64_t row =
-      static_cast<int64_t>(blockIdx.x - parts.first_cta[p]) * kWarpsPerBlock + threadIdx.x / 32;
+  const int64_t row0 =
+      (static_cast<int64_t>(blockIdx.x - parts.first_cta[p]) * kWarpsPerBlock + threadIdx.x / 32) * R;
   const int lane = threadIdx.x % 32;
-  if (row >= part.w.rows) return;
-  const uint8_t* wrow = part.w.data + row * part.w.row_bytes;
-  const int64_t units = cols / Q::kUnitElems;
-  float acc[T];
+  if (row0 >= part.w.rows) return;
+  const uint8_t* wrow[R];
 #pragma unroll
-  for (int t = 0; t < T; ++t) acc[t] = 0.0f;
-  typename Q::W wv[kUnitsInFlight];
+  for (int r = 0; r < R; ++r) wrow[r] = part.w.data + min(row0 + r, part.w.rows - 1) * part.w.row_bytes;
+  const int64_t units = cols / Q::kUnitElems;
+  float acc[T][R];
+#pragma unroll
+  for (int t = 0; t < T; ++t) {
+#pragma unroll
+    for (int r = 0; r < R; ++r) acc[t][r] = 0.0f;
+  }
+  typename Q::W wv[kUnitsInFlight][R];
   auto load_units = [&](int64_t u0) {
 #pragma unroll
     for (int k = 0; k < kUnitsInFlight; ++k) {
-      if (u0 + 32 * k < units) wv[k] = Q::load(wrow, u0 + 32 * k);
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        if (u0 + 32 * k < units) wv[k][r] = Q::load(wrow[r], u0 + 32 * k);
+      }
     }
   };
   // The first weights are requested before waiting for the kernel that writes the activations
@@ -324,21 +370,31 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
       if (u0 + 32 * k >= units) break;
 #pragma unroll
       for (int t = 0; t < T; ++t) {
-        acc[t] += Q::dot(wv[k], xq + t * cols, xds + t * (cols / 32), u0 + 32 * k);
+        const typename Q::X x = Q::load_x(xq + t * cols, xds + t * (cols / 32), u0 + 32 * k);
+#pragma unroll
+        for (int r = 0; r < R; ++r) acc[t][r] += Q::dot(wv[k][r], x);
       }
     }
   }
 #pragma unroll
   for (int t = 0; t < T; ++t) {
 #pragma unroll
-    for (int offset = 16; offset > 0; offset /= 2) acc[t] += __shfl_xor_sync(0xFFFFFFFFu, acc[t], offset);
+    for (int r = 0; r < R; ++r) {
+#pragma unroll
+      for (int offset = 16; offset > 0; offset /= 2) acc[t][r] += __shfl_xor_sync(0xFFFFFFFFu, acc[t][r], offset);
+    }
   }
-  if (lane < T) {
+  // Lane t * R + r stores token t of row row0 + r.
+  if (lane < T * R && row0 + lane % R < part.w.rows) {
     float value = 0.0f;
 #pragma unroll
-    for (int t = 0; t < T; ++t) value = (t == lane) ? acc[t] : value;
+    for (int t = 0; t < T; ++t) {
+#pragma unroll
+      for (int r = 0; r < R; ++r) value = (t * R + r == lane) ? acc[t][r] : value;
+    }
+    const int64_t row = row0 + lane % R;
     if (part.bias != nullptr) value += part.bias[row];
-    float* out = part.y + lane * part.ldy + row;
+    float* out = part.y + (lane / R) * part.ldy + row;
     *out = accumulate ? *out + value : value;
   }
 }
@@ -347,13 +403,14 @@ template <class Q>
 void launch_matvec_int8(const MatvecPart* parts, int count, ActivationsQ8 x, bool accumulate,
                         int64_t tokens, cudaStream_t stream) {
   const int64_t cols = parts[0].w.cols;
+  constexpr int64_t kRowsPerCta = kWarpsPerBlock * kRowsPerWarp;
   PartsOnGrid grid_parts{};
   grid_parts.count = count;
   unsigned ctas = 0;
   for (int i = 0; i < count; ++i) {
     grid_parts.part[i] = parts[i];
     grid_parts.first_cta[i] = ctas;
-    ctas += static_cast<unsigned>((parts[i].w.rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
+    ctas += static_cast<unsigned>((parts[i].w.rows + kRowsPerCta - 1) / kRowsPerCta);
   }
   const dim3 block(kWarpsPerBlock * 32);
   for (int64_t t0 = 0; t0 < tokens; t0 += kMaxTokens) {
@@ -363,8 +420,8 @@ void launch_matvec_int8(const MatvecPart* parts, int count, ActivationsQ8 x, boo
     PartsOnGrid pass = grid_parts;
     for (int i = 0; i < count; ++i) pass.part[i].y = parts[i].y + t0 * parts[i].ldy;
     switch (n) {
-#define REALIZAR_MATVEC_CASE(N)                                                           \
-  case N:                                                                                 \
+#define REALIZAR_MATVEC_CASE(N)                                                              \
+  case N:                                                                                    \
     launch(matvec_int8_kernel<Q, N>, ctas, block, stream, pass, cols, xq, xds, accumulate); \
     break;
       REALIZAR_MATVEC_CASE(1)
