@@ -27,7 +27,9 @@ namespace {
 
 constexpr int64_t kBlockSize = 16;          // tokens per KV cache block
 constexpr int64_t kMaxStepTokens = 512;     // larger batches run as several steps
-constexpr int64_t kMatvecMaxTokens = 8;     // above: dequantize + cuBLAS GEMM
+constexpr int64_t kMatvecMaxTokens = 8;     // int8 activations: matvec up to this many tokens,
+constexpr int64_t kInt8MaxTokens = 64;      // tensor-core int8 products up to this many, above
+                                            // (prefill): dequantize + cuBLAS GEMM
 constexpr int64_t kMaxOutputRows = 64;      // logits rows computed per LM-head pass
 constexpr int64_t kGraphMaxTokens = 64;     // steps of at most this many tokens are graphed
 constexpr int64_t kMaxSplitRows = 512;      // tokens x splits of the attention partials
@@ -286,8 +288,8 @@ class CudaBackend final : public Backend {
     gemm_weights_ = floats((std::min(largest, kGemmScratchElements) + 1) / 2, "GEMM weights");
     gemm_x_ = floats((t * max_matrix_cols_ + 1) / 2, "GEMM activations");
     // int8 activations for the matvec path (1 byte each, plus a float pair per 32).
-    x_q8_.q = reinterpret_cast<int8_t*>(floats((kMatvecMaxTokens * max_matrix_cols_ + 3) / 4, "int8 activations"));
-    x_q8_.ds = floats(kMatvecMaxTokens * max_matrix_cols_ / 16, "int8 activation scales");
+    x_q8_.q = reinterpret_cast<int8_t*>(floats((kInt8MaxTokens * max_matrix_cols_ + 3) / 4, "int8 activations"));
+    x_q8_.ds = floats(kInt8MaxTokens * max_matrix_cols_ / 16, "int8 activation scales");
     cublas_workspace_ = device_alloc(size_t{32} << 20, "cuBLAS workspace");
     check(cublasSetWorkspace(cublas_, cublas_workspace_.get(), size_t{32} << 20), "cublasSetWorkspace");
 
@@ -364,7 +366,7 @@ class CudaBackend final : public Backend {
   int attention_splits(int64_t tokens, int64_t max_length) const {
     const int64_t blocks = tokens * config_.head_count_kv;
     const int64_t target = 2 * multiprocessors_;
-    if (blocks >= target || max_length <= 256) return 1;
+    if (blocks >= target || max_length <= 128) return 1;
     int64_t splits = std::min<int64_t>((max_length + 127) / 128, (target + blocks - 1) / blocks);
     splits = std::min<int64_t>({splits, kMaxSplits, kMaxSplitRows / tokens});
     return static_cast<int>(std::max<int64_t>(splits, 1));
@@ -426,27 +428,32 @@ class CudaBackend final : public Backend {
   // y = W x (+ bias) (+ y when accumulating) for the input's rows ([tokens x W.cols]).
   void linear(const cuda::DeviceMatrix& w, LinearInput& in, float* y, int64_t ldy, const float* bias,
               bool accumulate) {
-    const float* x = in.x;
     const int64_t tokens = in.tokens;
-    if (tokens <= kMatvecMaxTokens) {
-      if (!cuda::matvec_reads_int8(w.type)) {
-        cuda::matvec(w, x, w.cols, y, ldy, bias, accumulate, tokens, stream_);
-        return;
+    const bool int8 = cuda::matvec_reads_int8(w.type);
+    if (int8 && tokens <= kInt8MaxTokens) {
+      quantize_input(in, w.cols);
+      if (tokens <= kMatvecMaxTokens) {
+        cuda::matvec_int8(w, x_q8_, y, ldy, bias, accumulate, tokens, stream_);
+      } else {
+        cuda::matmul_int8_mma(w, x_q8_, y, ldy, bias, accumulate, tokens, stream_);
       }
-      if (!in.quantized) {
-        cuda::quantize_activations(x, w.cols, tokens, x_q8_, stream_);
-        in.quantized = true;
-      }
-      cuda::matvec_int8(w, x_q8_, y, ldy, bias, accumulate, tokens, stream_);
-      return;
+    } else if (!int8 && tokens <= kMatvecMaxTokens) {
+      cuda::matvec(w, in.x, w.cols, y, ldy, bias, accumulate, tokens, stream_);
+    } else {
+      linear_gemm(w, in, y, ldy, bias, accumulate);
     }
-    linear_gemm(w, in, y, ldy, bias, accumulate);
+  }
+
+  void quantize_input(LinearInput& in, int64_t cols) {
+    if (in.quantized) return;
+    cuda::quantize_activations(in.x, cols, in.tokens, x_q8_, stream_);
+    in.quantized = true;
   }
 
   // The int8 blocks of an input of `cols` values per token go straight into x_q8_ from the kernel
   // that makes the input, when the matvec path will read them.
   cuda::ActivationsQ8 fused_q8(int64_t tokens, int64_t cols) const {
-    return tokens <= kMatvecMaxTokens && cols % 32 == 0 ? x_q8_ : cuda::ActivationsQ8{};
+    return tokens <= kInt8MaxTokens && cols % 32 == 0 ? x_q8_ : cuda::ActivationsQ8{};
   }
 
   // linear() of several matrices reading the same input (Q, K, V; gate, up). Consecutive int8
@@ -456,10 +463,7 @@ class CudaBackend final : public Backend {
     int run_size = 0;
     auto flush = [&] {
       if (run_size == 0) return;
-      if (!in.quantized) {
-        cuda::quantize_activations(in.x, run[0].w.cols, in.tokens, x_q8_, stream_);
-        in.quantized = true;
-      }
+      quantize_input(in, run[0].w.cols);
       cuda::matvec_int8_parts(run, run_size, x_q8_, accumulate, in.tokens, stream_);
       run_size = 0;
     };
@@ -475,7 +479,7 @@ class CudaBackend final : public Backend {
     flush();
   }
 
-  // Batches above kMatvecMaxTokens: dequantize to float16 and multiply with cuBLAS.
+  // Batches the int8 kernels do not take: dequantize to float16 and multiply with cuBLAS.
   void linear_gemm(const cuda::DeviceMatrix& w, const LinearInput& in, float* y, int64_t ldy,
                    const float* bias, bool accumulate) {
     const float* x = in.x;

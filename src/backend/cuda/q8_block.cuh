@@ -6,7 +6,7 @@
 
 namespace realizar::cuda {
 
-// A block of 32 values held kValues per lane by 32 / kValues consecutive lanes (lane group
+// A block of 32 values held kValues (1, 2 or 4) per lane by 32 / kValues consecutive lanes (lane group
 // lane / (32 / kValues) holds block `block`, values in lane order). All 32 lanes of the warp must
 // call (the reductions stay inside each lane group, so every group may pass its own block).
 // Writes q[32 block ..] and ds[block] = {d, d * sum(q)} with d = max|v| / 127 and
@@ -15,7 +15,7 @@ namespace realizar::cuda {
 template <int kValues>
 __device__ __forceinline__ void store_q8_block(const float (&v)[kValues], int64_t block, int8_t* q,
                                                float2* ds, bool write = true) {
-  static_assert(kValues == 1 || kValues == 4, "one or four values per lane");
+  static_assert(kValues == 1 || kValues == 2 || kValues == 4, "1, 2 or 4 values per lane");
   constexpr int kLanes = 32 / kValues;
   const int lane_in_block = threadIdx.x % kLanes;
   float amax = 0.0f;
@@ -39,6 +39,8 @@ __device__ __forceinline__ void store_q8_block(const float (&v)[kValues], int64_
   if constexpr (kValues == 4) {
     *reinterpret_cast<char4*>(out) = make_char4(static_cast<signed char>(value[0]), static_cast<signed char>(value[1]),
                                                 static_cast<signed char>(value[2]), static_cast<signed char>(value[3]));
+  } else if constexpr (kValues == 2) {
+    *reinterpret_cast<char2*>(out) = make_char2(static_cast<signed char>(value[0]), static_cast<signed char>(value[1]));
   } else {
     out[0] = static_cast<int8_t>(value[0]);
   }
