@@ -22,6 +22,7 @@ while [ $# -gt 0 ]; do
 done
 if [ $DO_TESTS = 1 ]; then
   $C/cuda_kernels_test --gtest_brief=1 2>&1 | tee "$OUT/kernels.log" | tail -6
+  [ -x $C/cuda_mma_test ] && $C/cuda_mma_test --gtest_brief=1 2>&1 | tee "$OUT/mma.log" | tail -3
   wait $SYNTH
   REALIZAR_TEST_MODEL=/tmp/models/0.5b.gguf $C/cuda_backend_test --gtest_brief=1 2>&1 |
     tee "$OUT/backend.log" | grep -v "^\[ *OK\|^\[ RUN" | grep -i "fail\|error\|passed\|tests" | tail -20
