@@ -166,7 +166,6 @@ __global__ void rope_kv_kernel(RopeParams p, float* q, const float* __restrict__
 
 constexpr int kMaxGroup = 8;  // query heads per KV head
 constexpr int kChunk = 32;    // keys per step of a warp: lane j scores key j
-constexpr unsigned kManyAttentionCtas = 264;  // two waves of one CTA per multiprocessor (H100/H200)
 
 // Grid (tokens, KV heads, splits), one warp per query head of the KV head's group: the warp walks
 // the split's keys in chunks of 32 with its own online softmax (Milakov & Gimelshein 2018), so no
@@ -197,11 +196,8 @@ struct HalfDims {
   }
 };
 
-// kValueBatch: value rows requested together. 32 (a whole chunk) for steps of few CTAs, where
-// latency rules; 16 for many CTAs (prefill, parallel decode), where it keeps the kernel within
-// 128 registers so that two CTAs share a multiprocessor.
-template <int kDims, int kValueBatch>
-__global__ void __launch_bounds__(kMaxGroup * 32, kValueBatch == 16 ? 2 : 1)
+template <int kDims>
+__global__ void __launch_bounds__(kMaxGroup * 32)
     attention_kernel(AttentionParams p, const float* __restrict__ q, const __half* key_cache,
                      const __half* value_cache, const int32_t* __restrict__ positions,
                      const int32_t* __restrict__ seq_rows, const int32_t* __restrict__ block_tables,
@@ -271,21 +267,18 @@ __global__ void __launch_bounds__(kMaxGroup * 32, kValueBatch == 16 ? 2 : 1)
     for (int d = 0; d < kDims; ++d) o[d] *= correction;
     // Values of the chunk's keys: lane l's dims of every row, all loads issued first.
     const int keys_here = min(kChunk, end - chunk);
+    HalfDims<kDims> vrow[kChunk];
 #pragma unroll
-    for (int batch = 0; batch < kChunk; batch += kValueBatch) {
-      HalfDims<kDims> vrow[kValueBatch];
+    for (int jj = 0; jj < kChunk; ++jj) {
+      const int64_t key_slot = __shfl_sync(0xFFFFFFFFu, slot, jj);
+      if (jj < keys_here) vrow[jj].load(values + key_slot * kv_dim + first_dim, dims_here);
+    }
 #pragma unroll
-      for (int jj = 0; jj < kValueBatch; ++jj) {
-        const int64_t key_slot = __shfl_sync(0xFFFFFFFFu, slot, batch + jj);
-        if (batch + jj < keys_here) vrow[jj].load(values + key_slot * kv_dim + first_dim, dims_here);
-      }
+    for (int jj = 0; jj < kChunk; ++jj) {
+      const float pk = __shfl_sync(0xFFFFFFFFu, pj, jj);
+      if (jj < keys_here) {
 #pragma unroll
-      for (int jj = 0; jj < kValueBatch; ++jj) {
-        const float pk = __shfl_sync(0xFFFFFFFFu, pj, batch + jj);
-        if (batch + jj < keys_here) {
-#pragma unroll
-          for (int d = 0; d < kDims; ++d) o[d] += pk * vrow[jj].at(d);
-        }
+        for (int d = 0; d < kDims; ++d) o[d] += pk * vrow[jj].at(d);
       }
     }
   }
@@ -422,16 +415,11 @@ void attention(const AttentionParams& p, const float* q, const void* key_cache,
     launch(kernel, grid, threads, stream, p, q, keys, values, positions, seq_rows, block_tables,
            table_stride, partial_o, partial_ml, out, fused);
   };
-  const bool many_ctas = grid.x * grid.y * grid.z >= kManyAttentionCtas;
-  auto run_dims = [&](auto dims) {
-    constexpr int kDims = decltype(dims)::value;
-    many_ctas ? run(attention_kernel<kDims, 16>) : run(attention_kernel<kDims, 32>);
-  };
   switch ((p.head_dim + 31) / 32) {
-    case 1: run_dims(std::integral_constant<int, 1>{}); break;
-    case 2: run_dims(std::integral_constant<int, 2>{}); break;
-    case 3: run_dims(std::integral_constant<int, 3>{}); break;
-    default: run_dims(std::integral_constant<int, 4>{}); break;
+    case 1: run(attention_kernel<1>); break;
+    case 2: run(attention_kernel<2>); break;
+    case 3: run(attention_kernel<3>); break;
+    default: run(attention_kernel<4>); break;
   }
   if (splits > 1) {
     launch(attention_merge_kernel, dim3(static_cast<unsigned>(tokens), static_cast<unsigned>(p.head_count)), 128, stream, p, splits, partial_o, partial_ml, out,
