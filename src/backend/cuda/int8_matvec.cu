@@ -10,6 +10,7 @@
 // units before using any of them.
 #include <cuda_fp16.h>
 
+#include "backend/cuda/block_access.cuh"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/launch.cuh"
 #include "backend/cuda/q8_block.cuh"
@@ -17,28 +18,6 @@
 
 namespace realizar::cuda {
 namespace {
-
-constexpr uint32_t kQ4_0 = 2, kQ4_1 = 3, kQ5_0 = 6, kQ8_0 = 8, kQ4_K = 12, kQ5_K = 13, kQ6_K = 14;
-constexpr uint32_t kLowNibbles = 0x0F0F0F0Fu;
-
-__device__ __forceinline__ float half_at(const uint8_t* p) {
-  return __half2float(__ushort_as_half(*reinterpret_cast<const uint16_t*>(p)));
-}
-
-// n little-endian 32-bit words starting at a 2-byte aligned address (the blocks of Q4_0, Q5_0,
-// Q8_0 and Q6_K are only 2-byte aligned): aligned 4-byte loads joined by funnel shifts.
-template <int n>
-__device__ __forceinline__ void load_words_2aligned(const uint8_t* p, uint32_t (&out)[n]) {
-  const uintptr_t address = reinterpret_cast<uintptr_t>(p);
-  const uint32_t* aligned = reinterpret_cast<const uint32_t*>(address & ~uintptr_t{3});
-  const uint32_t shift = static_cast<uint32_t>(address & 3) * 8;  // 0 or 16
-  uint32_t w[n + 1];
-#pragma unroll
-  for (int i = 0; i < n; ++i) w[i] = __ldg(aligned + i);
-  w[n] = shift != 0 ? __ldg(aligned + n) : 0u;  // only read when the bytes reach into it
-#pragma unroll
-  for (int i = 0; i < n; ++i) out[i] = __funnelshift_r(w[i], w[i + 1], shift);
-}
 
 __device__ __forceinline__ void words_of(const uint4& v, uint32_t* out) {
   out[0] = v.x;
@@ -85,11 +64,6 @@ __device__ __forceinline__ int dot8(const uint32_t* w, const int* x) {
 #pragma unroll
   for (int k = 0; k < 8; ++k) s = __dp4a(static_cast<int>(w[k]), x[k], s);
   return s;
-}
-
-// Four bits b0..b3 of `bits` moved to bit 4 of bytes 0..3 (Q5_0's fifth bit).
-__device__ __forceinline__ uint32_t spread_bit4(uint32_t bits) {
-  return ((bits & 1u) << 4) | ((bits & 2u) << 11) | ((bits & 4u) << 18) | ((bits & 8u) << 25);
 }
 
 // Q4_K (256-element blocks): unit c of a block = sub-blocks 2c (low nibbles of qs[32c..32c+31])
@@ -188,9 +162,9 @@ struct Q6K {
     const uint8_t* blk = row + (u / 4) * sizeof(block_q6_K);
     const int half = static_cast<int>(u % 4) / 2, l0 = 16 * static_cast<int>(u % 2);
     W w;
-    load_words_2aligned(blk + 64 * half + l0, w.a);
-    load_words_2aligned(blk + 64 * half + 32 + l0, w.b);
-    load_words_2aligned(blk + 128 + 32 * half + l0, w.h);
+    load_words_2aligned<4>(blk + 64 * half + l0, w.a);
+    load_words_2aligned<4>(blk + 64 * half + 32 + l0, w.b);
+    load_words_2aligned<4>(blk + 128 + 32 * half + l0, w.h);
     const int8_t* scales = reinterpret_cast<const int8_t*>(blk + 192) + 8 * half + l0 / 16;
     const float d = half_at(blk + 208);
 #pragma unroll
@@ -242,7 +216,7 @@ struct Q80 {
   __device__ static W load(const uint8_t* row, int64_t u) {
     const uint8_t* blk = row + u * sizeof(block_q8_0);
     W w;
-    load_words_2aligned(blk + 2, w.q);
+    load_words_2aligned<8>(blk + 2, w.q);
     w.d = half_at(blk);
     return w;
   }
@@ -278,14 +252,14 @@ struct Small4 {
       w.m = __half2float(__ushort_as_half(static_cast<uint16_t>(dm >> 16)));
     } else if constexpr (kType == kQ5_0) {
       uint32_t head[5];  // d, qh, qs as 2 + 4 + 16 bytes from blk + 0
-      load_words_2aligned(blk + 2, head);
+      load_words_2aligned<5>(blk + 2, head);
       qh = head[0];
 #pragma unroll
       for (int k = 0; k < 4; ++k) qs[k] = head[k + 1];
       w.d = half_at(blk);
       w.m = -16.0f * w.d;
     } else {
-      load_words_2aligned(blk + 2, qs);
+      load_words_2aligned<4>(blk + 2, qs);
       w.d = half_at(blk);
       w.m = -8.0f * w.d;
     }

@@ -53,14 +53,12 @@
 #include <cstdint>
 #include <utility>
 
+#include "backend/cuda/block_access.cuh"
 #include "backend/cuda/kernels.h"
 #include "realizar/quant_blocks.h"
 
 namespace realizar::cuda {
 namespace {
-
-constexpr uint32_t kQ4_0 = 2, kQ4_1 = 3, kQ5_0 = 6, kQ8_0 = 8, kQ4_K = 12, kQ5_K = 13, kQ6_K = 14;
-constexpr uint32_t kLowNibbles = 0x0F0F0F0Fu;
 
 // The mma accumulators start at the bits of the float 1.5 * 2^23: adding an integer v with
 // |v| < 2^22 to them gives the bits of the float 1.5 * 2^23 + v exactly, so one float subtraction
@@ -77,35 +75,11 @@ __device__ __forceinline__ float byte_to_float(uint32_t word, int k, bool is_sig
   return unbias(kBiasBits + value);
 }
 
-__device__ __forceinline__ float half_at(const uint8_t* p) {
-  return __half2float(__ushort_as_half(*reinterpret_cast<const uint16_t*>(p)));
-}
-
 __device__ __forceinline__ float half_lo(uint32_t w) {
   return __half2float(__ushort_as_half(static_cast<uint16_t>(w & 0xFFFFu)));
 }
 __device__ __forceinline__ float half_hi(uint32_t w) {
   return __half2float(__ushort_as_half(static_cast<uint16_t>(w >> 16)));
-}
-
-// n little-endian words from a 2-byte aligned address (blocks of Q4_0, Q5_0, Q8_0 and Q6_K):
-// aligned loads joined by funnel shifts; the extra word is only read when the bytes reach into it.
-template <int n>
-__device__ __forceinline__ void load_words_2aligned(const uint8_t* p, uint32_t* out) {
-  const uintptr_t address = reinterpret_cast<uintptr_t>(p);
-  const uint32_t* aligned = reinterpret_cast<const uint32_t*>(address & ~uintptr_t{3});
-  const uint32_t shift = static_cast<uint32_t>(address & 3) * 8;
-  uint32_t w[n + 1];
-#pragma unroll
-  for (int i = 0; i < n; ++i) w[i] = __ldg(aligned + i);
-  w[n] = shift != 0 ? __ldg(aligned + n) : 0u;
-#pragma unroll
-  for (int i = 0; i < n; ++i) out[i] = __funnelshift_r(w[i], w[i + 1], shift);
-}
-
-// Bits b0..b3 of `bits` moved to bit 4 of bytes 0..3 (the fifth bit of Q5_0 / Q5_K values).
-__device__ __forceinline__ uint32_t spread_bit4(uint32_t bits) {
-  return ((bits & 1u) << 4) | ((bits & 2u) << 11) | ((bits & 4u) << 18) | ((bits & 8u) << 25);
 }
 
 // Unsigned bytes q in [0, 2 * bias) to the signed bytes q - bias (no carries between bytes:

@@ -11,19 +11,13 @@
 
 #include <cstdio>
 
+#include "backend/cuda/block_access.cuh"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/launch.cuh"
 #include "realizar/quant_blocks.h"
 
 namespace realizar::cuda {
 namespace {
-
-constexpr uint32_t kF32 = 0, kF16 = 1, kQ4_0 = 2, kQ4_1 = 3, kQ5_0 = 6, kQ8_0 = 8, kQ4_K = 12, kQ5_K = 13,
-                   kQ6_K = 14, kBF16 = 30;
-
-__device__ __forceinline__ float half_at(const uint8_t* p) {
-  return __half2float(__ushort_as_half(*reinterpret_cast<const uint16_t*>(p)));
-}
 
 // v as float for 0 <= v < 2^23, exactly: v in the mantissa of 2^23, minus 2^23. Two full-rate ALU
 // operations instead of an integer-to-float conversion (quarter rate), which made the
