@@ -6,6 +6,7 @@
 
 #include "kv/batch_slots.h"
 #include "kv/block_table.h"
+#include "kv/step_inputs.h"
 #include "realizar/error.h"
 
 namespace realizar {
@@ -95,6 +96,75 @@ TEST(BatchSlots, BadPositionsAndTokensAreRejectedBeforeAnythingChanges) {
   EXPECT_THAT(error_of([&] { assign_batch_slots(table, bad_token, 100, slots); }),
               HasSubstr("token id 100 is outside the vocabulary (size 100)"));
   EXPECT_EQ(table.length(1), 0);
+}
+
+// A step of interleaved sequences packed as the GPU kernels read it: every token's fields in
+// order, one table row per distinct sequence in order of appearance, rows padded to the longest.
+TEST(StepPacker, PacksTokensSequenceRowsOutputsAndBlockTables) {
+  KvBlockTable table(16, 4);
+  std::vector<int64_t> slots;
+  Batch prompt;
+  for (int32_t p = 0; p < 9; ++p) prompt.add(100 + p, p, 7, false);  // sequence 7: 3 blocks
+  assign_batch_slots(table, prompt, 1000, slots);
+  Batch batch;
+  batch.add(1, 9, 7, true);
+  batch.add(2, 0, 3, false);
+  batch.add(3, 1, 3, true);
+  batch.add(4, 10, 7, false);
+  batch.add(5, 0, 5, true);
+  assign_batch_slots(table, batch, 1000, slots);
+
+  StepPacker packer(8, 8 * table.block_count());
+  const StepLayout& l = packer.layout();
+  std::vector<int32_t> out(static_cast<size_t>(l.total), -1);
+  const StepShape shape = packer.pack(batch, slots, 0, batch.size(), table, out.data());
+
+  EXPECT_EQ(shape.tokens, 5);
+  EXPECT_EQ(shape.outputs, 3);
+  EXPECT_EQ(shape.max_length, 11);
+  const std::vector<int32_t> rows = {0, 1, 1, 0, 2};  // sequences 7, 3, 5 in order of appearance
+  for (int64_t t = 0; t < 5; ++t) {
+    EXPECT_EQ(out[l.tokens + t], batch.tokens[t]);
+    EXPECT_EQ(out[l.positions + t], batch.positions[t]);
+    EXPECT_EQ(out[l.slots + t], slots[t]);
+    EXPECT_EQ(out[l.seq_rows + t], rows[t]) << "token " << t;
+  }
+  EXPECT_EQ(std::vector<int32_t>(out.begin() + l.out_rows, out.begin() + l.out_rows + 3),
+            (std::vector<int32_t>{0, 2, 4}));
+  const int32_t stride = out[l.stride];
+  EXPECT_EQ(stride, 3);  // sequence 7 holds 11 tokens: 3 blocks of 4
+  EXPECT_EQ(shape.used, l.tables + 3 * stride);
+  const int32_t sequences[] = {7, 3, 5};
+  for (int r = 0; r < 3; ++r) {
+    const std::vector<int32_t>& blocks = table.blocks(sequences[r]);
+    for (int32_t b = 0; b < stride; ++b) {
+      const int32_t expected = b < static_cast<int32_t>(blocks.size()) ? blocks[b] : 0;
+      EXPECT_EQ(out[l.tables + r * stride + b], expected) << "row " << r << " entry " << b;
+    }
+  }
+  // Each token's slot lies in the block its table row names for its position.
+  for (int64_t t = 0; t < 5; ++t) {
+    const int32_t block = out[l.tables + out[l.seq_rows + t] * stride + out[l.positions + t] / 4];
+    EXPECT_EQ(out[l.slots + t], block * 4 + out[l.positions + t] % 4) << "token " << t;
+  }
+}
+
+TEST(StepPacker, PacksASubrangeAndRejectsStepsOverItsSize) {
+  KvBlockTable table(16, 4);
+  std::vector<int64_t> slots;
+  Batch batch;
+  for (int32_t p = 0; p < 6; ++p) batch.add(10 + p, p, 1, p == 5);
+  assign_batch_slots(table, batch, 1000, slots);
+  StepPacker packer(4, 4 * table.block_count());
+  std::vector<int32_t> out(static_cast<size_t>(packer.layout().total));
+  const StepShape second = packer.pack(batch, slots, 4, 6, table, out.data());
+  EXPECT_EQ(second.tokens, 2);
+  EXPECT_EQ(second.outputs, 1);
+  EXPECT_EQ(out[packer.layout().tokens], 14);
+  EXPECT_EQ(out[packer.layout().out_rows], 1);  // token 5 is the step's second
+  EXPECT_EQ(second.max_length, 6);
+  EXPECT_THAT(error_of([&] { packer.pack(batch, slots, 0, 6, table, out.data()); }),
+              HasSubstr("does not fit"));
 }
 
 }  // namespace

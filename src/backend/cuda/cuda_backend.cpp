@@ -19,6 +19,7 @@
 #include "backend/cuda/kernels.h"
 #include "kv/batch_slots.h"
 #include "kv/block_table.h"
+#include "kv/step_inputs.h"
 #include "realizar/error.h"
 #include "realizar/quant.h"
 #include "util/thread_pool.h"
@@ -142,27 +143,12 @@ class WeightUploader {
   DeviceMemory arena_;
 };
 
-// Per-step inputs, uploaded in one copy from pinned memory: int32 arrays at fixed offsets.
-struct StepLayout {
-  int64_t tokens, positions, slots, seq_rows, out_rows, stride, tables, total;
-  StepLayout(int64_t max_tokens, int64_t table_capacity) {
-    tokens = 0;
-    positions = tokens + max_tokens;
-    slots = positions + max_tokens;
-    seq_rows = slots + max_tokens;
-    out_rows = seq_rows + max_tokens;
-    stride = out_rows + max_tokens;
-    tables = stride + 4;
-    total = tables + table_capacity;
-  }
-};
-
 class CudaBackend final : public Backend {
  public:
   CudaBackend(const ModelConfig& config, const ModelWeights& weights, int64_t cache_tokens)
       : config_(config),
         table_((cache_tokens + kBlockSize - 1) / kBlockSize, kBlockSize),
-        layout_(kMaxStepTokens, kMaxStepTokens * table_.block_count()) {
+        packer_(kMaxStepTokens, kMaxStepTokens * table_.block_count()) {
     validate_config();
     check(cudaSetDevice(0), "cudaSetDevice");
     check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "stream");
@@ -310,57 +296,32 @@ class CudaBackend final : public Backend {
                      cudaMemcpyHostToDevice),
           "RoPE frequencies");
 
-    step_device_ = device_alloc(static_cast<size_t>(layout_.total) * sizeof(int32_t), "step inputs");
+    step_device_ = device_alloc(static_cast<size_t>(packer_.layout().total) * sizeof(int32_t), "step inputs");
     void* pinned = nullptr;
-    check(cudaMallocHost(&pinned, static_cast<size_t>(layout_.total) * sizeof(int32_t)), "pinned");
+    check(cudaMallocHost(&pinned, static_cast<size_t>(packer_.layout().total) * sizeof(int32_t)), "pinned");
     step_host_.reset(pinned);
     check(cudaMallocHost(&pinned, static_cast<size_t>(kMaxOutputRows * c.vocab_size) * sizeof(float)),
           "pinned logits");
     logits_host_.reset(pinned);
   }
 
-  int32_t* step_field(void* base, int64_t offset) const { return static_cast<int32_t*>(base) + offset; }
+  const StepLayout& layout() const { return packer_.layout(); }
   const int32_t* device_field(int64_t offset) const {
     return static_cast<const int32_t*>(step_device_.get()) + offset;
   }
 
-  // Writes tokens [begin, end) of the batch into the pinned staging area and copies it to the
+  // Packs tokens [begin, end) of the batch into the pinned staging area and copies it to the
   // device; returns the step's shape.
   Step upload_step(const Batch& batch, const std::vector<int64_t>& slots, size_t begin, size_t end) {
     check(cudaEventSynchronize(upload_done_), "previous upload");  // staging is free again
-    void* host = step_host_.get();
-    Step step;
-    step.tokens = static_cast<int64_t>(end - begin);
-    std::vector<int32_t> sequences;
-    std::unordered_map<int32_t, int32_t> row_of;
-    int64_t max_length = 0, stride = 1;
-    for (size_t i = begin; i < end; ++i) {
-      const int64_t t = static_cast<int64_t>(i - begin);
-      auto [it, inserted] = row_of.try_emplace(batch.seq_ids[i], static_cast<int32_t>(sequences.size()));
-      if (inserted) {
-        sequences.push_back(batch.seq_ids[i]);
-        stride = std::max<int64_t>(stride, static_cast<int64_t>(table_.blocks(batch.seq_ids[i]).size()));
-      }
-      step_field(host, layout_.tokens)[t] = batch.tokens[i];
-      step_field(host, layout_.positions)[t] = batch.positions[i];
-      step_field(host, layout_.slots)[t] = static_cast<int32_t>(slots[i]);
-      step_field(host, layout_.seq_rows)[t] = it->second;
-      if (batch.want_logits[i]) step_field(host, layout_.out_rows)[step.outputs++] = static_cast<int32_t>(t);
-      max_length = std::max<int64_t>(max_length, batch.positions[i] + 1);
-    }
-    *step_field(host, layout_.stride) = static_cast<int32_t>(stride);
-    int32_t* tables = step_field(host, layout_.tables);
-    for (size_t s = 0; s < sequences.size(); ++s) {
-      const std::vector<int32_t>& blocks = table_.blocks(sequences[s]);
-      std::copy(blocks.begin(), blocks.end(), tables + static_cast<int64_t>(s) * stride);
-    }
-    const int64_t used = layout_.tables + static_cast<int64_t>(sequences.size()) * stride;
-    check(cudaMemcpyAsync(step_device_.get(), host, static_cast<size_t>(used) * sizeof(int32_t),
-                          cudaMemcpyHostToDevice, stream_),
+    const StepShape shape =
+        packer_.pack(batch, slots, begin, end, table_, static_cast<int32_t*>(step_host_.get()));
+    check(cudaMemcpyAsync(step_device_.get(), step_host_.get(),
+                          static_cast<size_t>(shape.used) * sizeof(int32_t), cudaMemcpyHostToDevice,
+                          stream_),
           "step upload");
     check(cudaEventRecord(upload_done_, stream_), "event record");
-    step.splits = attention_splits(step.tokens, max_length);
-    return step;
+    return Step{shape.tokens, shape.outputs, attention_splits(shape.tokens, shape.max_length)};
   }
 
   // Flash-decoding: split the keys when (tokens x KV heads) blocks would leave most of the GPU idle.
@@ -522,7 +483,7 @@ class CudaBackend final : public Backend {
   void enqueue_layers(const Step& step) {
     const ModelConfig& c = config_;
     const int64_t n = step.tokens;
-    cuda::embed_rows(embedding_, device_field(layout_.tokens), n, x_, stream_);
+    cuda::embed_rows(embedding_, device_field(layout().tokens), n, x_, stream_);
     const cuda::RopeParams rope{static_cast<int>(c.head_count), static_cast<int>(c.head_count_kv),
                                 static_cast<int>(c.head_dim), static_cast<int>(c.rope_dim),
                                 c.rope_style == RopeStyle::NeoX,
@@ -545,11 +506,11 @@ class CudaBackend final : public Backend {
                     {w.k, k_, c.kv_dim(), w.k_bias},
                     {w.v, v_, c.kv_dim(), w.v_bias}},
                    normed, false);
-      cuda::rope_and_store_kv(rope, q_, k_, v_, device_field(layout_.positions),
-                              device_field(layout_.slots), n, keys, values, stream_);
-      cuda::attention(attn, q_, keys, values, device_field(layout_.positions),
-                      device_field(layout_.seq_rows), device_field(layout_.tables),
-                      device_field(layout_.stride), n, step.splits, partial_o_, partial_ml_, attn_,
+      cuda::rope_and_store_kv(rope, q_, k_, v_, device_field(layout().positions),
+                              device_field(layout().slots), n, keys, values, stream_);
+      cuda::attention(attn, q_, keys, values, device_field(layout().positions),
+                      device_field(layout().seq_rows), device_field(layout().tables),
+                      device_field(layout().stride), n, step.splits, partial_o_, partial_ml_, attn_,
                       attended_q8, stream_);
       LinearInput attended{attn_, n, attended_q8.q != nullptr};
       linear(w.o, attended, x_, c.embedding_length, w.o_bias, true);
@@ -584,7 +545,7 @@ class CudaBackend final : public Backend {
   // Logits of wanted rows [begin, begin + count) of the step into the pinned buffer.
   void enqueue_output(int64_t begin, int64_t count) {
     const ModelConfig& c = config_;
-    cuda::gather_rows(x_, device_field(layout_.out_rows) + begin, count, c.embedding_length, out_x_,
+    cuda::gather_rows(x_, device_field(layout().out_rows) + begin, count, c.embedding_length, out_x_,
                       stream_);
     const cuda::ActivationsQ8 normed_q8 = fused_q8(count, c.embedding_length);
     cuda::norm_rows(out_x_, output_norm_, output_norm_bias_, out_h_, c.embedding_length, count,
@@ -600,7 +561,7 @@ class CudaBackend final : public Backend {
   ModelConfig config_;
   KvBlockTable table_;
   std::vector<int64_t> slots_;  // cache slot of each batch token, reused across steps
-  StepLayout layout_;
+  StepPacker packer_;
   int64_t multiprocessors_ = cuda::list_devices().empty() ? 1 : cuda::list_devices()[0].multiprocessors;
   cudaStream_t stream_ = nullptr;
   cudaEvent_t upload_done_ = nullptr;
