@@ -17,8 +17,8 @@
 #ifdef REALIZAR_HAVE_CUDA
 #include <cuda_runtime_api.h>
 
-#include "backend/cuda/device_info.h"
 #include "backend/cuda/kernels.h"
+#include "gpu/cuda_test_support.h"
 #endif
 
 namespace realizar {
@@ -28,45 +28,8 @@ namespace {
 TEST(CudaKernels, SkippedWithoutCuda) { GTEST_SKIP() << "built without the CUDA backend"; }
 #else
 
-#define SKIP_WITHOUT_GPU() \
-  if (cuda::list_devices().empty()) GTEST_SKIP() << "no CUDA device"
-
-// Device copy of a host vector; poisoned (NaN bytes) when created empty, so unwritten outputs show.
-template <class T>
-class DeviceVector {
- public:
-  explicit DeviceVector(const std::vector<T>& host) : size_(host.size()) {
-    EXPECT_EQ(cudaMalloc(&ptr_, bytes()), cudaSuccess);
-    EXPECT_EQ(cudaMemcpy(ptr_, host.data(), bytes(), cudaMemcpyHostToDevice), cudaSuccess);
-  }
-  explicit DeviceVector(size_t size) : size_(size) {
-    EXPECT_EQ(cudaMalloc(&ptr_, bytes()), cudaSuccess);
-    EXPECT_EQ(cudaMemset(ptr_, 0xFF, bytes()), cudaSuccess);
-  }
-  ~DeviceVector() { cudaFree(ptr_); }
-  DeviceVector(const DeviceVector&) = delete;
-  DeviceVector& operator=(const DeviceVector&) = delete;
-  T* get() const { return static_cast<T*>(ptr_); }
-  std::vector<T> read() const {
-    EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-    EXPECT_EQ(cudaGetLastError(), cudaSuccess);
-    std::vector<T> host(size_);
-    EXPECT_EQ(cudaMemcpy(host.data(), ptr_, bytes(), cudaMemcpyDeviceToHost), cudaSuccess);
-    return host;
-  }
-
- private:
-  size_t bytes() const { return std::max<size_t>(size_ * sizeof(T), 1); }
-  void* ptr_ = nullptr;
-  size_t size_;
-};
-
-std::vector<float> random_floats(size_t n, std::mt19937_64& rng, float scale = 1.0f) {
-  std::uniform_real_distribution<float> dist(-scale, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
+using testing::DeviceVector;
+using testing::random_floats;
 
 // max |a - b| / max |b| over all elements; NaN in `a` gives infinity.
 double relative_max_error(const std::vector<float>& a, const std::vector<double>& b) {

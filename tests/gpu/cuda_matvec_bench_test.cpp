@@ -24,6 +24,7 @@
 
 #include "backend/cuda/device_info.h"
 #include "backend/cuda/kernels.h"
+#include "gpu/cuda_test_support.h"
 #endif
 
 namespace realizar {
@@ -47,38 +48,6 @@ struct BenchShape {
   TensorType type;
   int64_t rows, cols;
 };
-
-// Median time of one launch of `enqueue(copy)` over `copies` copies, in seconds.
-template <class F>
-double median_launch_seconds(int copies, cudaStream_t stream, F&& enqueue) {
-  cudaGraph_t graph = nullptr;
-  cudaGraphExec_t exec = nullptr;
-  EXPECT_EQ(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), cudaSuccess);
-  for (int c = 0; c < copies; ++c) enqueue(c);
-  EXPECT_EQ(cudaStreamEndCapture(stream, &graph), cudaSuccess);
-  EXPECT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
-  cudaEvent_t start, stop;
-  cudaEventCreate(&start);
-  cudaEventCreate(&stop);
-  for (int i = 0; i < 3; ++i) cudaGraphLaunch(exec, stream);  // warm-up
-  std::vector<double> times;
-  for (int i = 0; i < 20; ++i) {
-    cudaEventRecord(start, stream);
-    cudaGraphLaunch(exec, stream);
-    cudaEventRecord(stop, stream);
-    cudaEventSynchronize(stop);
-    float ms = 0;
-    cudaEventElapsedTime(&ms, start, stop);
-    times.push_back(ms * 1e-3 / copies);
-  }
-  EXPECT_EQ(cudaGetLastError(), cudaSuccess);
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  cudaGraphExecDestroy(exec);
-  cudaGraphDestroy(graph);
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
-}
 
 TEST(CudaMatvecBench, WeightBandwidthAtModelShapes) {
   const char* enabled = std::getenv("REALIZAR_CUDA_BENCH");
@@ -127,7 +96,7 @@ TEST(CudaMatvecBench, WeightBandwidthAtModelShapes) {
     const cuda::ActivationsQ8 xq{dq, ds};
     cuda::quantize_activations(dx, s.cols, kTokens, xq, stream);
     for (const int64_t tokens : {int64_t{1}, int64_t{2}, int64_t{8}}) {
-      const double seconds = median_launch_seconds(copies, stream, [&](int c) {
+      const double seconds = testing::median_launch_seconds(copies, stream, [&](int c) {
         const cuda::DeviceMatrix m{static_cast<uint32_t>(s.type), s.rows, s.cols, row_bytes, weights + c * matrix_bytes};
         cuda::matvec_int8(m, xq, dy, s.rows, nullptr, false, tokens, stream);
       });

@@ -24,8 +24,8 @@
 #ifdef REALIZAR_HAVE_CUDA
 #include <cuda_runtime_api.h>
 
-#include "backend/cuda/device_info.h"
 #include "backend/cuda/kernels.h"
+#include "gpu/cuda_test_support.h"
 #endif
 
 namespace realizar {
@@ -35,48 +35,8 @@ namespace {
 TEST(CudaMma, SkippedWithoutCuda) { GTEST_SKIP() << "built without the CUDA backend"; }
 #else
 
-#define SKIP_WITHOUT_GPU() \
-  if (cuda::list_devices().empty()) GTEST_SKIP() << "no CUDA device"
-
-// Device copy of a host vector; poisoned (NaN bytes) when created empty, so unwritten outputs show.
-template <class T>
-class DeviceVector {
- public:
-  explicit DeviceVector(const std::vector<T>& host) : size_(host.size()) {
-    EXPECT_EQ(cudaMalloc(&ptr_, bytes()), cudaSuccess);
-    EXPECT_EQ(cudaMemcpy(ptr_, host.data(), bytes(), cudaMemcpyHostToDevice), cudaSuccess);
-  }
-  explicit DeviceVector(size_t size) : size_(size) {
-    EXPECT_EQ(cudaMalloc(&ptr_, bytes()), cudaSuccess);
-    EXPECT_EQ(cudaMemset(ptr_, 0xFF, bytes()), cudaSuccess);
-  }
-  ~DeviceVector() { cudaFree(ptr_); }
-  DeviceVector(const DeviceVector&) = delete;
-  DeviceVector& operator=(const DeviceVector&) = delete;
-  T* get() const { return static_cast<T*>(ptr_); }
-  std::vector<T> read() const {
-    EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-    EXPECT_EQ(cudaGetLastError(), cudaSuccess);
-    std::vector<T> host(size_);
-    EXPECT_EQ(cudaMemcpy(host.data(), ptr_, bytes(), cudaMemcpyDeviceToHost), cudaSuccess);
-    return host;
-  }
-  void write(const std::vector<T>& host) {
-    EXPECT_EQ(cudaMemcpy(ptr_, host.data(), bytes(), cudaMemcpyHostToDevice), cudaSuccess);
-  }
-
- private:
-  size_t bytes() const { return std::max<size_t>(size_ * sizeof(T), 1); }
-  void* ptr_ = nullptr;
-  size_t size_;
-};
-
-std::vector<float> random_floats(size_t n, std::mt19937_64& rng, float scale = 1.0f) {
-  std::uniform_real_distribution<float> dist(-scale, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
+using testing::DeviceVector;
+using testing::random_floats;
 
 // A quantized matrix of random rows. The 7B shapes would take the host quantizer seconds, so
 // `distinct` random rows are repeated (61: no power-of-two stride maps a row onto an equal one).
@@ -271,40 +231,6 @@ TEST(CudaMma, UnsupportedTypeWritesNothing) {
 
 // ---- benchmark (REALIZAR_CUDA_BENCH=1) ---------------------------------------------------------
 
-// Median time of one launch, in seconds: `copies` launches (each on its own weight copy, together
-// larger than L2, so each reads its weights from DRAM) captured in one CUDA graph, replayed 20
-// times.
-template <class F>
-double median_seconds(int copies, cudaStream_t stream, F&& launch) {
-  cudaGraph_t graph = nullptr;
-  cudaGraphExec_t exec = nullptr;
-  EXPECT_EQ(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), cudaSuccess);
-  for (int c = 0; c < copies; ++c) launch(c);
-  EXPECT_EQ(cudaStreamEndCapture(stream, &graph), cudaSuccess);
-  EXPECT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
-  cudaEvent_t start, stop;
-  cudaEventCreate(&start);
-  cudaEventCreate(&stop);
-  for (int i = 0; i < 2; ++i) cudaGraphLaunch(exec, stream);  // warm-up
-  std::vector<double> times;
-  for (int i = 0; i < 20; ++i) {
-    cudaEventRecord(start, stream);
-    cudaGraphLaunch(exec, stream);
-    cudaEventRecord(stop, stream);
-    cudaEventSynchronize(stop);
-    float ms = 0;
-    cudaEventElapsedTime(&ms, start, stop);
-    times.push_back(ms * 1e-3 / copies);
-  }
-  EXPECT_EQ(cudaGetLastError(), cudaSuccess);
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  cudaGraphExecDestroy(exec);
-  cudaGraphDestroy(graph);
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
-}
-
 TEST(CudaMmaBench, SevenBShapes) {
   const char* enabled = std::getenv("REALIZAR_CUDA_BENCH");
   if (enabled == nullptr || std::string_view(enabled) != "1") GTEST_SKIP() << "REALIZAR_CUDA_BENCH=1 runs it";
@@ -337,7 +263,7 @@ TEST(CudaMmaBench, SevenBShapes) {
       const cuda::MmaShape chosen = cuda::matmul_int8_mma_shape(s.rows, s.cols, tokens);
       const cuda::MmaShape tried[] = {{32, 1}, {32, 2}, {32, 3}, {32, 8}, {16, 1}, {16, 2}, {16, 3}, {16, 4}, {16, 6}, {16, 8}};
       for (const cuda::MmaShape shape : tried) {
-        const double seconds = median_seconds(copies, stream, [&](int c) {
+        const double seconds = testing::median_launch_seconds(copies, stream, [&](int c) {
           const cuda::DeviceMatrix m{static_cast<uint32_t>(s.type), s.rows, s.cols, one.row_bytes,
                                      dw.get() + c * matrix_bytes};
           cuda::matmul_int8_mma_tiled(m, x.device(), y.get(), s.rows, nullptr, false, tokens, shape, stream);
@@ -350,7 +276,7 @@ TEST(CudaMmaBench, SevenBShapes) {
                     2.0 * s.rows * s.cols * tokens / seconds / 1e12);
       }
       if (tokens == 32) {  // the dp4a matvec reads the weights 4 times at 32 tokens: for comparison
-        const double seconds = median_seconds(copies, stream, [&](int c) {
+        const double seconds = testing::median_launch_seconds(copies, stream, [&](int c) {
           const cuda::DeviceMatrix m{static_cast<uint32_t>(s.type), s.rows, s.cols, one.row_bytes,
                                      dw.get() + c * matrix_bytes};
           cuda::matvec_int8(m, x.device(), y.get(), s.rows, nullptr, false, tokens, stream);
