@@ -393,21 +393,10 @@ void launch_matvec_int8(const MatvecPart* parts, int count, ActivationsQ8 x, boo
     const float2* xds = reinterpret_cast<const float2*>(x.ds) + t0 * (cols / 32);
     PartsOnGrid pass = grid_parts;
     for (int i = 0; i < count; ++i) pass.part[i].y = parts[i].y + t0 * parts[i].ldy;
-    switch (n) {
-#define REALIZAR_MATVEC_CASE(N)                                                              \
-  case N:                                                                                    \
-    launch(matvec_int8_kernel<Q, N>, ctas, block, stream, pass, cols, xq, xds, accumulate); \
-    break;
-      REALIZAR_MATVEC_CASE(1)
-      REALIZAR_MATVEC_CASE(2)
-      REALIZAR_MATVEC_CASE(3)
-      REALIZAR_MATVEC_CASE(4)
-      REALIZAR_MATVEC_CASE(5)
-      REALIZAR_MATVEC_CASE(6)
-      REALIZAR_MATVEC_CASE(7)
-      REALIZAR_MATVEC_CASE(8)
-#undef REALIZAR_MATVEC_CASE
-    }
+    with_count<kMaxTokens>(n, [&](auto count) {
+      launch(matvec_int8_kernel<Q, decltype(count)::value>, ctas, block, stream, pass, cols, xq, xds,
+             accumulate);
+    });
   }
 }
 

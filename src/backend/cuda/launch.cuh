@@ -15,6 +15,10 @@
 
 #include <cuda_runtime.h>
 
+#include <cstdint>
+#include <type_traits>
+#include <utility>
+
 namespace realizar::cuda {
 
 __device__ __forceinline__ void wait_for_previous_kernel() {
@@ -52,6 +56,18 @@ void launch(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t strea
   config.attrs = &attribute;
   config.numAttrs = 1;
   cudaLaunchKernelEx(&config, kernel, static_cast<Params>(args)...);
+}
+
+template <class F, int... kCounts>
+void with_count_impl(int64_t n, F& f, std::integer_sequence<int, kCounts...>) {
+  ((n == kCounts + 1 ? f(std::integral_constant<int, kCounts + 1>{}) : void()), ...);
+}
+
+// f(std::integral_constant<int, n>{}) for 1 <= n <= kMax (nothing otherwise): a token count known
+// at run time as a kernel template argument.
+template <int kMax, class F>
+void with_count(int64_t n, F&& f) {
+  with_count_impl(n, f, std::make_integer_sequence<int, kMax>{});
 }
 
 }  // namespace realizar::cuda

@@ -276,19 +276,10 @@ void launch_matvec(const DeviceMatrix& w, const float* x, int64_t ldx, float* y,
     const int64_t n = tokens - t0 < kMaxTokens ? tokens - t0 : kMaxTokens;
     const float* xs = x + t0 * ldx;
     float* ys = y + t0 * ldy;
-    switch (n) {
-#define REALIZAR_MATVEC_CASE(N) \
-  case N: launch(matvec_kernel<Q, N>, grid, block, stream, w, xs, ldx, ys, ldy, bias, accumulate); break;
-      REALIZAR_MATVEC_CASE(1)
-      REALIZAR_MATVEC_CASE(2)
-      REALIZAR_MATVEC_CASE(3)
-      REALIZAR_MATVEC_CASE(4)
-      REALIZAR_MATVEC_CASE(5)
-      REALIZAR_MATVEC_CASE(6)
-      REALIZAR_MATVEC_CASE(7)
-      REALIZAR_MATVEC_CASE(8)
-#undef REALIZAR_MATVEC_CASE
-    }
+    with_count<kMaxTokens>(n, [&](auto count) {
+      launch(matvec_kernel<Q, decltype(count)::value>, grid, block, stream, w, xs, ldx, ys, ldy, bias,
+             accumulate);
+    });
   }
 }
 
