@@ -66,13 +66,32 @@ __device__ __forceinline__ int dot8(const uint32_t* w, const int* x) {
   return s;
 }
 
+// d * scale and dmin * min of sub-blocks 2c and 2c + 1 of a Q4_K or Q5_K block (both types start
+// with d, dmin and the 12 bytes of 6-bit scales and mins), and the pair's part of a dot product:
+// x = d * sc * q - dmin * m per sub-block.
+struct SubBlockPairScales {
+  float d0, m0, d1, m1;
+  __device__ static SubBlockPairScales load(const uint8_t* blk, int c) {
+    const float d = half_at(blk), dmin = half_at(blk + 2);
+    uint8_t sc0, mn0, sc1, mn1;
+    unpack_scale_min_k4(2 * c, blk + 4, &sc0, &mn0);
+    unpack_scale_min_k4(2 * c + 1, blk + 4, &sc1, &mn1);
+    return {d * sc0, dmin * mn0, d * sc1, dmin * mn1};
+  }
+  // s0, s1: the integer dot products of the two sub-blocks with activation blocks x.
+  __device__ float apply(int s0, int s1, const TwoActivationBlocks& x) const {
+    return d0 * x.a0.x * static_cast<float>(s0) - m0 * x.a0.y +
+           d1 * x.a1.x * static_cast<float>(s1) - m1 * x.a1.y;
+  }
+};
+
 // Q4_K (256-element blocks): unit c of a block = sub-blocks 2c (low nibbles of qs[32c..32c+31])
 // and 2c+1 (their high nibbles); x = d * sc * q - dmin * m per sub-block.
 struct Q4K {
   static constexpr int kUnitElems = 64;
   struct W {
     uint32_t q[8];
-    float d0, m0, d1, m1;
+    SubBlockPairScales scales;
   };
   __device__ static W load(const uint8_t* row, int64_t u) {
     const uint8_t* blk = row + (u / 4) * sizeof(block_q4_K);
@@ -81,14 +100,7 @@ struct Q4K {
     const uint4* qs = reinterpret_cast<const uint4*>(blk + 16 + 32 * c);
     words_of(__ldg(qs), w.q);
     words_of(__ldg(qs + 1), w.q + 4);
-    const float d = half_at(blk), dmin = half_at(blk + 2);
-    uint8_t sc0, mn0, sc1, mn1;
-    unpack_scale_min_k4(2 * c, blk + 4, &sc0, &mn0);
-    unpack_scale_min_k4(2 * c + 1, blk + 4, &sc1, &mn1);
-    w.d0 = d * sc0;
-    w.m0 = dmin * mn0;
-    w.d1 = d * sc1;
-    w.m1 = dmin * mn1;
+    w.scales = SubBlockPairScales::load(blk, c);
     return w;
   }
   using X = TwoActivationBlocks;
@@ -101,8 +113,7 @@ struct Q4K {
       s0 = __dp4a(static_cast<int>(w.q[k] & kLowNibbles), x.q0[k], s0);
       s1 = __dp4a(static_cast<int>((w.q[k] >> 4) & kLowNibbles), x.q1[k], s1);
     }
-    return w.d0 * x.a0.x * static_cast<float>(s0) - w.m0 * x.a0.y +
-           w.d1 * x.a1.x * static_cast<float>(s1) - w.m1 * x.a1.y;
+    return w.scales.apply(s0, s1, x);
   }
 };
 
@@ -111,7 +122,7 @@ struct Q5K {
   static constexpr int kUnitElems = 64;
   struct W {
     uint32_t lo[8], hi[8];  // 5-bit values of sub-blocks 2c and 2c + 1, one per byte
-    float d0, m0, d1, m1;
+    SubBlockPairScales scales;
   };
   __device__ static W load(const uint8_t* row, int64_t u) {
     const uint8_t* blk = row + (u / 4) * sizeof(block_q5_K);
@@ -129,22 +140,14 @@ struct Q5K {
       w.hi[k] = ((w.lo[k] >> 4) & kLowNibbles) | (((qh[k] >> (2 * c + 1)) & 0x01010101u) << 4);
       w.lo[k] = (w.lo[k] & kLowNibbles) | (((qh[k] >> (2 * c)) & 0x01010101u) << 4);
     }
-    const float d = half_at(blk), dmin = half_at(blk + 2);
-    uint8_t sc0, mn0, sc1, mn1;
-    unpack_scale_min_k4(2 * c, blk + 4, &sc0, &mn0);
-    unpack_scale_min_k4(2 * c + 1, blk + 4, &sc1, &mn1);
-    w.d0 = d * sc0;
-    w.m0 = dmin * mn0;
-    w.d1 = d * sc1;
-    w.m1 = dmin * mn1;
+    w.scales = SubBlockPairScales::load(blk, c);
     return w;
   }
   using X = TwoActivationBlocks;
   __device__ static X load_x(const int8_t* xq, const float2* xds, int64_t u) { return X::load(xq, xds, 2 * u); }
   __device__ static float dot(const W& w, const X& x) {
     const int s0 = dot8(w.lo, x.q0), s1 = dot8(w.hi, x.q1);
-    return w.d0 * x.a0.x * static_cast<float>(s0) - w.m0 * x.a0.y +
-           w.d1 * x.a1.x * static_cast<float>(s1) - w.m1 * x.a1.y;
+    return w.scales.apply(s0, s1, x);
   }
 };
 
