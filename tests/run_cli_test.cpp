@@ -102,6 +102,19 @@ TEST_F(RunCli, BadFlagValuesAreRejected) {
   EXPECT_NE(run_apr({"run", model().string()}).exit_code, 0);  // no prompt
 }
 
+// Number checks name the option, what it wants and what it got.
+TEST_F(RunCli, BadNumbersAreExplained) {
+  const auto zero = run_apr({"run", model().string(), "-p", "x", "-n", "0"});
+  EXPECT_NE(zero.exit_code, 0);
+  EXPECT_THAT(zero.err, HasSubstr("--max-tokens: must be a number greater than 0, got 0"));
+  const auto negative = run_apr({"run", model().string(), "-p", "x", "--temp", "-1"});
+  EXPECT_NE(negative.exit_code, 0);
+  EXPECT_THAT(negative.err, HasSubstr("--temp: must be a number of at least 0, got -1"));
+  const auto text = run_apr({"bench", model().string(), "--parallel", "many"});
+  EXPECT_NE(text.exit_code, 0);
+  EXPECT_THAT(text.err, HasSubstr("--parallel: must be a number greater than 0, got many"));
+}
+
 // A weight stored in a type no backend computes with (I8) is refused by name at load.
 TEST_F(RunCli, UnsupportedWeightTypeIsAClearError) {
   const gguf::File source = gguf::File::open(model());

@@ -90,16 +90,16 @@ const bool registered = register_command({
       app.add_option("--device", args->device, "auto, cpu, cuda or reference")
           ->check(CLI::IsMember({"auto", "cpu", "cuda", "reference"}));
       app.add_option("-p,--prompt-tokens", args->options.prompt_tokens, "prefill test length")
-          ->check(CLI::NonNegativeNumber);
+          ->check(kNonNegative);
       app.add_option("-n,--generate-tokens", args->options.generate_tokens,
-                     "decode test length")->check(CLI::NonNegativeNumber);
+                     "decode test length")->check(kNonNegative);
       app.add_option("-r,--repetitions", args->options.repetitions, "repetitions of each test")
-          ->check(CLI::PositiveNumber);
+          ->check(kPositive);
       app.add_option("--parallel", args->options.parallel,
                      "sequences decoded at once, each after its own prompt")
-          ->check(CLI::PositiveNumber);
+          ->check(kPositive);
       app.add_option("-t,--threads", args->threads, "CPU threads (0: all cores)")
-          ->check(CLI::NonNegativeNumber);
+          ->check(kNonNegative);
       app.add_option("--json", args->json_path, "also write the results to this JSON file");
       return [args] { return run_bench(*args); };
     }});

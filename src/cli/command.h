@@ -24,4 +24,9 @@ bool register_command(Command command);
 
 const std::vector<Command>& registered_commands();
 
+// Option checks for numbers. CLI11's PositiveNumber and NonNegativeNumber report a bad value as
+// "not in range 0.000000 to 1797...(300 digits)"; these say what is wanted instead.
+extern const CLI::Validator kPositive;     // a number greater than 0
+extern const CLI::Validator kNonNegative;  // a number of at least 0
+
 }  // namespace realizar::cli

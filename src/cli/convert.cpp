@@ -23,7 +23,7 @@ CommandRunner setup(CLI::App& app) {
   app.add_option("-o,--output", args->out, "GGUF file to write")->required();
   app.add_option("--type", args->type, "f32, f16 (default), bf16, q8_0, q4_0, q4_k_m, q5_k_m, q6_k");
   app.add_option("-t,--threads", args->threads, "worker threads (0: all cores)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(kNonNegative);
   return [args] {
     const QuantScheme scheme = quant_scheme_from_name(args->type);
     ThreadPool pool(args->threads);

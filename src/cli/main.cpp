@@ -2,8 +2,10 @@
 // realizar::Error into a one-line message and exit code 1.
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <map>
+#include <string>
 
 #include "cli/command.h"
 #include "realizar/error.h"
@@ -22,6 +24,28 @@ bool register_command(Command command) {
 }
 
 const std::vector<Command>& registered_commands() { return registry(); }
+
+namespace {
+// A check named `name` (shown in --help) that the value is a number with accept(number) true;
+// else "must be <wanted>, got <value>".
+CLI::Validator number_check(const char* name, const char* wanted, bool (*accept)(double)) {
+  return CLI::Validator(
+      [wanted, accept](std::string& value) -> std::string {
+        char* end = nullptr;
+        const double number = std::strtod(value.c_str(), &end);
+        if (value.empty() || *end != '\0' || !accept(number)) {
+          return std::string("must be ") + wanted + ", got " + value;
+        }
+        return {};
+      },
+      name);
+}
+}  // namespace
+
+const CLI::Validator kPositive =
+    number_check("POSITIVE", "a number greater than 0", [](double v) { return v > 0.0; });
+const CLI::Validator kNonNegative =
+    number_check("NONNEGATIVE", "a number of at least 0", [](double v) { return v >= 0.0; });
 
 }  // namespace realizar::cli
 

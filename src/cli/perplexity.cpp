@@ -64,13 +64,13 @@ const bool registered = register_command({
       auto args = std::make_shared<PerplexityArgs>();
       app.add_option("model", args->model, "GGUF model file")->required();
       app.add_option("file", args->text_file, "text file to score")->required();
-      app.add_option("-c,--ctx", args->context, "tokens per window")->check(CLI::PositiveNumber);
+      app.add_option("-c,--ctx", args->context, "tokens per window")->check(kPositive);
       app.add_option("--chunks", args->chunks, "windows to score (0: all)")
-          ->check(CLI::NonNegativeNumber);
+          ->check(kNonNegative);
       app.add_option("--device", args->device, "auto, cpu, cuda or reference")
           ->check(CLI::IsMember({"auto", "cpu", "cuda", "reference"}));
       app.add_option("-t,--threads", args->threads, "CPU threads (0: all cores)")
-          ->check(CLI::NonNegativeNumber);
+          ->check(kNonNegative);
       return [args] { return run_perplexity(*args); };
     }});
 

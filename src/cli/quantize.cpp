@@ -22,7 +22,7 @@ CommandRunner setup(CLI::App& app) {
   app.add_option("type", args->type, "f32, f16, bf16, q8_0, q4_0, q4_k_m, q5_k_m, q6_k")
       ->required();
   app.add_option("-t,--threads", args->threads, "worker threads (0: all cores)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(kNonNegative);
   return [args] {
     const QuantScheme scheme = quant_scheme_from_name(args->type);
     ThreadPool pool(args->threads);

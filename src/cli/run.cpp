@@ -65,17 +65,17 @@ const bool registered = register_command({
       app.add_option("model", args->model, "GGUF model file")->required();
       app.add_option("-p,--prompt", args->prompt, "the prompt")->required();
       app.add_option("-n,--max-tokens", args->generation.max_tokens, "tokens to generate")
-          ->check(CLI::PositiveNumber);
+          ->check(kPositive);
       app.add_option("--temp", s.temperature, "temperature (0: greedy)")
-          ->check(CLI::NonNegativeNumber);
+          ->check(kNonNegative);
       app.add_option("--top-k", s.top_k, "keep the K most likely tokens (0: off)")
-          ->check(CLI::NonNegativeNumber);
+          ->check(kNonNegative);
       app.add_option("--top-p", s.top_p, "nucleus sampling threshold (1: off)")
           ->check(CLI::Range(0.0, 1.0));
       app.add_option("--min-p", s.min_p, "drop tokens below M x the top probability (0: off)")
           ->check(CLI::Range(0.0, 1.0));
       app.add_option("--repeat-penalty", s.repeat_penalty, "penalty for repeated tokens (1: off)")
-          ->check(CLI::PositiveNumber);
+          ->check(kPositive);
       app.add_option("--presence-penalty", s.presence_penalty, "presence penalty");
       app.add_option("--frequency-penalty", s.frequency_penalty, "frequency penalty");
       app.add_option("--seed", args->seed, "random seed (default: random)");
@@ -85,9 +85,9 @@ const bool registered = register_command({
       app.add_option("--device", args->device, "auto, cpu, cuda or reference")
           ->check(CLI::IsMember({"auto", "cpu", "cuda", "reference"}));
       app.add_option("--ctx", args->context, "context length in tokens (default: min(model, 4096))")
-          ->check(CLI::PositiveNumber);
+          ->check(kPositive);
       app.add_option("-t,--threads", args->threads, "CPU threads (0: all cores)")
-          ->check(CLI::NonNegativeNumber);
+          ->check(kNonNegative);
       return [args] { return run_generation(*args); };
     }});
 

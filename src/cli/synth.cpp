@@ -31,7 +31,7 @@ CommandRunner setup(CLI::App& app) {
                  "too); default: a 256-byte byte-level vocabulary");
   app.add_option("--seed", args->seed, "random seed (the output depends only on it)");
   app.add_option("-t,--threads", args->threads, "worker threads (0: all cores)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(kNonNegative);
   return [args] {
     const SynthPreset& preset = synth_preset(args->preset);
     SynthOptions options;
