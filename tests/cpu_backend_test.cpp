@@ -15,6 +15,7 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/reference/reference_backend.h"
+#include "realizar/sampling.h"
 #include "realizar/gguf.h"
 #include "realizar/quant.h"
 #include "test_support.h"
@@ -162,6 +163,29 @@ TEST_P(CpuVsReferenceTest, PrefillLogitsMatchReference) {
   const std::vector<float> got = prefill(*cpu, kPrompt);
   ASSERT_EQ(got.size(), kPrompt.size() * static_cast<size_t>(model.config.vocab_size));
   EXPECT_LT(testing::relative_max_error(got, want), GetParam().scheme.tolerance);
+}
+
+// Backend::forward_greedy's default (used by the CPU and reference backends): one greedy pick per
+// wanted row, in batch order, equal to greedy_token of that row of forward()'s logits.
+TEST_P(CpuVsReferenceTest, ForwardGreedyPicksEachWantedRowsArgMax) {
+  const TestModel model(GetParam().arch, GetParam().scheme);
+  const auto vocab = static_cast<size_t>(model.config.vocab_size);
+  auto cpu = make_cpu_backend(model.config, model.weights, 64, 2);
+  auto cpu_greedy = make_cpu_backend(model.config, model.weights, 64, 2);
+  Batch batch;
+  for (size_t i = 0; i < kPrompt.size(); ++i) {
+    batch.add(kPrompt[i], static_cast<int32_t>(i), 0, i % 3 != 1);
+    if (i < 4) batch.add(kPrompt[kPrompt.size() - 1 - i], static_cast<int32_t>(i), 7, i == 3);
+  }
+  std::vector<float> logits;
+  std::vector<int32_t> picked;
+  cpu->forward(batch, logits);
+  cpu_greedy->forward_greedy(batch, picked);
+  ASSERT_EQ(picked.size(), batch.output_count());
+  for (size_t row = 0; row < picked.size(); ++row) {
+    EXPECT_EQ(picked[row], greedy_token(std::span<const float>(logits).subspan(row * vocab, vocab))) << "row " << row;
+  }
+  EXPECT_EQ(cpu_greedy->sequence_length(7), 4);
 }
 
 // Greedy decoding after the prompt, one token per forward (teacher-forced with the reference's

@@ -76,6 +76,32 @@ TEST(Sampler, GreedyIsArgmaxWithTiesToLowestId) {
   EXPECT_EQ(Sampler(params, 5).sample(tied), 1);
 }
 
+TEST(GreedyToken, IsTheLowestIdOfTheLargestLogit) {
+  EXPECT_EQ(greedy_token(std::vector<float>{0.5f, 2.0f, -1.0f, 2.0f, 2.0f}), 1);
+  EXPECT_EQ(greedy_token(std::vector<float>{-INFINITY, -3.0f, -INFINITY}), 1);
+  EXPECT_EQ(greedy_token(std::vector<float>{INFINITY, 1.0f, INFINITY}), 0);
+  EXPECT_THAT([] { greedy_token(std::vector<float>{1, 2, NAN}); }, ThrowsMessage<Error>(HasSubstr("token 2 is NaN")));
+  EXPECT_THAT([] { greedy_token(std::vector<float>(3, -INFINITY)); }, ThrowsMessage<Error>(HasSubstr("every logit is -inf")));
+}
+
+TEST(SamplingParams, PlainGreedyMeansNoTemperatureAndNoActivePenalty) {
+  SamplingParams p;
+  EXPECT_FALSE(p.is_plain_greedy());  // the defaults sample at temperature 0.8
+  p.temperature = 0;
+  EXPECT_TRUE(p.is_plain_greedy());
+  p.repeat_penalty = 1.1f;
+  EXPECT_FALSE(p.is_plain_greedy());
+  p.penalty_last_n = 0;  // no window: the penalty never applies
+  EXPECT_TRUE(p.is_plain_greedy());
+  p.penalty_last_n = 64;
+  p.repeat_penalty = 1;
+  p.presence_penalty = 0.5f;
+  EXPECT_FALSE(p.is_plain_greedy());
+  p.presence_penalty = 0;
+  p.frequency_penalty = 0.5f;
+  EXPECT_FALSE(p.is_plain_greedy());
+}
+
 TEST(Sampler, TopKOfOneIsGreedyAtAnyTemperature) {
   for (float temperature : {0.1f, 1.0f, 5.0f, 100.0f}) {
     SamplingParams params;

@@ -43,6 +43,13 @@ class Backend {
   // vocabulary, positions do not continue the cache, or the cache has no room left.
   virtual void forward(const Batch& batch, std::vector<float>& logits) = 0;
 
+  // Runs `batch` as forward() does and fills `tokens` with the greedy choice for each row whose
+  // logits are wanted (greedy_token, sampling.h: the largest logit, the lowest id among equal
+  // ones), in batch order. The logits stay inside the backend: a GPU backend hands back one id
+  // per row. Throws as forward() does, and realizar::Error when a row's logits hold a NaN or are
+  // all -inf. The default runs forward() and picks on the host.
+  virtual void forward_greedy(const Batch& batch, std::vector<int32_t>& tokens);
+
   // Frees the cache blocks of `seq_id` (no-op for an unknown sequence).
   virtual void release_sequence(int32_t seq_id) = 0;
 

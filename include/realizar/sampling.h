@@ -40,7 +40,15 @@ struct SamplingParams {
   float frequency_penalty = 0.0f; // 0: off
   int penalty_last_n = 64;        // window of accepted tokens the penalties look at; 0: off
   uint64_t seed = 0x5EED;
+
+  // Greedy with no penalty that could change the arg max: the token is the largest raw logit, so
+  // a backend can pick it without handing back the logits (Backend::forward_greedy).
+  bool is_plain_greedy() const;
 };
+
+// Greedy decoding: the id of the largest logit, the lowest among equal ones. Throws
+// realizar::Error when a logit is NaN or every logit is -inf.
+int32_t greedy_token(std::span<const float> logits);
 
 // Samples one token id per call from a vector of vocab_size logits. Holds reusable buffers of
 // vocab_size entries, so sample() does not allocate. A call makes a few linear passes over the
@@ -79,8 +87,6 @@ class Sampler {
   static bool ranks_before(const Candidate& a, const Candidate& b);
   static double sum_of_exp(std::span<const float> logits, float max_logit);
   static double sum_of_exp(std::span<const Candidate> candidates, float max_logit);
-  float checked_max_logit() const;
-  int32_t first_token_with_logit(float logit) const;
   void collect_at_least(float threshold);
   void keep_top_k(float max_logit);
   void keep_top_p(float max_logit, double total);

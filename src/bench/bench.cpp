@@ -30,20 +30,22 @@ void release_all(Backend& backend, int sequences) {
   for (int s = 0; s < sequences; ++s) backend.release_sequence(s);
 }
 
-// Prefill of `tokens` into sequence `seq` as one batch.
+// Prefill of `tokens` into sequence `seq` as one batch. Every step ends with the greedy pick of
+// the next token on the backend, as `apr run --temp 0` does (a GPU hands back token ids, not
+// logits).
 void prefill(Backend& backend, int32_t seq, const std::vector<int32_t>& tokens,
-             std::vector<float>& logits) {
+             std::vector<int32_t>& picked) {
   Batch batch;
   for (size_t i = 0; i < tokens.size(); ++i) {
     batch.add(tokens[i], static_cast<int32_t>(i), seq, i + 1 == tokens.size());
   }
-  backend.forward(batch, logits);
+  backend.forward_greedy(batch, picked);
 }
 
 // `steps` decode steps, each one token for every sequence in [0, sequences), continuing from
 // `start` (the sequences' current length).
 void decode(Backend& backend, int sequences, int64_t start, int64_t steps,
-            const std::vector<int32_t>& tokens, std::vector<float>& logits) {
+            const std::vector<int32_t>& tokens, std::vector<int32_t>& picked) {
   Batch batch;
   for (int64_t step = 0; step < steps; ++step) {
     batch.clear();
@@ -51,7 +53,7 @@ void decode(Backend& backend, int sequences, int64_t start, int64_t steps,
       batch.add(tokens[static_cast<size_t>(step) % tokens.size()],
                 static_cast<int32_t>(start + step), s, true);
     }
-    backend.forward(batch, logits);
+    backend.forward_greedy(batch, picked);
   }
 }
 
@@ -82,7 +84,7 @@ std::vector<Measurement> run_benchmark(Backend& backend, const BenchOptions& o) 
   const std::vector<int32_t> tokens =
       random_tokens(std::max<int64_t>({o.prompt_tokens, o.generate_tokens, 1}), vocab, 1234);
   const std::vector<int32_t> prompt(tokens.begin(), tokens.begin() + o.prompt_tokens);
-  std::vector<float> logits;
+  std::vector<int32_t> picked;
   std::vector<Measurement> results;
 
   // Warm-up: the whole prompt once (so that a library's first use of the prompt's shapes, such as
@@ -90,15 +92,15 @@ std::vector<Measurement> run_benchmark(Backend& backend, const BenchOptions& o) 
   // weights, build graphs, caches).
   const std::vector<int32_t> warm_prompt(tokens.begin(),
                                          tokens.begin() + std::max<int64_t>(o.prompt_tokens, 1));
-  prefill(backend, 0, warm_prompt, logits);
-  decode(backend, 1, static_cast<int64_t>(warm_prompt.size()), 4, tokens, logits);
+  prefill(backend, 0, warm_prompt, picked);
+  decode(backend, 1, static_cast<int64_t>(warm_prompt.size()), 4, tokens, picked);
   release_all(backend, 1);
 
   if (o.prompt_tokens > 0) {
     Measurement m{"pp" + std::to_string(o.prompt_tokens), o.prompt_tokens, {}};
     for (int r = 0; r < o.repetitions; ++r) {
       const auto start = Clock::now();
-      prefill(backend, 0, prompt, logits);
+      prefill(backend, 0, prompt, picked);
       m.seconds.push_back(elapsed(start));
       release_all(backend, 1);
     }
@@ -108,7 +110,7 @@ std::vector<Measurement> run_benchmark(Backend& backend, const BenchOptions& o) 
     Measurement m{"tg" + std::to_string(o.generate_tokens), o.generate_tokens, {}};
     for (int r = 0; r < o.repetitions; ++r) {
       const auto start = Clock::now();
-      decode(backend, 1, 0, o.generate_tokens, tokens, logits);
+      decode(backend, 1, 0, o.generate_tokens, tokens, picked);
       m.seconds.push_back(elapsed(start));
       release_all(backend, 1);
     }
@@ -120,9 +122,9 @@ std::vector<Measurement> run_benchmark(Backend& backend, const BenchOptions& o) 
     Measurement m{"tg" + std::to_string(o.generate_tokens) + " x" + std::to_string(o.parallel),
                   o.generate_tokens * o.parallel, {}};
     for (int r = 0; r < o.repetitions; ++r) {
-      for (int s = 0; s < o.parallel; ++s) prefill(backend, s, prompt, logits);
+      for (int s = 0; s < o.parallel; ++s) prefill(backend, s, prompt, picked);
       const auto start = Clock::now();
-      decode(backend, o.parallel, o.prompt_tokens, o.generate_tokens, tokens, logits);
+      decode(backend, o.parallel, o.prompt_tokens, o.generate_tokens, tokens, picked);
       m.seconds.push_back(elapsed(start));
       release_all(backend, o.parallel);
     }

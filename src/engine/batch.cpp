@@ -1,6 +1,7 @@
 #include <algorithm>
 
 #include "realizar/backend.h"
+#include "realizar/sampling.h"
 
 namespace realizar {
 
@@ -13,6 +14,16 @@ void Batch::clear() {
   positions.clear();
   seq_ids.clear();
   want_logits.clear();
+}
+
+void Backend::forward_greedy(const Batch& batch, std::vector<int32_t>& tokens) {
+  std::vector<float> logits;
+  forward(batch, logits);
+  const auto vocab = static_cast<size_t>(config().vocab_size);
+  tokens.resize(batch.output_count());
+  for (size_t row = 0; row < tokens.size(); ++row) {
+    tokens[row] = greedy_token(std::span<const float>(logits).subspan(row * vocab, vocab));
+  }
 }
 
 }  // namespace realizar

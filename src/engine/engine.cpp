@@ -64,17 +64,27 @@ GenerationStats Engine::generate(const std::vector<int32_t>& prompt,
   for (size_t i = 0; i < prompt.size(); ++i) {
     batch.add(prompt[i], static_cast<int32_t>(i), kSequence, i + 1 == prompt.size());
   }
-  std::vector<float> logits;
-  backend_->forward(batch, logits);
-
   Sampler sampler(options.sampling, static_cast<int>(model_->config.vocab_size));
   for (int32_t token : prompt) sampler.accept(token);
+  // Plain greedy decoding leaves the choice to the backend, which then returns one id per step
+  // instead of the logits (on a GPU: no vocabulary-sized copy per token).
+  const bool on_backend = options.sampling.is_plain_greedy();
+  std::vector<float> logits;
+  std::vector<int32_t> picked;
+  const auto next_token = [&] {
+    if (on_backend) {
+      backend_->forward_greedy(batch, picked);
+      return picked.at(0);
+    }
+    backend_->forward(batch, logits);
+    return sampler.sample(logits);
+  };
   StreamingDecoder decoder(model_->tokenizer);
   StopMatcher stops(options.stop);
 
   GenerationStats stats;
   stats.prompt_tokens = static_cast<int64_t>(prompt.size());
-  int32_t token = sampler.sample(logits);
+  int32_t token = next_token();
   sampler.accept(token);
   stats.prompt_seconds = seconds_since(start);
   const auto decode_start = std::chrono::steady_clock::now();
@@ -99,8 +109,7 @@ GenerationStats Engine::generate(const std::vector<int32_t>& prompt,
 
     batch.clear();
     batch.add(token, static_cast<int32_t>(position++), kSequence, true);
-    backend_->forward(batch, logits);
-    token = sampler.sample(logits);
+    token = next_token();
     sampler.accept(token);
   }
   if (!stopped_by_string) {  // text held back as a possible stop-string prefix is output after all

@@ -28,7 +28,32 @@ void check_params(const SamplingParams& p, int vocab_size) {
   if (p.penalty_last_n < 0) fail("Sampler: penalty_last_n must be >= 0, got {}", p.penalty_last_n);
 }
 
+// The largest logit; throws when one is NaN or all are -inf.
+float checked_max_logit(std::span<const float> logits) {
+  float max_logit = -INFINITY;
+  bool has_nan = false;
+  for (const float logit : logits) {
+    has_nan |= std::isnan(logit);
+    max_logit = std::max(max_logit, logit);
+  }
+  if (has_nan) {
+    const auto nan = std::find_if(logits.begin(), logits.end(), [](float x) { return std::isnan(x); });
+    fail("Sampler: logit of token {} is NaN", nan - logits.begin());
+  }
+  if (max_logit == -INFINITY) fail("Sampler: every logit is -inf, nothing can be sampled");
+  return max_logit;
+}
+
 }  // namespace
+
+int32_t greedy_token(std::span<const float> logits) {
+  const float max_logit = checked_max_logit(logits);
+  return static_cast<int32_t>(std::find(logits.begin(), logits.end(), max_logit) - logits.begin());
+}
+
+bool SamplingParams::is_plain_greedy() const {
+  return temperature <= 0 && (penalty_last_n == 0 || (repeat_penalty == 1 && presence_penalty == 0 && frequency_penalty == 0));
+}
 
 Sampler::Sampler(SamplingParams params, int vocab_size) : params_(params), vocab_size_(vocab_size) {
   check_params(params_, vocab_size_);
@@ -98,8 +123,8 @@ void Sampler::apply_penalties(std::span<const float> logits, std::span<float> ou
 // dropped before sorting. Top-p still normalizes over everything top-k kept, as llama.cpp does.
 int32_t Sampler::sample(std::span<const float> logits) {
   apply_penalties(logits, penalized_);
-  const float max_logit = checked_max_logit();
-  if (params_.temperature <= 0) return first_token_with_logit(max_logit);
+  if (params_.temperature <= 0) return greedy_token(penalized_);
+  const float max_logit = checked_max_logit(penalized_);
   const bool top_k_active = params_.top_k > 0 && params_.top_k < vocab_size_;
   const bool top_p_active = params_.top_p < 1;
   const float min_p_floor = params_.min_p > 0 ? max_logit + std::log(params_.min_p) : -INFINITY;
@@ -115,26 +140,6 @@ int32_t Sampler::sample(std::span<const float> logits) {
   }
   if (top_p_active) keep_top_p(max_logit, top_p_total);
   return draw(max_logit);
-}
-
-float Sampler::checked_max_logit() const {
-  float max_logit = -INFINITY;
-  bool has_nan = false;
-  for (const float logit : penalized_) {
-    has_nan |= std::isnan(logit);
-    max_logit = std::max(max_logit, logit);
-  }
-  if (has_nan) {
-    const auto nan = std::find_if(penalized_.begin(), penalized_.end(), [](float x) { return std::isnan(x); });
-    fail("Sampler: logit of token {} is NaN", nan - penalized_.begin());
-  }
-  if (max_logit == -INFINITY) fail("Sampler: every logit is -inf, nothing can be sampled");
-  return max_logit;
-}
-
-// Greedy decoding: the lowest id among the largest logits.
-int32_t Sampler::first_token_with_logit(float logit) const {
-  return static_cast<int32_t>(std::find(penalized_.begin(), penalized_.end(), logit) - penalized_.begin());
 }
 
 // candidates_ = every token whose logit is >= threshold, in id order.
