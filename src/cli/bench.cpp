@@ -31,8 +31,10 @@ uint64_t parameter_count(const gguf::File& file) {
 
 int run_bench(const BenchArgs& args) {
   std::unique_ptr<Model> model = Model::load(args.model);
-  const int64_t cache_tokens = static_cast<int64_t>(args.options.parallel) *
-                               (args.options.prompt_tokens + args.options.generate_tokens + 8);
+  // Room for every sequence's prompt and generated tokens, rounded up per sequence to 64 tokens
+  // (a multiple of any backend's cache block: the blocks of one sequence are not shared).
+  const int64_t per_sequence = (args.options.prompt_tokens + args.options.generate_tokens + 8 + 63) / 64 * 64;
+  const int64_t cache_tokens = static_cast<int64_t>(args.options.parallel) * per_sequence;
   std::unique_ptr<Backend> backend =
       make_backend(parse_device(args.device), *model, cache_tokens, args.threads);
   const uint64_t bytes_per_token = weight_bytes_per_token(model->weights);
