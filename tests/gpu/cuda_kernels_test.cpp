@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "realizar/quant.h"
+#include "realizar/sampling.h"
 #include "realizar/tensor_type.h"
 
 #ifdef REALIZAR_HAVE_CUDA
@@ -253,6 +254,14 @@ void expect_q8_of(const std::vector<float>& out, const DeviceVector<int8_t>& q,
   EXPECT_EQ(ds.read(), expected.ds);
 }
 
+// The float16 copy (InputCopy::half) of a kernel's output: each value rounded to nearest, as the
+// host's float16 encoder does.
+void expect_half_of(const std::vector<float>& out, const DeviceVector<uint16_t>& half) {
+  std::vector<uint16_t> expected(out.size());
+  quantize_row(TensorType::F16, out.data(), expected.data(), static_cast<int64_t>(out.size()));
+  EXPECT_EQ(half.read(), expected);
+}
+
 class CudaDequantize : public ::testing::TestWithParam<TensorType> {};
 
 TEST_P(CudaDequantize, EmbeddingRowsAndHalfTilesMatchTheScalarDequantizer) {
@@ -320,17 +329,20 @@ TEST(CudaKernels, RmsNormAndLayerNormMatchFloat64) {
         }
       }
       const DeviceVector<float> dx(x), dw(weight), db(bias), out(x.size());
-      // Widths of whole 32-value blocks also write the int8 blocks of the output.
+      // Widths of whole 32-value blocks also write the int8 blocks of the output; every width
+      // its float16 copy.
       const bool quantize = width % 32 == 0;
       const DeviceVector<int8_t> q(x.size());
       const DeviceVector<float> ds(x.size() / 16);
+      const DeviceVector<uint16_t> half(x.size());
       cuda::norm_rows(dx.get(), dw.get(), layer_norm ? db.get() : nullptr, out.get(), width, tokens,
                       1e-6f, layer_norm,
-                      quantize ? cuda::ActivationsQ8{q.get(), ds.get()} : cuda::ActivationsQ8{},
+                      {quantize ? cuda::ActivationsQ8{q.get(), ds.get()} : cuda::ActivationsQ8{}, half.get()},
                       nullptr);
       const std::vector<float> result = out.read();
       EXPECT_LE(relative_max_error(result, ref), 1e-5) << "layer_norm " << layer_norm << " width " << width;
       if (quantize) expect_q8_of(result, q, ds);
+      expect_half_of(result, half);
     }
   }
 }
@@ -483,14 +495,16 @@ TEST_P(CudaAttention, MatchesFloat64SoftmaxOverThePagedCache) {
   const bool quantize = c.head_dim % 32 == 0;
   const DeviceVector<int8_t> oq(ref.size());
   const DeviceVector<float> ods(ref.size() / 16);
+  const DeviceVector<uint16_t> half(ref.size());
   cuda::attention(p, dq.get(), dk.get(), dv.get(), dpos.get(), drows.get(), dtables.get(),
                   dstride.get(), seqs, c.splits, po.get(), pml.get(), out.get(),
-                  quantize ? cuda::ActivationsQ8{oq.get(), ods.get()} : cuda::ActivationsQ8{},
+                  {quantize ? cuda::ActivationsQ8{oq.get(), ods.get()} : cuda::ActivationsQ8{}, half.get()},
                   nullptr);
   // float32 softmax with exp2-based __expf: relative error of the outputs well under 1e-4.
   const std::vector<float> result = out.read();
   EXPECT_LE(relative_max_error(result, ref), 1e-4);
   if (quantize) expect_q8_of(result, oq, ods);
+  expect_half_of(result, half);
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -521,12 +535,45 @@ TEST(CudaKernels, SwiGluAndGeluMatchFloat64) {
   const size_t n_q = n / 32 * 32;
   const DeviceVector<int8_t> q(n_q);
   const DeviceVector<float> ds(n_q / 16);
-  cuda::swiglu(dg.get(), du_q.get(), static_cast<int64_t>(n_q), {q.get(), ds.get()}, nullptr);
+  const DeviceVector<uint16_t> half(n_q);
+  cuda::swiglu(dg.get(), du_q.get(), static_cast<int64_t>(n_q), {{q.get(), ds.get()}, half.get()}, nullptr);
   std::vector<float> result = du_q.read();
   EXPECT_EQ(result[n_q], up[n_q]);
   result.resize(n_q);
   EXPECT_LE(relative_max_error(result, std::vector<double>(swiglu_ref.begin(), swiglu_ref.begin() + n_q)), 1e-6);
   expect_q8_of(result, q, ds);
+  expect_half_of(result, half);
+}
+
+// argmax_rows against greedy_token (the host's greedy choice) on random rows of odd lengths with
+// planted ties, and its codes for a row with a NaN and a row of -inf.
+TEST(CudaKernels, ArgmaxRowsPicksTheHostsGreedyToken) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937_64 rng(5);
+  for (const int64_t vocab : {1, 31, 1000, 151936 + 5}) {
+    const int64_t rows = 7;
+    std::vector<float> logits = random_floats(static_cast<size_t>(rows * vocab), rng, 10.0f);
+    for (int64_t r = 0; r < rows; ++r) {
+      float* row = logits.data() + r * vocab;
+      const float top = *std::max_element(row, row + vocab);
+      if (r % 2 == 0) row[(r * 7919) % vocab] = top;  // a tie with the largest logit
+      if (r == 3) row[vocab - 1] = top + 1.0f;        // the largest at the end
+    }
+    std::vector<int32_t> want(static_cast<size_t>(rows));
+    for (int64_t r = 0; r < rows; ++r) {
+      want[static_cast<size_t>(r)] = greedy_token(std::span<const float>(logits).subspan(r * vocab, vocab));
+    }
+    if (vocab > 1) {  // row 5 holds a NaN, row 6 only -inf
+      std::fill(logits.begin() + 6 * vocab, logits.begin() + 7 * vocab, -INFINITY);
+      logits[static_cast<size_t>(5 * vocab + vocab / 2)] = NAN;
+      want[5] = cuda::kArgmaxNaN;
+      want[6] = cuda::kArgmaxAllNegativeInfinity;
+    }
+    const DeviceVector<float> d(logits);
+    const DeviceVector<int32_t> out(static_cast<size_t>(rows));
+    cuda::argmax_rows(d.get(), rows, vocab, out.get(), nullptr);
+    EXPECT_EQ(out.read(), want) << "vocab " << vocab;
+  }
 }
 
 #endif  // REALIZAR_HAVE_CUDA

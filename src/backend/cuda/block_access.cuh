@@ -1,5 +1,5 @@
 // Device helpers shared by the kernels that read ggml-quantized blocks (int8_matvec.cu,
-// int8_mma.cu, quant_kernels.cu): the type ids, float16 fields and the 4-byte words of blocks that
+// dequant_mma.cu, quant_kernels.cu): the type ids, float16 fields and the 4-byte words of blocks that
 // are only 2-byte aligned.
 #pragma once
 

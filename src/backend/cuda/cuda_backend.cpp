@@ -30,8 +30,9 @@ namespace {
 constexpr int64_t kBlockSize = 16;          // tokens per KV cache block
 constexpr int64_t kMaxStepTokens = 512;     // larger batches run as several steps
 constexpr int64_t kMatvecMaxTokens = 8;     // int8 activations: matvec up to this many tokens,
-constexpr int64_t kInt8MaxTokens = 64;      // tensor-core int8 products up to this many, above
-                                            // (prefill): dequantize + cuBLAS GEMM
+constexpr int64_t kMmaMaxTokens = 64;       // float16 tensor-core products on the quantized
+                                            // weights up to this many, above (prefill):
+                                            // dequantize + cuBLAS GEMM
 constexpr int64_t kMaxOutputRows = 64;      // logits rows computed per LM-head pass
 constexpr int64_t kGraphMaxTokens = 64;     // steps of at most this many tokens are graphed
 constexpr int64_t kMaxSplitRows = 512;      // tokens x splits of the attention partials
@@ -174,15 +175,18 @@ class CudaBackend final : public Backend {
   int64_t sequence_length(int32_t seq_id) const override { return table_.length(seq_id); }
 
   void forward(const Batch& batch, std::vector<float>& logits) override {
-    assign_batch_slots(table_, batch, config_.vocab_size, slots_);
-    const std::vector<int64_t>& slots = slots_;
     logits.resize(batch.output_count() * static_cast<size_t>(config_.vocab_size));
-    size_t logits_done = 0;
-    for (size_t begin = 0; begin < batch.size(); begin += kMaxStepTokens) {
-      const size_t end = std::min(batch.size(), begin + static_cast<size_t>(kMaxStepTokens));
-      const Step step = upload_step(batch, slots, begin, end);
-      run_step(step, logits.data() + logits_done * config_.vocab_size);
-      logits_done += static_cast<size_t>(step.outputs);
+    run_batch(batch, Results{logits.data(), nullptr});
+  }
+
+  void forward_greedy(const Batch& batch, std::vector<int32_t>& tokens) override {
+    tokens.resize(batch.output_count());
+    run_batch(batch, Results{nullptr, tokens.data()});
+    for (size_t row = 0; row < tokens.size(); ++row) {
+      if (tokens[row] == cuda::kArgmaxNaN) fail("CUDA backend: the logits of output row {} hold a NaN", row);
+      if (tokens[row] == cuda::kArgmaxAllNegativeInfinity) {
+        fail("CUDA backend: every logit of output row {} is -inf, nothing can be picked", row);
+      }
     }
   }
 
@@ -191,7 +195,27 @@ class CudaBackend final : public Backend {
     int64_t tokens = 0;
     int64_t outputs = 0;
     int splits = 1;
+    bool greedy = false;  // token ids instead of logits
   };
+
+  // Where the wanted rows' results go: logits ([rows x vocab]) or greedy token ids ([rows]).
+  struct Results {
+    float* logits;
+    int32_t* tokens;
+  };
+
+  void run_batch(const Batch& batch, Results results) {
+    assign_batch_slots(table_, batch, config_.vocab_size, slots_);
+    int64_t done = 0;
+    for (size_t begin = 0; begin < batch.size(); begin += kMaxStepTokens) {
+      const size_t end = std::min(batch.size(), begin + static_cast<size_t>(kMaxStepTokens));
+      Step step = upload_step(batch, slots_, begin, end);
+      step.greedy = results.tokens != nullptr;
+      run_step(step, step.greedy ? Results{nullptr, results.tokens + done}
+                                 : Results{results.logits + done * config_.vocab_size, nullptr});
+      done += step.outputs;
+    }
+  }
 
   void validate_config() const {
     const ModelConfig& c = config_;
@@ -262,6 +286,7 @@ class CudaBackend final : public Backend {
     out_x_ = floats(kMaxOutputRows * c.embedding_length, "output rows");
     out_h_ = floats(kMaxOutputRows * c.embedding_length, "output rows");
     logits_ = floats(kMaxOutputRows * c.vocab_size, "logits");
+    tokens_ = reinterpret_cast<int32_t*>(floats(kMaxOutputRows, "greedy tokens"));
     partial_o_ = floats(kMaxSplitRows * c.q_dim(), "attention partials");
     partial_ml_ = floats(kMaxSplitRows * c.head_count * 2, "attention partials");
     // float16 scratch for the GEMM path (2 bytes each: half as many floats).
@@ -275,8 +300,8 @@ class CudaBackend final : public Backend {
     gemm_weights_ = floats((std::min(largest, kGemmScratchElements) + 1) / 2, "GEMM weights");
     gemm_x_ = floats((t * max_matrix_cols_ + 1) / 2, "GEMM activations");
     // int8 activations for the matvec path (1 byte each, plus a float pair per 32).
-    x_q8_.q = reinterpret_cast<int8_t*>(floats((kInt8MaxTokens * max_matrix_cols_ + 3) / 4, "int8 activations"));
-    x_q8_.ds = floats(kInt8MaxTokens * max_matrix_cols_ / 16, "int8 activation scales");
+    x_q8_.q = reinterpret_cast<int8_t*>(floats((kMatvecMaxTokens * max_matrix_cols_ + 3) / 4, "int8 activations"));
+    x_q8_.ds = floats(kMatvecMaxTokens * max_matrix_cols_ / 16, "int8 activation scales");
     cublas_workspace_ = device_alloc(size_t{32} << 20, "cuBLAS workspace");
     check(cublasSetWorkspace(cublas_, cublas_workspace_.get(), size_t{32} << 20), "cublasSetWorkspace");
 
@@ -303,6 +328,8 @@ class CudaBackend final : public Backend {
     check(cudaMallocHost(&pinned, static_cast<size_t>(kMaxOutputRows * c.vocab_size) * sizeof(float)),
           "pinned logits");
     logits_host_.reset(pinned);
+    check(cudaMallocHost(&pinned, kMaxOutputRows * sizeof(int32_t)), "pinned tokens");
+    tokens_host_.reset(pinned);
   }
 
   const StepLayout& layout() const { return packer_.layout(); }
@@ -334,26 +361,26 @@ class CudaBackend final : public Backend {
     return static_cast<int>(std::max<int64_t>(splits, 1));
   }
 
-  void run_step(const Step& step, float* logits_out) {
+  void run_step(const Step& step, Results out) {
     const bool graphed = use_graphs_ && step.tokens <= kGraphMaxTokens && step.outputs <= kMaxOutputRows;
     if (!graphed) {
       enqueue_layers(step);
       for (int64_t begin = 0; begin < step.outputs; begin += kMaxOutputRows) {
         const int64_t count = std::min(kMaxOutputRows, step.outputs - begin);
-        enqueue_output(begin, count);
+        enqueue_output(begin, count, step.greedy);
         check(cudaStreamSynchronize(stream_), "step");
-        copy_logits(logits_out + begin * config_.vocab_size, count);
+        copy_results(out, begin, count);
       }
       check(cudaGetLastError(), "step kernels");
       return;
     }
-    const auto key = std::make_tuple(step.tokens, step.splits, step.outputs);
+    const auto key = std::make_tuple(step.tokens, step.splits, step.outputs, step.greedy);
     auto it = graphs_.find(key);
     if (it == graphs_.end()) {
       cudaGraph_t graph = nullptr;
       check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "begin capture");
       enqueue_layers(step);
-      if (step.outputs > 0) enqueue_output(0, step.outputs);
+      if (step.outputs > 0) enqueue_output(0, step.outputs, step.greedy);
       check(cudaStreamEndCapture(stream_, &graph), "end capture");
       if (std::getenv("REALIZAR_CUDA_GRAPH_STATS") != nullptr) print_graph_size(graph, step);
       cudaGraphExec_t exec = nullptr;
@@ -364,7 +391,17 @@ class CudaBackend final : public Backend {
     }
     check(cudaGraphLaunch(it->second, stream_), "graph launch");
     check(cudaStreamSynchronize(stream_), "step");
-    copy_logits(logits_out, step.outputs);
+    copy_results(out, 0, step.outputs);
+  }
+
+  // Output rows [begin, begin + rows) of the step from the pinned buffers, which hold them from
+  // row `begin` on at their start.
+  void copy_results(Results out, int64_t begin, int64_t rows) {
+    if (out.tokens != nullptr) {
+      std::memcpy(out.tokens + begin, tokens_host_.get(), static_cast<size_t>(rows) * sizeof(int32_t));
+    } else {
+      copy_logits(out.logits + begin * config_.vocab_size, rows);
+    }
   }
 
   // Copies `rows` logits rows from the pinned buffer. A parallel decode step returns tens of MB
@@ -392,29 +429,29 @@ class CudaBackend final : public Backend {
                  static_cast<double>(nodes) / static_cast<double>(layers_.size()));
   }
 
-  // The input of one or more linear layers: float32 [tokens x cols], and whether the int8 copy in
-  // x_q8_ is already made. The int8 buffer is shared: making a new LinearInput ends the last one's
-  // use of it (consumers of an input are enqueued before the next input is made).
+  // The input of one or more linear layers: float32 [tokens x cols], and whether its int8 copy in
+  // x_q8_ and its float16 copy in gemm_x_ are already made. Those buffers are shared: making a new
+  // LinearInput ends the last one's use of them (consumers of an input are enqueued before the
+  // next input is made).
   struct LinearInput {
     const float* x;
     int64_t tokens;
     bool quantized = false;
+    bool halved = false;
   };
 
   // y = W x (+ bias) (+ y when accumulating) for the input's rows ([tokens x W.cols]).
   void linear(const cuda::DeviceMatrix& w, LinearInput& in, float* y, int64_t ldy, const float* bias,
               bool accumulate) {
     const int64_t tokens = in.tokens;
-    const bool int8 = cuda::matvec_reads_int8(w.type);
-    if (int8 && tokens <= kInt8MaxTokens) {
+    const bool quantized_weights = cuda::matvec_reads_int8(w.type);
+    if (tokens <= kMatvecMaxTokens && quantized_weights) {
       quantize_input(in, w.cols);
-      if (tokens <= kMatvecMaxTokens) {
-        cuda::matvec_int8(w, x_q8_, y, ldy, bias, accumulate, tokens, stream_);
-      } else {
-        cuda::matmul_int8_mma(w, x_q8_, y, ldy, bias, accumulate, tokens, stream_);
-      }
-    } else if (!int8 && tokens <= kMatvecMaxTokens) {
+      cuda::matvec_int8(w, x_q8_, y, ldy, bias, accumulate, tokens, stream_);
+    } else if (tokens <= kMatvecMaxTokens) {
       cuda::matvec(w, in.x, w.cols, y, ldy, bias, accumulate, tokens, stream_);
+    } else if (tokens <= kMmaMaxTokens && quantized_weights) {
+      cuda::matmul_dequant_mma(w, half_input(in, w.cols), y, ldy, bias, accumulate, tokens, stream_);
     } else {
       linear_gemm(w, in, y, ldy, bias, accumulate);
     }
@@ -426,10 +463,21 @@ class CudaBackend final : public Backend {
     in.quantized = true;
   }
 
-  // The int8 blocks of an input of `cols` values per token go straight into x_q8_ from the kernel
-  // that makes the input, when the matvec path will read them.
-  cuda::ActivationsQ8 fused_q8(int64_t tokens, int64_t cols) const {
-    return tokens <= kInt8MaxTokens && cols % 32 == 0 ? x_q8_ : cuda::ActivationsQ8{};
+  const void* half_input(LinearInput& in, int64_t cols) {
+    if (!in.halved) cuda::float_to_half(in.x, gemm_x_, in.tokens * cols, stream_);
+    in.halved = true;
+    return gemm_x_;
+  }
+
+  // The copies of an input of `cols` values per token that the kernel making it writes: the int8
+  // blocks in x_q8_ for the matvec path, the float16 values in gemm_x_ for the others.
+  cuda::InputCopy fused_copy(int64_t tokens, int64_t cols) const {
+    if (tokens > kMatvecMaxTokens) return {{}, gemm_x_};
+    return {cols % 32 == 0 ? x_q8_ : cuda::ActivationsQ8{}, nullptr};
+  }
+
+  static LinearInput made_with(const float* x, int64_t tokens, const cuda::InputCopy& copy) {
+    return LinearInput{x, tokens, copy.q8.q != nullptr, copy.half != nullptr};
   }
 
   // linear() of several matrices reading the same input (Q, K, V; gate, up). Consecutive int8
@@ -456,11 +504,10 @@ class CudaBackend final : public Backend {
   }
 
   // Batches the int8 kernels do not take: dequantize to float16 and multiply with cuBLAS.
-  void linear_gemm(const cuda::DeviceMatrix& w, const LinearInput& in, float* y, int64_t ldy,
+  void linear_gemm(const cuda::DeviceMatrix& w, LinearInput& in, float* y, int64_t ldy,
                    const float* bias, bool accumulate) {
-    const float* x = in.x;
     const int64_t tokens = in.tokens;
-    cuda::float_to_half(x, gemm_x_, tokens * w.cols, stream_);
+    half_input(in, w.cols);
     // Passes start at multiples of 64 rows so that every pass's output (y + r0) stays 16-byte
     // aligned: cuBLAS otherwise falls back to its slow 1-element-aligned kernels (measured on the
     // 32B model's 5120-column matrices: 13,107-row passes ran at 311 GB/s).
@@ -492,16 +539,16 @@ class CudaBackend final : public Backend {
                                      static_cast<int>(c.head_count_kv), static_cast<int>(c.head_dim),
                                      static_cast<int>(kBlockSize),
                                      static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.head_dim)))};
-    const cuda::ActivationsQ8 normed_q8 = fused_q8(n, c.embedding_length);
-    const cuda::ActivationsQ8 attended_q8 =
-        c.head_dim % 32 == 0 ? fused_q8(n, c.q_dim()) : cuda::ActivationsQ8{};
+    const cuda::InputCopy normed_copy = fused_copy(n, c.embedding_length);
+    cuda::InputCopy attended_copy = fused_copy(n, c.q_dim());
+    if (c.head_dim % 32 != 0) attended_copy.q8 = {};  // the attention kernel's blocks need it
     for (size_t l = 0; l < layers_.size(); ++l) {
       const DeviceLayer& w = layers_[l];
       void* keys = cache_[2 * l].get();
       void* values = cache_[2 * l + 1].get();
       cuda::norm_rows(x_, w.attn_norm, w.attn_norm_bias, h_, c.embedding_length, n, c.norm_epsilon,
-                      c.layer_norm, normed_q8, stream_);
-      LinearInput normed{h_, n, normed_q8.q != nullptr};
+                      c.layer_norm, normed_copy, stream_);
+      LinearInput normed = made_with(h_, n, normed_copy);
       linear_parts({{w.q, q_, c.q_dim(), w.q_bias},
                     {w.k, k_, c.kv_dim(), w.k_bias},
                     {w.v, v_, c.kv_dim(), w.v_bias}},
@@ -511,15 +558,16 @@ class CudaBackend final : public Backend {
       cuda::attention(attn, q_, keys, values, device_field(layout().positions),
                       device_field(layout().seq_rows), device_field(layout().tables),
                       device_field(layout().stride), n, step.splits, partial_o_, partial_ml_, attn_,
-                      attended_q8, stream_);
-      LinearInput attended{attn_, n, attended_q8.q != nullptr};
+                      attended_copy, stream_);
+      LinearInput attended = made_with(attn_, n, attended_copy);
       linear(w.o, attended, x_, c.embedding_length, w.o_bias, true);
-      if (c.parallel_residual) {
-        normed.quantized = false;  // x_q8_ now holds the attention output's blocks
+      if (c.parallel_residual) {  // x_q8_ and gemm_x_ now hold the attention output's copies
+        normed.quantized = false;
+        normed.halved = false;
       } else {
         cuda::norm_rows(x_, w.ffn_norm, nullptr, h_, c.embedding_length, n, c.norm_epsilon,
-                        c.layer_norm, normed_q8, stream_);
-        normed.quantized = normed_q8.q != nullptr;
+                        c.layer_norm, normed_copy, stream_);
+        normed = made_with(h_, n, normed_copy);
       }
       feed_forward(w, normed);
     }
@@ -535,23 +583,31 @@ class CudaBackend final : public Backend {
       cuda::gelu(up_, n * ffn, stream_);
     } else {
       linear_parts({{w.gate, gate_, ffn, nullptr}, {w.up, up_, ffn, w.up_bias}}, normed, false);
-      const cuda::ActivationsQ8 activated_q8 = fused_q8(n, ffn);
-      cuda::swiglu(gate_, up_, n * ffn, activated_q8, stream_);
-      activated.quantized = activated_q8.q != nullptr;
+      const cuda::InputCopy activated_copy = fused_copy(n, ffn);
+      cuda::swiglu(gate_, up_, n * ffn, activated_copy, stream_);
+      activated = made_with(up_, n, activated_copy);
     }
     linear(w.down, activated, x_, config_.embedding_length, w.down_bias, true);
   }
 
-  // Logits of wanted rows [begin, begin + count) of the step into the pinned buffer.
-  void enqueue_output(int64_t begin, int64_t count) {
+  // Logits of wanted rows [begin, begin + count) of the step, or with `greedy` their arg max,
+  // into the pinned buffer.
+  void enqueue_output(int64_t begin, int64_t count, bool greedy) {
     const ModelConfig& c = config_;
     cuda::gather_rows(x_, device_field(layout().out_rows) + begin, count, c.embedding_length, out_x_,
                       stream_);
-    const cuda::ActivationsQ8 normed_q8 = fused_q8(count, c.embedding_length);
+    const cuda::InputCopy normed_copy = fused_copy(count, c.embedding_length);
     cuda::norm_rows(out_x_, output_norm_, output_norm_bias_, out_h_, c.embedding_length, count,
-                    c.norm_epsilon, c.layer_norm, normed_q8, stream_);
-    LinearInput normed{out_h_, count, normed_q8.q != nullptr};
+                    c.norm_epsilon, c.layer_norm, normed_copy, stream_);
+    LinearInput normed = made_with(out_h_, count, normed_copy);
     linear(output_, normed, logits_, c.vocab_size, output_bias_, false);
+    if (greedy) {
+      cuda::argmax_rows(logits_, count, c.vocab_size, tokens_, stream_);
+      check(cudaMemcpyAsync(tokens_host_.get(), tokens_, static_cast<size_t>(count) * sizeof(int32_t),
+                            cudaMemcpyDeviceToHost, stream_),
+            "token copy");
+      return;
+    }
     check(cudaMemcpyAsync(logits_host_.get(), logits_,
                           static_cast<size_t>(count * c.vocab_size) * sizeof(float),
                           cudaMemcpyDeviceToHost, stream_),
@@ -567,7 +623,7 @@ class CudaBackend final : public Backend {
   cudaEvent_t upload_done_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   bool use_graphs_ = true;
-  std::map<std::tuple<int64_t, int, int64_t>, cudaGraphExec_t> graphs_;
+  std::map<std::tuple<int64_t, int, int64_t, bool>, cudaGraphExec_t> graphs_;
   ThreadPool copy_pool_{4};
 
   DeviceMemory weights_memory_;
@@ -580,6 +636,7 @@ class CudaBackend final : public Backend {
   float *x_ = nullptr, *h_ = nullptr, *q_ = nullptr, *k_ = nullptr, *v_ = nullptr, *attn_ = nullptr;
   float *gate_ = nullptr, *up_ = nullptr, *out_x_ = nullptr, *out_h_ = nullptr, *logits_ = nullptr;
   float *partial_o_ = nullptr, *partial_ml_ = nullptr;
+  int32_t* tokens_ = nullptr;  // greedy picks of the output rows
   void* gemm_weights_ = nullptr;
   void* gemm_x_ = nullptr;
   cuda::ActivationsQ8 x_q8_;
@@ -589,6 +646,7 @@ class CudaBackend final : public Backend {
   DeviceMemory step_device_;
   PinnedMemory step_host_;
   PinnedMemory logits_host_;
+  PinnedMemory tokens_host_;
 };
 
 }  // namespace

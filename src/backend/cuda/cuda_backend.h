@@ -1,9 +1,12 @@
 // The CUDA backend (DESIGN.md §1): the reference backend's function computed on one NVIDIA GPU.
 // Weights stay in their GGUF block layout in device memory (uploaded once at load); keys and
 // values live in a paged float16 cache; activations are float32. Batches of up to 8 tokens use
-// matrix-vector kernels that read each weight byte once; larger batches dequantize each weight
-// matrix to float16 and multiply with cuBLAS (tensor cores). Decode steps of up to 64 tokens are
-// replayed from captured CUDA graphs (set REALIZAR_CUDA_GRAPHS=0 to launch kernels one by one).
+// matrix-vector kernels that read each weight byte once (int8 activations); batches of 9-64
+// tokens multiply float16 activations with the quantized weights on the tensor cores, turning
+// them into float16 in registers; larger batches dequantize each weight matrix to float16 and
+// multiply with cuBLAS. Greedy picks (forward_greedy) are made on the device, so a decode step
+// returns token ids only. Decode steps of up to 64 tokens are replayed from captured CUDA graphs
+// (set REALIZAR_CUDA_GRAPHS=0 to launch kernels one by one).
 #pragma once
 
 #include <memory>

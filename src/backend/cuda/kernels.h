@@ -41,6 +41,15 @@ struct ActivationsQ8 {
   float* ds = nullptr;
 };
 
+// What a kernel that makes a linear layer's input also writes, so that no conversion pass runs
+// before the layer: the input's int8 blocks (q8.q non-null; as quantize_activations would write
+// them, for matvec_int8) and/or its float16 values (half non-null, round to nearest; for
+// matmul_dequant_mma and the cuBLAS GEMMs). Both null: only the float32 output.
+struct InputCopy {
+  ActivationsQ8 q8;
+  void* half = nullptr;
+};
+
 // Whether matvec_int8 handles weights of ggml type id `type` (Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q5_K,
 // Q6_K); the float types (F32, F16, BF16) use matvec.
 bool matvec_reads_int8(uint32_t type);
@@ -73,32 +82,30 @@ void matvec_int8_parts(const MatvecPart* parts, int count, ActivationsQ8 x, bool
                        int64_t tokens, cudaStream_t stream);
 
 // y[t][r] = (accumulate ? y[t][r] : 0) + sum_c W[r][c] x[t][c] (+ bias[r]) for t < tokens, r <
-// w.rows: as matvec_int8 (same types, matvec_reads_int8; x as quantize_activations made it,
-// [tokens x w.cols]; y [tokens x ldy]), for any tokens >= 1, on the tensor cores
-// (mma.sync.m16n8k32.s8, sm_80 and later). Each 32-element weight block (K-quant sub-block) and
-// activation block give an exact integer dot product, scaled in float32 by both blocks' scales
-// (plus the offset term d_x * sum(q_x) * min of Q4_1, Q4_K, Q5_K); the per-block products are
-// summed in float32 in a fixed order (deterministic). Reads each weight byte once per 32 tokens;
-// meant for batches of more than 8 tokens (matvec_int8 reads it once per 8 but needs no tensor
-// cores). The 2-byte aligned block types may read up to 2 bytes past the matrix's last block, as
-// matvec_int8. Unsupported types launch nothing.
-void matmul_int8_mma(const DeviceMatrix& w, ActivationsQ8 x, float* y, int64_t ldy,
-                     const float* bias, bool accumulate, int64_t tokens, cudaStream_t stream);
+// w.rows, on the tensor cores (mma.sync.m16n8k16 float16, sm_80 and later), for the types
+// matvec_reads_int8 accepts. x: float16 [tokens x w.cols] (16-byte aligned); y [tokens x ldy].
+// Each weight element is turned into the float16 scale * q + offset of its block in registers
+// (one rounding) and the products are summed in float32 in a fixed order (deterministic). Reads
+// each weight byte once per 32 tokens; meant for batches of 9-64 tokens (matvec_int8 reads it
+// once per 8 but needs no tensor cores). The 2-byte aligned block types may read up to 2 bytes
+// past the matrix's last block, as matvec_int8. Unsupported types launch nothing.
+void matmul_dequant_mma(const DeviceMatrix& w, const void* x, float* y, int64_t ldy, const float* bias,
+                        bool accumulate, int64_t tokens, cudaStream_t stream);
 
-// The launch shape of matmul_int8_mma, for tests and benchmarks: CTAs of 4 warps of `warp_rows`
-// (16 or 32) rows x 32 tokens; `splits` (1..8) CTAs of one thread-block cluster share a row tile
-// and split K, adding their sums in a fixed order through distributed shared memory.
+// The launch shape of matmul_dequant_mma, for tests and benchmarks: CTAs of 4 warps of
+// `warp_rows` (16 or 32) rows x 32 tokens; `splits` (1..8) CTAs of one thread-block cluster share
+// a row tile and split K, adding their sums in a fixed order through distributed shared memory.
 struct MmaShape {
   int warp_rows = 32;
   int splits = 1;
 };
 
-// matmul_int8_mma with an explicit launch shape; matmul_int8_mma_shape gives the one
-// matmul_int8_mma picks.
-void matmul_int8_mma_tiled(const DeviceMatrix& w, ActivationsQ8 x, float* y, int64_t ldy,
-                           const float* bias, bool accumulate, int64_t tokens, MmaShape shape,
-                           cudaStream_t stream);
-MmaShape matmul_int8_mma_shape(int64_t rows, int64_t cols, int64_t tokens);
+// matmul_dequant_mma with an explicit launch shape; matmul_dequant_mma_shape gives the one
+// matmul_dequant_mma picks.
+void matmul_dequant_mma_tiled(const DeviceMatrix& w, const void* x, float* y, int64_t ldy,
+                              const float* bias, bool accumulate, int64_t tokens, MmaShape shape,
+                              cudaStream_t stream);
+MmaShape matmul_dequant_mma_shape(int64_t rows, int64_t cols, int64_t tokens);
 
 // out[r][c] = W[r][c] as float16 for rows [row_begin, row_begin + row_count): out is
 // [row_count x cols].
@@ -122,12 +129,10 @@ bool norm_width_supported(int64_t width);
 
 // RMSNorm (Zhang & Sennrich 2019) or, with `layer_norm`, LayerNorm (Ba et al. 2016) of each row:
 // out[t] = norm(x[t]) * weight (+ bias). x and out [tokens x width], width as
-// norm_width_supported allows. With quantized.q non-null (width a multiple of 32) it also writes
-// out's int8 blocks there, as quantize_activations would: the input of the next matvec_int8
-// without a separate launch.
+// norm_width_supported allows. Also writes `copy` (InputCopy; its int8 blocks need a width that
+// is a multiple of 32).
 void norm_rows(const float* x, const float* weight, const float* bias, float* out, int64_t width,
-               int64_t tokens, float epsilon, bool layer_norm, ActivationsQ8 quantized,
-               cudaStream_t stream);
+               int64_t tokens, float epsilon, bool layer_norm, InputCopy copy, cudaStream_t stream);
 
 // out[i] = x[rows[i]] for i < count (rows of `width` floats).
 void gather_rows(const float* x, const int32_t* rows, int64_t count, int64_t width, float* out,
@@ -162,21 +167,27 @@ struct AttentionParams {
 // (row stride *table_stride, read on the device so that captured graphs stay valid). Online
 // softmax (Milakov & Gimelshein 2018); each (token, KV head) is split into `splits` ranges of
 // keys whose partial results are merged (flash-decoding). partial_o / partial_ml hold
-// tokens * splits * head_count * (head_dim | 2) floats when splits > 1. out: [tokens x q_dim];
-// with quantized.q non-null (head_dim a multiple of 32) also its int8 blocks, as
-// quantize_activations would write them.
+// tokens * splits * head_count * (head_dim | 2) floats when splits > 1. out: [tokens x q_dim],
+// and `copy` (InputCopy; its int8 blocks need head_dim a multiple of 32).
 void attention(const AttentionParams& p, const float* q, const void* key_cache,
                const void* value_cache, const int32_t* positions, const int32_t* seq_rows,
                const int32_t* block_tables, const int32_t* table_stride, int64_t tokens,
-               int splits, float* partial_o, float* partial_ml, float* out, ActivationsQ8 quantized,
+               int splits, float* partial_o, float* partial_ml, float* out, InputCopy copy,
                cudaStream_t stream);
 
-// up[i] = silu(gate[i]) * up[i] (SwiGLU, Shazeer 2020) for i < n. With quantized.q non-null
-// (n a multiple of 32) also writes the result's int8 blocks (blocks of 32 consecutive i).
-void swiglu(const float* gate, float* up, int64_t n, ActivationsQ8 quantized, cudaStream_t stream);
+// up[i] = silu(gate[i]) * up[i] (SwiGLU, Shazeer 2020) for i < n, and `copy` of the result
+// (InputCopy; its int8 blocks, of 32 consecutive i, need n a multiple of 32).
+void swiglu(const float* gate, float* up, int64_t n, InputCopy copy, cudaStream_t stream);
 
 // x[i] = gelu(x[i]), tanh form (Hendrycks & Gimpel 2016) for i < n.
 void gelu(float* x, int64_t n, cudaStream_t stream);
+
+// Greedy decoding: out[r] = the index of the largest of logits[r][0, vocab) for r < rows (the
+// lowest index among equal logits, as the Sampler ranks them), or kArgmaxNaN when the row holds a
+// NaN, or kArgmaxAllNegativeInfinity when every logit is -inf. logits: [rows x vocab].
+constexpr int32_t kArgmaxAllNegativeInfinity = -1;
+constexpr int32_t kArgmaxNaN = -2;
+void argmax_rows(const float* logits, int64_t rows, int64_t vocab, int32_t* out, cudaStream_t stream);
 
 // Device-to-device copy bandwidth, bytes read plus written per second: best of several copies of
 // a 1 GiB buffer.

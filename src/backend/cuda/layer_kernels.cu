@@ -7,6 +7,7 @@
 #include <cmath>
 #include <type_traits>
 
+#include "backend/cuda/async_copy.cuh"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/launch.cuh"
 #include "backend/cuda/q8_block.cuh"
@@ -57,7 +58,7 @@ template <int kVec>
 __global__ void __launch_bounds__(kNormThreads)
     norm_kernel(const float* __restrict__ x, const float* __restrict__ weight,
                 const float* __restrict__ bias, float* out, int width, float epsilon,
-                bool layer_norm, ActivationsQ8 quantized) {
+                bool layer_norm, InputCopy copy) {
   wait_then_allow_next_kernel();
   __shared__ float scratch[kNormThreads / 32];
   const float* xt = x + static_cast<int64_t>(blockIdx.x) * width;
@@ -98,11 +99,14 @@ __global__ void __launch_bounds__(kNormThreads)
 #pragma unroll
       for (int e = 0; e < kVec; ++e) v[k][e] = v[k][e] * scale * w[e] + b[e];
       store_vector(ot + i * kVec, v[k]);
+      if (copy.half != nullptr) {
+        store_halves<kVec>(v[k], static_cast<__half*>(copy.half) + static_cast<int64_t>(blockIdx.x) * width + i * kVec);
+      }
     }
     if constexpr (kVec == 4) {
-      if (quantized.q != nullptr) {  // width % 32 == 0: each 8-thread group is inside or not
-        store_q8_block<4>(v[k], (static_cast<int64_t>(blockIdx.x) * width + i * 4) / 32, quantized.q,
-                          reinterpret_cast<float2*>(quantized.ds), inside);
+      if (copy.q8.q != nullptr) {  // width % 32 == 0: each 8-thread group is inside or not
+        store_q8_block<4>(v[k], (static_cast<int64_t>(blockIdx.x) * width + i * 4) / 32, copy.q8.q,
+                          reinterpret_cast<float2*>(copy.q8.ds), inside);
       }
     }
   }
@@ -167,13 +171,15 @@ __global__ void rope_kv_kernel(RopeParams p, float* q, const float* __restrict__
 constexpr int kMaxGroup = 8;  // query heads per KV head
 constexpr int kChunk = 32;    // keys per step of a warp: lane j scores key j
 
-// Grid (tokens, KV heads, splits), one warp per query head of the KV head's group: the warp walks
-// the split's keys in chunks of 32 with its own online softmax (Milakov & Gimelshein 2018), so no
-// warp waits for another. Per chunk, lane j loads key j's row (every 16-byte load in flight at
-// once) and dots it with the query (shared memory, broadcast); then lane l accumulates dims
-// [kDims l, kDims l + kDims) over the chunk's values, all requested before the first is used.
-// kDims = ceil(head_dim / 32). Measured on the H200: one warp doing every head of the group (the
-// previous design) spent ~1,500 dependent instructions per chunk; this is ~5x fewer per warp.
+// Grid (tokens, KV heads, splits), one warp per query head of the KV head's group; each warp keeps
+// its own online softmax (Milakov & Gimelshein 2018) over the split's keys, in chunks of 32. The
+// CTA stages each chunk's key and value rows in shared memory with cp.async one chunk ahead, and
+// every warp of the group reads them there: one copy of the rows per CTA instead of one per query
+// head, and the next chunk's loads in flight while this one is computed. Per chunk, lane j dots
+// key j's row with the query; then lane l accumulates dims [kDims l, kDims l + kDims) over the
+// chunk's values. kDims = ceil(head_dim / 32). Measured on the H200 (docs/perf-notes.md): the
+// previous version, each warp loading its rows from global memory itself, ran the 7B parallel-32
+// step's attention (576 keys) at 364 GB/s, 27 % of the step.
 // kDims consecutive float16 values of a row (2 kDims-byte aligned for kDims = 1, 2, 4), loaded in
 // one instruction where the alignment allows.
 template <int kDims>
@@ -202,9 +208,14 @@ __global__ void __launch_bounds__(kMaxGroup * 32)
                      const __half* value_cache, const int32_t* __restrict__ positions,
                      const int32_t* __restrict__ seq_rows, const int32_t* __restrict__ block_tables,
                      const int32_t* __restrict__ table_stride, float* partial_o,
-                     float* partial_ml, float* out, ActivationsQ8 quantized) {
+                     float* partial_ml, float* out, InputCopy copy) {
   constexpr int kMaxDim = 32 * kDims;
+  // Key rows padded by 16 bytes: the 16-byte reads of lanes j = 0..7 (one row each, same column)
+  // then fall on distinct banks.
+  constexpr int kKeyStride = kMaxDim + 8;
   __shared__ __align__(16) float q_s[kMaxGroup][kMaxDim];
+  __shared__ __align__(16) __half keys_s[2][kChunk][kKeyStride];
+  __shared__ __align__(16) __half values_s[2][kChunk][kMaxDim];
   wait_then_allow_next_kernel();
   const int t = blockIdx.x, kv_head = blockIdx.y, split = blockIdx.z, splits = gridDim.z;
   const int group = p.head_count / p.head_count_kv, hd = p.head_dim;
@@ -217,33 +228,46 @@ __global__ void __launch_bounds__(kMaxGroup * 32)
   const int32_t* table = block_tables + static_cast<int64_t>(seq_rows[t]) * (*table_stride);
   const float* qh = q + static_cast<int64_t>(t) * p.head_count * hd + head * hd;
   for (int d = lane; d < hd; d += 32) q_s[g][d] = qh[d] * p.scale;
-  __syncwarp();
 
   const __half* keys = key_cache + kv_head * hd;
   const __half* values = value_cache + kv_head * hd;
+  // Rows [chunk, chunk + 32) clipped to the split, 16 bytes per copy (head_dim % 8 == 0).
+  const int row_pieces = hd / 8;
+  const auto stage = [&](int chunk, int buffer) {
+    const int rows = min(kChunk, end - chunk);
+    for (int i = threadIdx.x; i < rows * row_pieces; i += blockDim.x) {
+      const int r = i / row_pieces, c = 8 * (i % row_pieces), j = chunk + r;
+      const int64_t slot = static_cast<int64_t>(table[j / p.block_size]) * p.block_size + j % p.block_size;
+      cp_async16(&keys_s[buffer][r][c], keys + slot * kv_dim + c);
+      cp_async16(&values_s[buffer][r][c], values + slot * kv_dim + c);
+    }
+  };
+
   const int first_dim = kDims * lane;
   const int dims_here = max(0, min(kDims, hd - first_dim));
   float m = -INFINITY, l = 0.0f, o[kDims] = {};
-  for (int chunk = begin; chunk < end; chunk += kChunk) {
+  const int chunks = max(0, (end - begin + kChunk - 1) / kChunk);
+  if (chunks > 0) stage(begin, 0);
+  cp_async_commit();
+  for (int c = 0; c < chunks; ++c) {
+    const int chunk = begin + c * kChunk, buffer = c % 2;
+    if (c + 1 < chunks) stage(chunk + kChunk, buffer ^ 1);
+    cp_async_commit();
+    cp_async_wait<1>();
+    __syncthreads();  // chunk c (and, the first time, q_s) visible to every warp
     const int j = chunk + lane;
-    const int64_t slot =
-        j < end ? static_cast<int64_t>(table[j / p.block_size]) * p.block_size + j % p.block_size : 0;
     // Score of key j.
     float s = -INFINITY;
     if (j < end) {
-      const uint4* krow = reinterpret_cast<const uint4*>(keys + slot * kv_dim);
-      uint4 raw[kMaxDim / 8];
-#pragma unroll
-      for (int c = 0; c < kMaxDim / 8; ++c) {
-        if (c < hd / 8) raw[c] = krow[c];
-      }
+      const uint4* krow = reinterpret_cast<const uint4*>(keys_s[buffer][lane]);
       float dot = 0.0f;
 #pragma unroll
-      for (int c = 0; c < kMaxDim / 8; ++c) {
-        if (c >= hd / 8) break;
-        const float4 q0 = *reinterpret_cast<const float4*>(&q_s[g][8 * c]);
-        const float4 q1 = *reinterpret_cast<const float4*>(&q_s[g][8 * c + 4]);
-        const __half2* h2 = reinterpret_cast<const __half2*>(&raw[c]);
+      for (int piece = 0; piece < kMaxDim / 8; ++piece) {
+        if (piece >= row_pieces) break;
+        const uint4 raw = krow[piece];
+        const float4 q0 = *reinterpret_cast<const float4*>(&q_s[g][8 * piece]);
+        const float4 q1 = *reinterpret_cast<const float4*>(&q_s[g][8 * piece + 4]);
+        const __half2* h2 = reinterpret_cast<const __half2*>(&raw);
         const float2 k0 = __half22float2(h2[0]), k1 = __half22float2(h2[1]);
         const float2 k2 = __half22float2(h2[2]), k3 = __half22float2(h2[3]);
         dot += q0.x * k0.x + q0.y * k0.y + q0.z * k1.x + q0.w * k1.y +
@@ -265,22 +289,19 @@ __global__ void __launch_bounds__(kMaxGroup * 32)
     m = new_m;
 #pragma unroll
     for (int d = 0; d < kDims; ++d) o[d] *= correction;
-    // Values of the chunk's keys: lane l's dims of every row, all loads issued first.
+    // Values of the chunk's keys: lane l's dims of every row.
     const int keys_here = min(kChunk, end - chunk);
-    HalfDims<kDims> vrow[kChunk];
-#pragma unroll
-    for (int jj = 0; jj < kChunk; ++jj) {
-      const int64_t key_slot = __shfl_sync(0xFFFFFFFFu, slot, jj);
-      if (jj < keys_here) vrow[jj].load(values + key_slot * kv_dim + first_dim, dims_here);
-    }
 #pragma unroll
     for (int jj = 0; jj < kChunk; ++jj) {
       const float pk = __shfl_sync(0xFFFFFFFFu, pj, jj);
       if (jj < keys_here) {
+        HalfDims<kDims> v;
+        v.load(&values_s[buffer][jj][first_dim], dims_here);
 #pragma unroll
-        for (int d = 0; d < kDims; ++d) o[d] += pk * vrow[jj].at(d);
+        for (int d = 0; d < kDims; ++d) o[d] += pk * v.at(d);
       }
     }
+    __syncthreads();  // every warp is done with `buffer` before chunk c + 2 is staged into it
   }
 
   if (splits == 1) {
@@ -290,11 +311,12 @@ __global__ void __launch_bounds__(kMaxGroup * 32)
     for (int d = 0; d < kDims; ++d) {
       v[d] = o[d] / l;
       if (first_dim + d < hd) out[at + d] = v[d];
+      if (first_dim + d < hd && copy.half != nullptr) store_half(v[d], copy.half, at + d);
     }
     // head_dim == 32 kDims: the warp's values are whole 32-value blocks, 32 / kDims lanes each.
     if constexpr (kDims != 3) {
-      if (quantized.q != nullptr) {
-        store_q8_block<kDims>(v, at / 32, quantized.q, reinterpret_cast<float2*>(quantized.ds));
+      if (copy.q8.q != nullptr) {
+        store_q8_block<kDims>(v, at / 32, copy.q8.q, reinterpret_cast<float2*>(copy.q8.ds));
       }
     }
   } else {
@@ -314,7 +336,7 @@ __global__ void __launch_bounds__(kMaxGroup * 32)
 __global__ void attention_merge_kernel(AttentionParams p, int splits,
                                        const float* __restrict__ partial_o,
                                        const float* __restrict__ partial_ml, float* out,
-                                       ActivationsQ8 quantized) {
+                                       InputCopy copy) {
   wait_then_allow_next_kernel();
   const int t = blockIdx.x, head = blockIdx.y, hd = p.head_dim;
   float mx = -INFINITY;
@@ -333,21 +355,22 @@ __global__ void attention_merge_kernel(AttentionParams p, int splits,
     }
     const int64_t at = static_cast<int64_t>(t) * p.head_count * hd + head * hd + d;
     out[at] = sum_o / sum_l;
-    if (quantized.q != nullptr) {  // head_dim % 32 == 0: whole warps, one block each
-      store_q8_block(sum_o / sum_l, at / 32, quantized.q, reinterpret_cast<float2*>(quantized.ds));
+    if (copy.half != nullptr) store_half(sum_o / sum_l, copy.half, at);
+    if (copy.q8.q != nullptr) {  // head_dim % 32 == 0: whole warps, one block each
+      store_q8_block(sum_o / sum_l, at / 32, copy.q8.q, reinterpret_cast<float2*>(copy.q8.ds));
     }
   }
 }
 
-__global__ void swiglu_kernel(const float* __restrict__ gate, float* up, int64_t n,
-                              ActivationsQ8 quantized) {
+__global__ void swiglu_kernel(const float* __restrict__ gate, float* up, int64_t n, InputCopy copy) {
   wait_then_allow_next_kernel();
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < n) {  // n % 32 == 0 when quantizing: whole warps pass or fail together
     const float g = gate[i];
     const float v = g / (1.0f + expf(-g)) * up[i];
     up[i] = v;
-    if (quantized.q != nullptr) store_q8_block(v, i / 32, quantized.q, reinterpret_cast<float2*>(quantized.ds));
+    if (copy.half != nullptr) store_half(v, copy.half, i);
+    if (copy.q8.q != nullptr) store_q8_block(v, i / 32, copy.q8.q, reinterpret_cast<float2*>(copy.q8.ds));
   }
 }
 
@@ -370,16 +393,15 @@ bool norm_width_supported(int64_t width) {
 }
 
 void norm_rows(const float* x, const float* weight, const float* bias, float* out, int64_t width,
-               int64_t tokens, float epsilon, bool layer_norm, ActivationsQ8 quantized,
-               cudaStream_t stream) {
+               int64_t tokens, float epsilon, bool layer_norm, InputCopy copy, cudaStream_t stream) {
   if (tokens == 0) return;
   const unsigned grid = static_cast<unsigned>(tokens);
   const int w = static_cast<int>(width);
   if (width % 4 == 0) {
-    launch(norm_kernel<4>, grid, kNormThreads, stream, x, weight, bias, out, w, epsilon, layer_norm, quantized);
+    launch(norm_kernel<4>, grid, kNormThreads, stream, x, weight, bias, out, w, epsilon, layer_norm, copy);
   } else {
     launch(norm_kernel<1>, grid, kNormThreads, stream, x, weight, bias, out, w, epsilon, layer_norm,
-                                                      ActivationsQ8{});
+           InputCopy{{}, copy.half});
   }
 }
 
@@ -401,14 +423,14 @@ void rope_and_store_kv(const RopeParams& p, float* q, const float* k, const floa
 void attention(const AttentionParams& p, const float* q, const void* key_cache,
                const void* value_cache, const int32_t* positions, const int32_t* seq_rows,
                const int32_t* block_tables, const int32_t* table_stride, int64_t tokens,
-               int splits, float* partial_o, float* partial_ml, float* out, ActivationsQ8 quantized,
+               int splits, float* partial_o, float* partial_ml, float* out, InputCopy copy,
                cudaStream_t stream) {
   if (tokens == 0) return;
   const dim3 grid(static_cast<unsigned>(tokens), static_cast<unsigned>(p.head_count_kv),
                   static_cast<unsigned>(splits));
   const unsigned threads = static_cast<unsigned>(32 * (p.head_count / p.head_count_kv));
-  // The kernel's quantized output needs whole blocks: head_dim = 32 kDims.
-  const ActivationsQ8 fused = splits == 1 && p.head_dim % 32 == 0 ? quantized : ActivationsQ8{};
+  // With splits the merge kernel writes the copy; the kernel's int8 blocks need head_dim = 32 kDims.
+  const InputCopy fused = splits > 1 ? InputCopy{} : InputCopy{p.head_dim % 32 == 0 ? copy.q8 : ActivationsQ8{}, copy.half};
   const __half* keys = static_cast<const __half*>(key_cache);
   const __half* values = static_cast<const __half*>(value_cache);
   auto run = [&](auto kernel) {
@@ -422,13 +444,13 @@ void attention(const AttentionParams& p, const float* q, const void* key_cache,
     default: run(attention_kernel<4>); break;
   }
   if (splits > 1) {
-    launch(attention_merge_kernel, dim3(static_cast<unsigned>(tokens), static_cast<unsigned>(p.head_count)), 128, stream, p, splits, partial_o, partial_ml, out,
-                                                                 quantized);
+    launch(attention_merge_kernel, dim3(static_cast<unsigned>(tokens), static_cast<unsigned>(p.head_count)), 128,
+           stream, p, splits, partial_o, partial_ml, out, copy);
   }
 }
 
-void swiglu(const float* gate, float* up, int64_t n, ActivationsQ8 quantized, cudaStream_t stream) {
-  if (n > 0) launch(swiglu_kernel, blocks_for(n, 256), 256, stream, gate, up, n, quantized);
+void swiglu(const float* gate, float* up, int64_t n, InputCopy copy, cudaStream_t stream) {
+  if (n > 0) launch(swiglu_kernel, blocks_for(n, 256), 256, stream, gate, up, n, copy);
 }
 
 void gelu(float* x, int64_t n, cudaStream_t stream) {

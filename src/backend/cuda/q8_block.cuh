@@ -1,6 +1,9 @@
-// Device helper shared by the kernels that write int8 activations (kernels.h, ActivationsQ8):
-// quantization of one 32-value block held by the lanes of a warp.
+// Device helpers shared by the kernels that write the copies of a linear layer's input
+// (kernels.h, InputCopy): quantization of one 32-value block held by the lanes of a warp, and
+// float16 stores.
 #pragma once
+
+#include <cuda_fp16.h>
 
 #include <cstdint>
 
@@ -51,6 +54,22 @@ __device__ __forceinline__ void store_q8_block(const float (&v)[kValues], int64_
 __device__ __forceinline__ void store_q8_block(float v, int64_t block, int8_t* q, float2* ds) {
   const float values[1] = {v};
   store_q8_block<1>(values, block, q, ds);
+}
+
+// The float16 copy (InputCopy::half) of kValues consecutive values at out[0, kValues).
+template <int kValues>
+__device__ __forceinline__ void store_halves(const float (&v)[kValues], void* out) {
+  __half* h = static_cast<__half*>(out);
+  if constexpr (kValues % 2 == 0) {
+#pragma unroll
+    for (int i = 0; i < kValues; i += 2) reinterpret_cast<__half2*>(h)[i / 2] = __floats2half2_rn(v[i], v[i + 1]);
+  } else {
+#pragma unroll
+    for (int i = 0; i < kValues; ++i) h[i] = __float2half_rn(v[i]);
+  }
+}
+__device__ __forceinline__ void store_half(float v, void* out, int64_t at) {
+  static_cast<__half*>(out)[at] = __float2half_rn(v);
 }
 
 }  // namespace realizar::cuda

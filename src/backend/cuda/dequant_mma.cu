@@ -1,18 +1,19 @@
-// Matrix products of quantized weights with int8-quantized activations on the tensor cores, for
-// batches of more than a few tokens (kernels.h, matmul_int8_mma). The integer dot products of one
-// weight block (or K-quant sub-block) with one activation block come out of
-// mma.sync.m16n8k32.s8.s8.s32 (PTX ISA, "Matrix Fragments for mma.m16n8k32"); each is then scaled
-// in float32 by the weight block's scale and the activation block's d (plus the offset term of
-// the types with a minimum), as matvec_int8 does for one token at a time.
+// Matrix products of quantized weights with float16 activations on the tensor cores, for batches
+// of 9-64 tokens (kernels.h, matmul_dequant_mma). Each lane reads its share of a weight block
+// from global memory once per 32 tokens, turns it into float16 A fragments in registers (the
+// block's scale and minimum applied per element: scale * q + offset, one rounding), and multiplies
+// with mma.sync.m16n8k16.f32.f16.f16.f32 (PTX ISA, "Matrix Fragments for mma.m16n8k16"): the
+// products accumulate in float32 across all of K, with no per-block work after the mma.
 //
-// Fragments (lane = 4 g + t): A (16 rows x 32 k) a0 = row g, k 4t..4t+3; a1 = row g+8, same k;
-// a2 = row g, k 16+4t..16+4t+3; a3 = row g+8, same k (lowest k in the lowest byte). B (32 k x 8
-// tokens) b0 = token g, k 4t..4t+3; b1 = token g, k 16+4t... C/D c0, c1 = row g, tokens 2t, 2t+1;
-// c2, c3 = row g+8, same tokens. The order of k inside one mma is free as long as A and B agree:
-// for all types but Q6_K, the mma's k 4t..4t+3 and 16+4t..16+4t+3 carry the block's elements
-// 8t..8t+3 and 8t+4..8t+7, so that each lane reads 8 contiguous weight bytes and 8 contiguous
-// activation bytes. Q6_K keeps the PTX order, in which k < 16 (a0, a1, b0) and k >= 16 (a2, a3,
-// b1) are its two 16-element scale groups, multiplied as two m16n8k16 products.
+// Fragments (lane = 4 g + t): A (16 rows x 16 k) a0 = row g, k 2t, 2t+1; a1 = row g+8, same k;
+// a2 = row g, k 2t+8, 2t+9; a3 = row g+8, same k. B (16 k x 8 tokens) b0 = token g, k 2t, 2t+1;
+// b1 = token g, k 2t+8, 2t+9. C/D c0, c1 = row g, tokens 2t, 2t+1; c2, c3 = row g+8, same tokens.
+// The order of k inside one mma is free as long as A and B agree. A k-step is one 32-element
+// block (K-quant sub-block) and two mma: lane t holds 8 of its elements as two 4-byte words (the
+// readers below, shared with the layout of matvec_int8), and product j takes word j: its elements
+// e..e+3 as k 2t, 2t+1, 2t+8, 2t+9. For all types but Q6_K the lane's elements are 8t..8t+7, so
+// its B values are one 16-byte shared-memory read; Q6_K's are 4t..4t+3 and 16+4t..16+4t+3 (its
+// two 16-element scale groups), two 8-byte reads.
 //
 // Tiles: a warp computes 16 or 32 rows (one or two m16 tiles) x 32 tokens (four n8 tiles); a CTA
 // is 4 such warps on consecutive rows. Its 32 tokens' activations come through a shared-memory
@@ -23,38 +24,24 @@
 // also load the next unit's registers before the current one's mma. K is split over a
 // thread-block cluster of up to 8 CTAs that add their sums through distributed shared memory in
 // rank order (deterministic), so that small matrices still give every multiprocessor CTAs.
-// __launch_bounds__(128, 4): 124-128 registers; the 32-row Q4_K/Q5_K/Q4_1/Q5_0 variants spill a
-// little (40-340 bytes), the 16-row ones do not.
 //
-// Measured (H200, tests/gpu/cuda_mma_test.cpp, REALIZAR_CUDA_BENCH=1; us with the shape
-// matmul_int8_mma_shape picks, warp rows / splits):
-//                         32 tokens                64 tokens     512 tokens
-//                         before  after            after         after (before: 35-50 TFLOP/s)
-//   Q4_K  3584 x  3584    23      17.9  16/8       30.3  32/8    150  (88 TFLOP/s)
-//   Q4_K 18944 x  3584    104     66.6  32/3       118   32/1    662  (105 TFLOP/s)
-//   Q6_K  3584 x 18944    147     89.1  16/8       146   32/8    949  (73; 859 at 2 splits)
-//   Q8_0  4864 x   896    -       13.7  16/3       17.2  16/3    77
-// i.e. 400-625 GB/s of weights at 32 tokens, 5-8x matvec_int8 (shape choice from these numbers;
-// the selector itself was written after the last GPU run). Still 2-4x short of the 1.5 TB/s
-// aimed at: a CTA alone on a multiprocessor spends ~0.5-0.75 us per k-step-of-8-mma (Q4_K 512 x 3584 with 4
-// CTAs: 84 us), i.e. the step's dependent chain (LDS, mma, 16 float ops per mma, the per-step
-// barrier) and the weight loads at each unit's start are exposed whenever there are fewer than
-// ~4 CTAs per multiprocessor, which is the case at 32 tokens. Tried and lost: CTAs of 2 warps of
-// 32 rows (same or slower than 4 warps at equal splits); more than one wave of CTAs (gate/up 4
-// splits of 32-row warps: 102 us vs 67 at 3 splits); 8 splits at 64 tokens of 16-row warps.
-// Next steps: weights through the shared ring too (cp.async, no registers, more bytes in flight),
-// fewer float ops per mma (the epilogue is 4 FADD + 4 FMUL + 8 FFMA per m16n8 tile), and
-// measuring the per-step chain with Nsight Compute, which this was tuned without.
+// History (docs/perf-notes.md): the first version multiplied int8 activations (m16n8k32.s8) and
+// scaled every block's integer sum in float32 after each mma; Nsight Compute showed 48 issued
+// instructions per mma (9.6 M float32 of 25.7 M for the 7B gate matrix at 32 tokens, 68 us at
+// 630 GB/s), spills, and 38 % of issue slots used with ~3.5 warps per scheduler.
 #include <cooperative_groups.h>
 #include <cuda_fp16.h>
 
 #include <algorithm>
 #include <climits>
 #include <cstdint>
+#include <cstring>
 #include <utility>
 
+#include "backend/cuda/async_copy.cuh"
 #include "backend/cuda/block_access.cuh"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/launch.cuh"
 #include "realizar/quant_blocks.h"
 
 namespace realizar::cuda {
@@ -88,9 +75,9 @@ __device__ __forceinline__ uint32_t minus_bias(uint32_t q, uint32_t bias) {
   return (q + (0x80808080u - bias * 0x01010101u)) ^ 0x80808080u;
 }
 
-// The A operand of one k-step for one row: `lo` the mma's k 4t..4t+3, `hi` its k 16+4t..16+4t+3;
-// x = scale * q + offset * (activation block's d * sum(q)) in the sense of the dot product, and
-// for Q6_K scale applies to lo, scale_hi to hi.
+// The weights of one k-step for one row, as this lane holds them: two words of 4 bytes q (signed
+// when the type's kSigned) for the lane's elements (see the top of the file), each element
+// scale * q + offset; for Q6_K `scale` applies to lo, `scale_hi` to hi.
 struct StepA {
   uint32_t lo, hi;
   float scale, offset, scale_hi;
@@ -101,7 +88,7 @@ struct StepA {
 struct Q4K {
   static constexpr int kSteps = 8;
   static constexpr int kBlockElems = 256, kBlockBytes = sizeof(block_q4_K);
-  static constexpr bool kContiguous = true, kHalves = false, kOffset = true;
+  static constexpr bool kContiguous = true, kHalves = false, kSigned = false;
   struct Raw {
     uint2 q[4];
     uint32_t sc[2], mn[2];  // 6-bit scales and mins of sub-blocks 0-3 and 4-7, one per byte
@@ -140,7 +127,7 @@ struct Q4K {
 struct Q5K {
   static constexpr int kSteps = 8;
   static constexpr int kBlockElems = 256, kBlockBytes = sizeof(block_q5_K);
-  static constexpr bool kContiguous = true, kHalves = false, kOffset = true;
+  static constexpr bool kContiguous = true, kHalves = false, kSigned = false;
   struct Raw {
     Q4K::Raw low;
     uint2 qh;
@@ -169,7 +156,7 @@ struct Q5K {
 struct Q6K {
   static constexpr int kSteps = 4;
   static constexpr int kBlockElems = 256, kBlockBytes = sizeof(block_q6_K);
-  static constexpr bool kContiguous = false, kHalves = true, kOffset = false;
+  static constexpr bool kContiguous = false, kHalves = true, kSigned = true;
   struct Raw {
     uint32_t ql[2][2];  // [s % 2][i / 16]
     uint32_t qh[2];     // [i / 16]
@@ -211,7 +198,7 @@ constexpr int kSmallSteps = 4;
 struct Q80 {
   static constexpr int kSteps = kSmallSteps;
   static constexpr int kBlockElems = 32, kBlockBytes = sizeof(block_q8_0);
-  static constexpr bool kContiguous = true, kHalves = false, kOffset = false;
+  static constexpr bool kContiguous = true, kHalves = false, kSigned = true;
   struct Raw {
     uint32_t q[kSteps][2];
     float d[kSteps];
@@ -238,7 +225,7 @@ struct Q80 {
 template <uint32_t kType>
 struct Small4 {
   static constexpr int kSteps = kSmallSteps;
-  static constexpr bool kContiguous = true, kHalves = false, kOffset = kType == kQ4_1;
+  static constexpr bool kContiguous = true, kHalves = false, kSigned = kType != kQ4_1;
   static constexpr int kBlockElems = 32;
   static constexpr int kBlockBytes = kType == kQ4_0 ? sizeof(block_q4_0)
                                      : kType == kQ4_1 ? sizeof(block_q4_1)
@@ -297,18 +284,39 @@ __device__ __forceinline__ typename Q::Raw load_unit(const uint8_t* row, int64_t
   }
 }
 
-__device__ __forceinline__ void mma_k32(int (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%10,%10,%10,%10};"
-      : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1), "r"(kBiasBits));
+// Reinterprets the bits of a float16 pair.
+__device__ __forceinline__ __half2 as_half2(uint32_t bits) {
+  __half2 h;
+  memcpy(&h, &bits, sizeof h);
+  return h;
+}
+__device__ __forceinline__ uint32_t as_bits(__half2 h) {
+  uint32_t bits;
+  memcpy(&bits, &h, sizeof bits);
+  return bits;
 }
 
-__device__ __forceinline__ void mma_k16(int (&d)[4], uint32_t a0, uint32_t a1, uint32_t b0) {
-  asm("mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5}, {%6}, "
-      "{%7,%7,%7,%7};"
-      : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
-      : "r"(a0), "r"(a1), "r"(b0), "r"(kBiasBits));
+// The four bytes of `word` (a row's elements e..e+3; signed or unsigned integers q) as the float16
+// pairs (e, e+1) -> first and (e+2, e+3) -> second of scale * q + offset. A byte u put under the
+// exponent of the float16 1024 (whose unit in the last place is 1) gives exactly 1024 + u, so one
+// subtraction recovers q exactly (signed bytes are first moved to u = q + 128); the scale and
+// offset then cost one rounding.
+template <bool kSigned>
+__device__ __forceinline__ void bytes_to_half2(uint32_t word, __half2 scale, __half2 offset, uint32_t& first,
+                                               uint32_t& second) {
+  constexpr uint32_t kExponent1024 = 0x64646464u;
+  const uint32_t u = kSigned ? word ^ 0x80808080u : word;
+  const __half2 zero = as_half2(kSigned ? 0x64806480u : 0x64006400u);  // 1152 or 1024
+  first = as_bits(__hfma2(__hsub2(as_half2(__byte_perm(u, kExponent1024, 0x4140u)), zero), scale, offset));
+  second = as_bits(__hfma2(__hsub2(as_half2(__byte_perm(u, kExponent1024, 0x4342u)), zero), scale, offset));
+}
+
+// d += A (16 x 16, row major) * B (16 x 8, column major), float16 in, float32 accumulators.
+__device__ __forceinline__ void mma_f16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 constexpr int kRowWarps = 4;    // warps per CTA, each on its own rows
@@ -317,36 +325,24 @@ constexpr int kNTiles = 4;      // n8 tiles per warp: 32 tokens
 constexpr int kTileTokens = 8 * kNTiles;
 constexpr int kMaxSplits = 8;   // portable cluster size
 
-// The activation ring: kStages slots of one k-step (32 k) each, holding the int8 values of the
-// tile's 32 tokens ([token][32 bytes]: the 8-byte B reads of a warp hit 32 distinct banks per
-// half-warp) and their (d, s) pairs ([token] float2: tokens 2t and 2t + 1 are one 16-byte read).
+// The activation ring: kStages slots of one k-step (32 k) each, holding the float16 values of the
+// tile's 32 tokens ([token][32]: 64 bytes per token, so that the 16-byte B reads of 8 lanes cover
+// 128 contiguous bytes).
 constexpr int kStages = 8;
-constexpr int kSlotQBytes = kTileTokens * 32;
-constexpr int kSlotBytes = kSlotQBytes + kTileTokens * 8;
+constexpr int kSlotBytes = kTileTokens * 32 * 2;
 
 // Elements of each row that a warp asks L2 to fetch ahead of its register loads.
 constexpr int kPrefetchElems = 512;
 
 struct MmaArgs {
   DeviceMatrix w;
-  const int8_t* xq;
-  const float2* xds;
+  const __half* x;
   float* y;
   int64_t ldy;
   const float* bias;
   bool accumulate;
   int64_t tokens;
 };
-
-__device__ __forceinline__ void cp_async8(void* shared, const void* global) {
-  const auto address = static_cast<uint32_t>(__cvta_generic_to_shared(shared));
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 8;" ::"r"(address), "l"(global) : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-template <int kPending>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;" ::"n"(kPending) : "memory");
-}
 
 // Asks L2 to fetch the 16-byte aligned part of [begin, end) (sm_90 bulk prefetch: no registers,
 // no completion to wait for; the bytes outside are left to the demand loads).
@@ -387,15 +383,30 @@ struct Output {
   }
 };
 
-// One CTA: kRowWarps warps of 16 kMTiles rows each (rows blockIdx.z * 16 kMTiles kRowWarps + ...) x the 32 tokens
-// of token tile blockIdx.y, over units [u0, u1) of K: share blockIdx.x of gridDim.x, which is the
-// cluster's size (the CTAs of one cluster split K and add their sums through distributed shared
-// memory, in rank order). The tile's activations come through the shared ring, loaded kStages - 1
-// k-steps ahead with cp.async; weights go from global memory (L2, prefetched ahead) to registers
-// once per unit, with one m tile a unit ahead of their use (two m tiles have no registers for it).
+// The A fragments of one k-step (32 k) for m tile m: a[j] feeds the m16n8k16 product j, whose k
+// are the lane's elements 4j..4j+3 of the step (see the top of the file). Rows g and g + 8.
+template <class Q>
+__device__ __forceinline__ void step_fragments(const typename Q::Raw (&raw)[2], int s, uint32_t (&a)[2][4]) {
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const StepA sa = Q::step(raw[h], s);
+    const __half2 scale = __float2half2_rn(sa.scale), offset = __float2half2_rn(sa.offset);
+    const __half2 scale_hi = Q::kHalves ? __float2half2_rn(sa.scale_hi) : scale;
+    bytes_to_half2<Q::kSigned>(sa.lo, scale, offset, a[0][h], a[0][2 + h]);
+    bytes_to_half2<Q::kSigned>(sa.hi, scale_hi, offset, a[1][h], a[1][2 + h]);
+  }
+}
+
+// One CTA: kRowWarps warps of 16 kMTiles rows each (rows blockIdx.z * 16 kMTiles kRowWarps + ...)
+// x the 32 tokens of token tile blockIdx.y, over units [u0, u1) of K: share blockIdx.x of
+// gridDim.x, which is the cluster's size (the CTAs of one cluster split K and add their sums
+// through distributed shared memory, in rank order). The tile's activations come through the
+// shared ring, loaded kStages - 1 k-steps ahead with cp.async; weights go from global memory (L2,
+// prefetched ahead) to registers once per unit, with one m tile a unit ahead of their use (two m
+// tiles have no registers for it), and are turned into float16 fragments step by step.
 template <class Q, int kMTiles>
 __global__ void __launch_bounds__(kThreads, 4)
-    matmul_int8_mma_kernel(const __grid_constant__ MmaArgs args) {
+    matmul_dequant_mma_kernel(const __grid_constant__ MmaArgs args) {
   constexpr int kWarpRows = 16 * kMTiles;
   constexpr int kAcc = kMTiles * kNTiles * 4;  // accumulators per lane
   constexpr bool kAhead = kMTiles == 1;
@@ -415,28 +426,16 @@ __global__ void __launch_bounds__(kThreads, 4)
   const int64_t u0 = units * split / splits, u1 = units * (split + 1) / splits;
   const int steps = static_cast<int>(min(u1 * Q::kSteps, blocks) - u0 * Q::kSteps);
 
-  // Step gs of this CTA (block u0 * kSteps + gs) into slot gs % kStages; tokens past the tile
-  // repeat its last one (their results are not stored).
+  // Step gs of this CTA (block u0 * kSteps + gs) into slot gs % kStages: 16 bytes per thread;
+  // tokens past the tile repeat its last one (their results are not stored).
+  static_assert(kTileTokens * 4 == kThreads, "one 16-byte copy per thread and k-step");
+  const int copy_token = tid / 4, copy_part = tid % 4;
+  const __half* copy_from = args.x + (first_token + min(static_cast<int64_t>(copy_token), tile_tokens - 1)) * w.cols +
+                            8 * copy_part;
   const auto issue = [&](int gs) {
     if (gs >= steps) return;
-    uint8_t* slot = ring[gs % kStages];
-    const int64_t b = u0 * Q::kSteps + gs;
-    for (int i = tid; i < kTileTokens * 5; i += kThreads) {
-      const int tt = i < kTileTokens * 4 ? i / 4 : i - kTileTokens * 4;
-      const int64_t token = first_token + min(static_cast<int64_t>(tt), tile_tokens - 1);
-      if (i < kTileTokens * 4) {
-        const int part = i % 4;
-        cp_async8(slot + tt * 32 + 8 * part, args.xq + token * w.cols + b * 32 + 8 * part);
-      } else {
-        cp_async8(slot + kSlotQBytes + 8 * tt, args.xds + token * blocks + b);
-      }
-    }
+    cp_async16(ring[gs % kStages] + copy_token * 64 + 16 * copy_part, copy_from + (u0 * Q::kSteps + gs) * 32);
   };
-#pragma unroll 1
-  for (int i = 0; i < kStages - 1; ++i) {
-    issue(i);
-    cp_async_commit();
-  }
 
   // Rows g, g + 8 of each m tile; rows past the matrix read its last row (results unused).
   int row_of[kMTiles][2];
@@ -450,14 +449,6 @@ __global__ void __launch_bounds__(kThreads, 4)
   const bool prefetches = lane < kWarpRows;
   if (prefetches) prefetch_units<Q>(prefetch_row, w.row_bytes, u0, min(u0 + 2 * kPrefetchUnits, u1));
 
-  float acc[kMTiles][kNTiles][4];
-#pragma unroll
-  for (int m = 0; m < kMTiles; ++m)
-#pragma unroll
-    for (int n = 0; n < kNTiles; ++n)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) acc[m][n][e] = 0.0f;
-
   typename Q::Raw raw[kMTiles][2], next[kMTiles][2];
   const auto load_all = [&](typename Q::Raw (&into)[kMTiles][2], int64_t u) {
 #pragma unroll
@@ -466,6 +457,24 @@ __global__ void __launch_bounds__(kThreads, 4)
       for (int h = 0; h < 2; ++h) into[m][h] = load_unit<Q>(w.data + static_cast<int64_t>(row_of[m][h]) * w.row_bytes, u, t, blocks);
   };
   if (kAhead && u0 < u1) load_all(next, u0);
+
+  // The activations are written by the previous kernel of the stream: wait for it only now that
+  // the first weights are on their way.
+  wait_then_allow_next_kernel();
+#pragma unroll 1
+  for (int i = 0; i < kStages - 1; ++i) {
+    issue(i);
+    cp_async_commit();
+  }
+
+  float acc[kMTiles][kNTiles][4];
+#pragma unroll
+  for (int m = 0; m < kMTiles; ++m)
+#pragma unroll
+    for (int n = 0; n < kNTiles; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[m][n][e] = 0.0f;
+
   int gs = 0;
   for (int64_t u = u0; u < u1; ++u) {
     if (prefetches && u > u0 && (u - u0) % kPrefetchUnits == 0) {
@@ -489,58 +498,26 @@ __global__ void __launch_bounds__(kThreads, 4)
       cp_async_commit();
       const uint8_t* slot = ring[gs % kStages];
 
-      uint32_t a[kMTiles][4];
-      float scale[kMTiles][2], offset[kMTiles][2], scale_hi[kMTiles][2];
+      uint32_t a[kMTiles][2][4];
 #pragma unroll
-      for (int m = 0; m < kMTiles; ++m) {
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const StepA sa = Q::step(raw[m][h], s);
-          a[m][h] = sa.lo;
-          a[m][2 + h] = sa.hi;
-          scale[m][h] = sa.scale;
-          offset[m][h] = sa.offset;
-          scale_hi[m][h] = sa.scale_hi;
-        }
-      }
+      for (int m = 0; m < kMTiles; ++m) step_fragments<Q>(raw[m], s, a[m]);
 #pragma unroll
       for (int n = 0; n < kNTiles; ++n) {
         if (n >= n_tiles) break;
-        const uint8_t* xq = slot + (8 * n + g) * 32;
-        uint32_t b0, b1;
-        if constexpr (Q::kContiguous) {
-          const uint2 v = *reinterpret_cast<const uint2*>(xq + 8 * t);
-          b0 = v.x;
-          b1 = v.y;
-        } else {
-          b0 = *reinterpret_cast<const uint32_t*>(xq + 4 * t);
-          b1 = *reinterpret_cast<const uint32_t*>(xq + 16 + 4 * t);
+        const uint8_t* x = slot + (8 * n + g) * 64;
+        uint32_t b[2][2];
+        if constexpr (Q::kContiguous) {  // elements 8t..8t+7
+          const uint4 v = *reinterpret_cast<const uint4*>(x + 16 * t);
+          b[0][0] = v.x, b[0][1] = v.y, b[1][0] = v.z, b[1][1] = v.w;
+        } else {  // elements 4t..4t+3 and 16+4t..16+4t+3
+          const uint2 lo = *reinterpret_cast<const uint2*>(x + 8 * t);
+          const uint2 hi = *reinterpret_cast<const uint2*>(x + 32 + 8 * t);
+          b[0][0] = lo.x, b[0][1] = lo.y, b[1][0] = hi.x, b[1][1] = hi.y;
         }
-        const float4 ds = *reinterpret_cast<const float4*>(slot + kSlotQBytes + (8 * n + 2 * t) * 8);
-        const float2 x[2] = {make_float2(ds.x, ds.y), make_float2(ds.z, ds.w)};
 #pragma unroll
         for (int m = 0; m < kMTiles; ++m) {
-          if constexpr (Q::kHalves) {
-            static_assert(!Q::kOffset, "two scale groups per k-step without an offset term only");
-            int lo[4], hi[4];
-            mma_k16(lo, a[m][0], a[m][1], b0);
-            mma_k16(hi, a[m][2], a[m][3], b1);
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-              const int h = e / 2;
-              const float v = fmaf(unbias(hi[e]), scale_hi[m][h], unbias(lo[e]) * scale[m][h]);
-              acc[m][n][e] = fmaf(v, x[e % 2].x, acc[m][n][e]);
-            }
-          } else {
-            int d[4];
-            mma_k32(d, a[m], b0, b1);
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-              const int h = e / 2;
-              acc[m][n][e] = fmaf(unbias(d[e]), scale[m][h] * x[e % 2].x, acc[m][n][e]);
-              if constexpr (Q::kOffset) acc[m][n][e] = fmaf(offset[m][h], x[e % 2].y, acc[m][n][e]);
-            }
-          }
+          mma_f16(acc[m][n], a[m][0], b[0][0], b[0][1]);
+          mma_f16(acc[m][n], a[m][1], b[1][0], b[1][1]);
         }
       }
     }
@@ -600,7 +577,7 @@ int multiprocessor_count() {
 
 }  // namespace
 
-MmaShape matmul_int8_mma_shape(int64_t rows, int64_t cols, int64_t tokens) {
+MmaShape matmul_dequant_mma_shape(int64_t rows, int64_t cols, int64_t tokens) {
   // K is split over the most CTAs of a cluster that still fit in one wave of four CTAs per
   // multiprocessor (at most one split per 256 elements of K). Warps of 32 rows (each B fragment
   // used twice) when that gives at least half a wave; else warps of 16 rows, twice the CTAs, with
@@ -620,7 +597,7 @@ MmaShape matmul_int8_mma_shape(int64_t rows, int64_t cols, int64_t tokens) {
   return 2 * wide.second >= slots ? wide.first : fit(16).first;
 }
 
-void matmul_int8_mma_tiled(const DeviceMatrix& w, ActivationsQ8 x, float* y, int64_t ldy,
+void matmul_dequant_mma_tiled(const DeviceMatrix& w, const void* x, float* y, int64_t ldy,
                            const float* bias, bool accumulate, int64_t tokens, MmaShape shape,
                            cudaStream_t stream) {
   if (tokens <= 0 || w.rows <= 0 || w.cols <= 0) return;
@@ -632,33 +609,34 @@ void matmul_int8_mma_tiled(const DeviceMatrix& w, ActivationsQ8 x, float* y, int
     using Q = decltype(q);
     for (int64_t t0 = 0; t0 < tokens; t0 += chunk) {
       const int64_t n = std::min(chunk, tokens - t0);
-      const MmaArgs args{w, x.q + t0 * w.cols, reinterpret_cast<const float2*>(x.ds) + t0 * (w.cols / 32),
-                         y + t0 * ldy, ldy, bias, accumulate, n};
+      const MmaArgs args{w, static_cast<const __half*>(x) + t0 * w.cols, y + t0 * ldy, ldy, bias, accumulate, n};
       cudaLaunchConfig_t config{};
       config.gridDim = dim3(static_cast<unsigned>(splits), static_cast<unsigned>((n + kTileTokens - 1) / kTileTokens),
                             static_cast<unsigned>((w.rows + kRowWarps * warp_rows - 1) / (kRowWarps * warp_rows)));
       config.blockDim = dim3(kThreads);
       config.stream = stream;
-      cudaLaunchAttribute cluster{};
-      cluster.id = cudaLaunchAttributeClusterDimension;
-      cluster.val.clusterDim.x = static_cast<unsigned>(splits);
-      cluster.val.clusterDim.y = 1;
-      cluster.val.clusterDim.z = 1;
-      config.attrs = &cluster;
-      config.numAttrs = 1;
+      cudaLaunchAttribute attributes[2] = {};
+      attributes[0].id = cudaLaunchAttributeClusterDimension;
+      attributes[0].val.clusterDim.x = static_cast<unsigned>(splits);
+      attributes[0].val.clusterDim.y = 1;
+      attributes[0].val.clusterDim.z = 1;
+      attributes[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;  // launch.cuh
+      attributes[1].val.programmaticStreamSerializationAllowed = 1;
+      config.attrs = attributes;
+      config.numAttrs = 2;
       if (warp_rows == 16) {
-        cudaLaunchKernelEx(&config, matmul_int8_mma_kernel<Q, 1>, args);
+        cudaLaunchKernelEx(&config, matmul_dequant_mma_kernel<Q, 1>, args);
       } else {
-        cudaLaunchKernelEx(&config, matmul_int8_mma_kernel<Q, 2>, args);
+        cudaLaunchKernelEx(&config, matmul_dequant_mma_kernel<Q, 2>, args);
       }
     }
   });
 }
 
-void matmul_int8_mma(const DeviceMatrix& w, ActivationsQ8 x, float* y, int64_t ldy,
+void matmul_dequant_mma(const DeviceMatrix& w, const void* x, float* y, int64_t ldy,
                      const float* bias, bool accumulate, int64_t tokens, cudaStream_t stream) {
-  matmul_int8_mma_tiled(w, x, y, ldy, bias, accumulate, tokens,
-                        matmul_int8_mma_shape(w.rows, w.cols, tokens), stream);
+  matmul_dequant_mma_tiled(w, x, y, ldy, bias, accumulate, tokens,
+                        matmul_dequant_mma_shape(w.rows, w.cols, tokens), stream);
 }
 
 }  // namespace realizar::cuda
