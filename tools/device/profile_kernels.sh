@@ -3,6 +3,8 @@
 # the start of a prefill) under Nsight Compute, graphs off, so that the time of each kernel
 # family can be compared with its bytes. Usage:
 #   tools/device/profile_kernels.sh CARRY_DIR decode MODEL [CONTEXT] | prefill MODEL [KERNELS]
+#                                   | parallel MODEL [SEQUENCES]
+# (parallel: one decode step of SEQUENCES sequences, default 32, each after a 64-token prompt)
 # MODEL names a synth preset (0.5b, 1.5b, 7b, 32b), made under /tmp/models if missing.
 # Summaries go to stdout and $OUT/profile-*.csv.
 set -eu
@@ -11,7 +13,7 @@ mkdir -p /tmp/models "${OUT:-/tmp}"
 [ -f /tmp/models/$M.gguf ] || $C/apr synth qwen2.5-$M -o /tmp/models/$M.gguf --type q4_k_m >/dev/null
 NCU="ncu --clock-control none --cache-control none --csv --page raw --print-units base
      --metrics gpu__time_duration.sum,dram__bytes_read.sum,launch__grid_size,launch__registers_per_thread"
-CSV=${OUT:-/tmp}/profile-$MODE-$M.csv
+CSV=${OUT:-/tmp}/profile-$MODE-$M-${4:-}.csv
 if [ "$MODE" = decode ]; then
   CONTEXT=${4:-64}
   # -p 0: the warm-up "prompt" is one token, so every step is a 1-token step. Profile two steps
@@ -20,6 +22,18 @@ if [ "$MODE" = decode ]; then
              sed -n 's/.*1 tokens, 1 splits, \([0-9]*\) nodes.*/\1/p' | head -1)
   REALIZAR_CUDA_GRAPHS=0 $NCU --launch-skip $((CONTEXT * PER_STEP)) --launch-count $((2 * PER_STEP + 10)) \
     --log-file "$CSV" $C/apr bench /tmp/models/$M.gguf --device cuda -p 0 -n $((CONTEXT + 4)) -r 1 >/dev/null 2>&1
+elif [ "$MODE" = parallel ]; then
+  # The kernels before the third parallel step: the warm-up prompt and 4 one-token steps, the pp64
+  # run, one 64-token prefill per sequence and two parallel steps. Graph node counts (a graph with
+  # outputs also holds one copy node) give the kernel counts.
+  N=${4:-32}
+  ARGS="--device cuda -p 64 -n 4 -r 1 --parallel $N"
+  STATS=$(REALIZAR_CUDA_GRAPH_STATS=1 $C/apr bench /tmp/models/$M.gguf $ARGS 2>&1)
+  kernels() { echo "$STATS" | sed -n "s/.*: $1 tokens, [0-9]* splits, \([0-9]*\) nodes.*/\1/p" | head -1; }
+  K1=$(( $(kernels 1) - 1 )) K64=$(( $(kernels 64) - 1 )) KN=$(( $(kernels $N) - 1 ))
+  REALIZAR_CUDA_GRAPHS=0 $NCU --launch-skip $(( (N + 2) * K64 + 4 * K1 + 2 * KN - 5 )) --launch-count $((KN + 20)) \
+    --log-file "$CSV" $C/apr bench /tmp/models/$M.gguf $ARGS >/dev/null 2>&1
+  MODE=decode
 else
   REALIZAR_CUDA_GRAPHS=0 $NCU --launch-count ${4:-600} --log-file "$CSV" \
     $C/apr bench /tmp/models/$M.gguf --device cuda -p 512 -n 0 -r 1 >/dev/null 2>&1 || true
