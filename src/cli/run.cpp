@@ -44,6 +44,7 @@ int run_generation(RunArgs& args) {
         std::fflush(stdout);
       });
   std::fputc('\n', stdout);
+  std::fflush(stdout);  // the text's line ends before the statistics on stderr, also through a pipe
   std::fprintf(stderr,
                "apr: prompt %lld tokens, TTFT %.1f ms (%.1f tok/s); generated %lld tokens in "
                "%.2f s (%.2f tok/s); finished: %s\n",
