@@ -195,7 +195,6 @@ class CudaBackend final : public Backend {
     int64_t tokens = 0;
     int64_t outputs = 0;
     int splits = 1;
-    bool greedy = false;  // token ids instead of logits
   };
 
   // Where the wanted rows' results go: logits ([rows x vocab]) or greedy token ids ([rows]).
@@ -209,10 +208,9 @@ class CudaBackend final : public Backend {
     int64_t done = 0;
     for (size_t begin = 0; begin < batch.size(); begin += kMaxStepTokens) {
       const size_t end = std::min(batch.size(), begin + static_cast<size_t>(kMaxStepTokens));
-      Step step = upload_step(batch, slots_, begin, end);
-      step.greedy = results.tokens != nullptr;
-      run_step(step, step.greedy ? Results{nullptr, results.tokens + done}
-                                 : Results{results.logits + done * config_.vocab_size, nullptr});
+      const Step step = upload_step(batch, slots_, begin, end);
+      run_step(step, results.tokens != nullptr ? Results{nullptr, results.tokens + done}
+                                               : Results{results.logits + done * config_.vocab_size, nullptr});
       done += step.outputs;
     }
   }
@@ -362,25 +360,26 @@ class CudaBackend final : public Backend {
   }
 
   void run_step(const Step& step, Results out) {
+    const bool greedy = out.tokens != nullptr;
     const bool graphed = use_graphs_ && step.tokens <= kGraphMaxTokens && step.outputs <= kMaxOutputRows;
     if (!graphed) {
       enqueue_layers(step);
       for (int64_t begin = 0; begin < step.outputs; begin += kMaxOutputRows) {
         const int64_t count = std::min(kMaxOutputRows, step.outputs - begin);
-        enqueue_output(begin, count, step.greedy);
+        enqueue_output(begin, count, greedy);
         check(cudaStreamSynchronize(stream_), "step");
         copy_results(out, begin, count);
       }
       check(cudaGetLastError(), "step kernels");
       return;
     }
-    const auto key = std::make_tuple(step.tokens, step.splits, step.outputs, step.greedy);
+    const auto key = std::make_tuple(step.tokens, step.splits, step.outputs, greedy);
     auto it = graphs_.find(key);
     if (it == graphs_.end()) {
       cudaGraph_t graph = nullptr;
       check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "begin capture");
       enqueue_layers(step);
-      if (step.outputs > 0) enqueue_output(0, step.outputs, step.greedy);
+      if (step.outputs > 0) enqueue_output(0, step.outputs, greedy);
       check(cudaStreamEndCapture(stream_, &graph), "end capture");
       if (std::getenv("REALIZAR_CUDA_GRAPH_STATS") != nullptr) print_graph_size(graph, step);
       cudaGraphExec_t exec = nullptr;
@@ -503,7 +502,8 @@ class CudaBackend final : public Backend {
     flush();
   }
 
-  // Batches the int8 kernels do not take: dequantize to float16 and multiply with cuBLAS.
+  // Batches the quantized-weight kernels do not take: dequantize to float16 and multiply with
+  // cuBLAS.
   void linear_gemm(const cuda::DeviceMatrix& w, LinearInput& in, float* y, int64_t ldy,
                    const float* bias, bool accumulate) {
     const int64_t tokens = in.tokens;

@@ -13,7 +13,7 @@ namespace {
 
 constexpr int kThreads = 1024;
 
-// A candidate: its logit and index; index kAllNegativeInfinity while none beats -inf.
+// A candidate: its logit and index; index kArgmaxAllNegativeInfinity while none beats -inf.
 struct Best {
   float logit;
   int32_t index;
