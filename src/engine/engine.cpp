@@ -64,8 +64,8 @@ GenerationStats Engine::generate(const std::vector<int32_t>& prompt,
   for (size_t i = 0; i < prompt.size(); ++i) {
     batch.add(prompt[i], static_cast<int32_t>(i), kSequence, i + 1 == prompt.size());
   }
-  Sampler sampler(options.sampling, static_cast<int>(model_->config.vocab_size));
-  for (int32_t token : prompt) sampler.accept(token);
+  Sampler sampler(static_cast<int>(model_->config.vocab_size));
+  std::vector<int32_t> history = prompt;
   // Plain greedy decoding leaves the choice to the backend, which then returns one id per step
   // instead of the logits (on a GPU: no vocabulary-sized copy per token).
   const bool on_backend = options.sampling.is_plain_greedy();
@@ -77,7 +77,7 @@ GenerationStats Engine::generate(const std::vector<int32_t>& prompt,
       return picked.at(0);
     }
     backend_->forward(batch, logits);
-    return sampler.sample(logits);
+    return sampler.sample(logits, options.sampling, history, static_cast<int64_t>(history.size()));
   };
   StreamingDecoder decoder(model_->tokenizer);
   StopMatcher stops(options.stop);
@@ -85,7 +85,7 @@ GenerationStats Engine::generate(const std::vector<int32_t>& prompt,
   GenerationStats stats;
   stats.prompt_tokens = static_cast<int64_t>(prompt.size());
   int32_t token = next_token();
-  sampler.accept(token);
+  history.push_back(token);
   stats.prompt_seconds = seconds_since(start);
   const auto decode_start = std::chrono::steady_clock::now();
 
@@ -110,7 +110,7 @@ GenerationStats Engine::generate(const std::vector<int32_t>& prompt,
     batch.clear();
     batch.add(token, static_cast<int32_t>(position++), kSequence, true);
     token = next_token();
-    sampler.accept(token);
+    history.push_back(token);
   }
   if (!stopped_by_string) {  // text held back as a possible stop-string prefix is output after all
     const StopMatcher::Result last = stops.feed(decoder.finish());
