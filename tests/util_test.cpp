@@ -1,0 +1,82 @@
+// Small utilities: SHA-256, the realizar home directory, progress formatting.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "realizar/error.h"
+#include "test_support.h"
+#include "util/paths.h"
+#include "util/progress.h"
+#include "util/sha256.h"
+
+namespace realizar {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::span<const uint8_t> bytes_of(const std::string& s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+
+TEST(Sha256, MatchesTheFips180Examples) {
+  EXPECT_EQ(sha256_hex(bytes_of("")), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(sha256_hex(bytes_of("abc")), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  Sha256 pieces;  // the same message fed in two parts
+  pieces.update(bytes_of("ab"));
+  pieces.update(bytes_of("c"));
+  EXPECT_EQ(pieces.hex_digest(), sha256_hex(bytes_of("abc")));
+}
+
+TEST(Sha256, OfAFileEqualsOfItsBytes) {
+  testing::TempDir dir;
+  std::string content(3 << 20, 'x');  // several read pieces
+  content[12345] = 'y';
+  testing::write_file(dir / "f.bin", content);
+  EXPECT_EQ(sha256_file_hex(dir / "f.bin"), sha256_hex(bytes_of(content)));
+  EXPECT_THAT([&] { sha256_file_hex(dir / "missing"); }, ::testing::ThrowsMessage<Error>(HasSubstr("cannot read")));
+}
+
+TEST(RealizarHome, IsTheVariableOrUnderHome) {
+  const char* saved = std::getenv("REALIZAR_HOME");
+  const std::string saved_value = saved ? saved : "";
+  setenv("REALIZAR_HOME", "/tmp/somewhere", 1);
+  EXPECT_EQ(realizar_home(), "/tmp/somewhere");
+  setenv("REALIZAR_HOME", "", 1);
+  EXPECT_EQ(realizar_home(), std::filesystem::path(std::getenv("HOME")) / ".cache" / "realizar");
+  if (saved) setenv("REALIZAR_HOME", saved_value.c_str(), 1); else unsetenv("REALIZAR_HOME");
+}
+
+TEST(Progress, FormatsAmountsInDecimalUnits) {
+  EXPECT_EQ(Progress::format_amount(17, Progress::Unit::Bytes), "17 B");
+  EXPECT_EQ(Progress::format_amount(12'345, Progress::Unit::Bytes), "12 KB");
+  EXPECT_EQ(Progress::format_amount(340'000'000, Progress::Unit::Bytes), "340.0 MB");
+  EXPECT_EQ(Progress::format_amount(1'234'000'000, Progress::Unit::Bytes), "1.23 GB");
+  EXPECT_EQ(Progress::format_amount(42, Progress::Unit::Items), "42");
+}
+
+TEST(Progress, QuickWorkPrintsNothingUnlessAskedAndPlainOutputHasNoControlCodes) {
+  testing::TempDir dir;
+  const auto path = dir / "out.txt";
+  std::FILE* out = std::fopen(path.c_str(), "w");
+  ASSERT_NE(out, nullptr);
+  {
+    Progress quiet("copy", 100, Progress::Unit::Bytes, out);
+    quiet.update(100);
+  }
+  Progress reported("copy", 2'000'000, Progress::Unit::Bytes, out);
+  reported.update(2'000'000);
+  reported.finish(/*always_report=*/true);
+  std::fclose(out);
+  const std::string text = testing::read_file(path);
+  EXPECT_THAT(text, ::testing::StartsWith("copy: 100% 2.0 MB / 2.0 MB, "));
+  EXPECT_THAT(text, HasSubstr("total\n"));
+  EXPECT_EQ(text.find('\r'), std::string::npos);
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 1);
+}
+
+}  // namespace
+}  // namespace realizar
