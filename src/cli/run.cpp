@@ -38,11 +38,17 @@ int run_generation(RunArgs& args) {
 
   args.generation.sampling.seed = args.seed ? *args.seed : std::random_device{}();
   const std::vector<int32_t> prompt = tokenize_prompt(engine.tokenizer(), args.prompt, args.chat);
-  const GenerationStats stats =
-      engine.generate(prompt, args.generation, [](std::string_view text) {
-        std::fwrite(text.data(), 1, text.size(), stdout);
-        std::fflush(stdout);
-      });
+  const auto print = [](std::string_view text) {
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+  };
+  GenerationStats stats;
+  try {
+    stats = engine.generate(prompt, args.generation, print);
+  } catch (const RequestError& e) {
+    if (e.code() != RequestError::Code::ContextLengthExceeded) throw;
+    fail("{}: raise --ctx", e.what());
+  }
   std::fputc('\n', stdout);
   std::fflush(stdout);  // the text's line ends before the statistics on stderr, also through a pipe
   std::fprintf(stderr,
