@@ -63,7 +63,7 @@ int run_perplexity(const PerplexityArgs& args) {
 }
 
 const bool registered = register_command({
-    "perplexity", "Perplexity of a model over a text file (llama-perplexity's method)",
+    "perplexity", "measure a model's perplexity over a text file (llama-perplexity's method)",
     [](CLI::App& app) -> CommandRunner {
       auto args = std::make_shared<PerplexityArgs>();
       app.add_option("model", args->model, "GGUF model file")->required();
