@@ -394,7 +394,8 @@ TEST(ChatSession, AFullContextDropsTheOldestTurnWithANotice) {
     }
     EXPECT_EQ(seen[i].notices, expected);
     EXPECT_EQ(turns[i].stats.prompt_tokens, prompt);
-    kept.push_back(static_cast<int64_t>((chatml_turn("user", questions[i]) + chatml_turn("assistant", turns[i].answer)).size()));
+    const std::string turn = chatml_turn("user", questions[i]) + chatml_turn("assistant", turns[i].answer);
+    kept.push_back(static_cast<int64_t>(turn.size()));
   }
   EXPECT_GE(drops, 2) << "the turns must overflow the context";
   EXPECT_EQ(chat.conversation().system(), "Sys");
@@ -409,8 +410,9 @@ TEST(ChatSession, AMessageTooLongEvenAloneIsRefusedAndNotKept) {
   const TurnResult ok = chat.send("short", recording(seen));
   const auto before = pairs_of(chat.conversation().messages());
   EXPECT_THAT([&] { chat.send(std::string(120, 'y'), recording(seen)); },
-              ::testing::ThrowsMessage<Error>(::testing::AllOf(HasSubstr("does not fit"), HasSubstr("context of 128 tokens"),
-                                                    HasSubstr("raise --ctx or lower --max-tokens"))));
+              ::testing::ThrowsMessage<Error>(::testing::AllOf(HasSubstr("does not fit"),
+                                                               HasSubstr("context of 128 tokens"),
+                                                               HasSubstr("raise --ctx or lower --max-tokens"))));
   EXPECT_EQ(pairs_of(chat.conversation().messages()), before);
   EXPECT_EQ(chat.last_turn()->answer, ok.answer);
 }
