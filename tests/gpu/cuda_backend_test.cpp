@@ -27,7 +27,10 @@
 #include "test_support.h"
 
 #ifdef REALIZAR_HAVE_CUDA
+#include <cuda_runtime_api.h>
+
 #include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/graph_cache.h"
 #endif
 
 namespace realizar {
@@ -225,6 +228,30 @@ TEST(CudaBackend, RealShapeModelMatchesTheReference) {
   batches[1].add(t[12], 12, 0, true);
   batches[2].add(t[13], 13, 0, true);
   expect_same_logits(*cuda, *reference, batches, kInt8LogitTolerance);
+}
+
+// The graph cache holds at most its capacity, dropping the least recently used graph.
+TEST(CudaGraphCache, DropsTheLeastRecentlyUsedGraphWhenFull) {
+  if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device";
+  const auto empty_graph = [] {
+    cudaGraph_t graph = nullptr;
+    EXPECT_EQ(cudaGraphCreate(&graph, 0), cudaSuccess);
+    cudaGraphExec_t exec = nullptr;
+    EXPECT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+    cudaGraphDestroy(graph);
+    return exec;
+  };
+  cuda::GraphCache cache(2);
+  const cuda::GraphKey a{1, 1, 1, 0}, b{2, 1, 2, 0}, c{3, 1, 3, 1};
+  const cudaGraphExec_t ga = empty_graph(), gb = empty_graph();
+  cache.insert(a, ga);
+  cache.insert(b, gb);
+  EXPECT_EQ(cache.find(a), ga);  // a is now the most recently used
+  cache.insert(c, empty_graph());
+  EXPECT_EQ(cache.size(), 2u);
+  EXPECT_EQ(cache.find(b), nullptr);
+  EXPECT_EQ(cache.find(a), ga);
+  EXPECT_NE(cache.find(c), nullptr);
 }
 
 #endif  // REALIZAR_HAVE_CUDA

@@ -8,16 +8,15 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <map>
 #include <set>
 #include <string_view>
-#include <tuple>
 #include <unordered_map>
 #include <vector>
 
 #include <fmt/format.h>
 
 #include "backend/cuda/device_info.h"
+#include "backend/cuda/graph_cache.h"
 #include "backend/cuda/kernels.h"
 #include "kv/kv_manager.h"
 #include "kv/step_inputs.h"
@@ -34,7 +33,8 @@ constexpr int64_t kMmaMaxTokens = 64;       // float16 tensor-core products on t
                                             // weights up to this many, above (prefill):
                                             // dequantize + cuBLAS GEMM
 constexpr int64_t kMaxOutputRows = 64;      // logits rows computed per LM-head pass
-constexpr int64_t kGraphMaxTokens = 64;     // steps of at most this many tokens are graphed
+constexpr int64_t kGraphMaxTokens = 64;     // steps of at most this many tokens are graphed,
+constexpr size_t kMaxGraphs = 256;          // and at most this many graphs are held
 constexpr int64_t kMaxSplitRows = 512;      // tokens x splits of the attention partials
 constexpr int kMaxSplits = 32;
 constexpr int64_t kGemmScratchElements = int64_t{64} << 20;  // float16 weights per GEMM pass
@@ -164,7 +164,6 @@ class CudaBackend final : public Backend {
   }
 
   ~CudaBackend() override {
-    for (auto& [key, exec] : graphs_) cudaGraphExecDestroy(exec);
     if (cublas_ != nullptr) cublasDestroy(cublas_);
     if (upload_done_ != nullptr) cudaEventDestroy(upload_done_);
     if (stream_ != nullptr) cudaStreamDestroy(stream_);
@@ -405,22 +404,21 @@ class CudaBackend final : public Backend {
       check(cudaGetLastError(), "step kernels");
       return;
     }
-    const auto key = std::make_tuple(step.tokens, step.splits, step.outputs, greedy);
-    auto it = graphs_.find(key);
-    if (it == graphs_.end()) {
+    const cuda::GraphKey key{step.tokens, step.splits, step.outputs, greedy ? 1 : 0};
+    cudaGraphExec_t exec = graphs_.find(key);
+    if (exec == nullptr) {
       cudaGraph_t graph = nullptr;
       check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "begin capture");
       enqueue_layers(step);
       if (step.outputs > 0) enqueue_output(0, step.outputs, greedy);
       check(cudaStreamEndCapture(stream_, &graph), "end capture");
       if (std::getenv("REALIZAR_CUDA_GRAPH_STATS") != nullptr) print_graph_size(graph, step);
-      cudaGraphExec_t exec = nullptr;
       const cudaError_t status = cudaGraphInstantiate(&exec, graph, 0);
       cudaGraphDestroy(graph);
       check(status, "graph instantiate");
-      it = graphs_.emplace(key, exec).first;
+      graphs_.insert(key, exec);
     }
-    check(cudaGraphLaunch(it->second, stream_), "graph launch");
+    check(cudaGraphLaunch(exec, stream_), "graph launch");
     check(cudaStreamSynchronize(stream_), "step");
     copy_results(out, 0, step.outputs);
   }
@@ -655,7 +653,7 @@ class CudaBackend final : public Backend {
   cudaEvent_t upload_done_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   bool use_graphs_ = true;
-  std::map<std::tuple<int64_t, int, int64_t, bool>, cudaGraphExec_t> graphs_;
+  cuda::GraphCache graphs_{kMaxGraphs};
   ThreadPool copy_pool_{4};
 
   DeviceMemory weights_memory_;
