@@ -52,7 +52,9 @@ struct RowScratch {
   Candidate* raw_top;
 };
 
-__host__ __device__ constexpr int64_t chunk_count(int64_t vocab) { return (vocab + kChunkLogits - 1) / kChunkLogits; }
+__host__ __device__ constexpr int64_t chunk_count(int64_t vocab) {
+  return (vocab + kChunkLogits - 1) / kChunkLogits;
+}
 
 __host__ __device__ constexpr size_t row_scratch_bytes(int64_t chunks) {
   return static_cast<size_t>(chunks) *
@@ -88,14 +90,17 @@ __device__ __forceinline__ uint64_t rank_key(float logit, int32_t id) {
 // ulp) gives the same float for all but about 0.06 % of arguments in [-60, 0] (measured on 2e7
 // random ones), where CUDA's expf (within 2 ulp) would differ far more often, and the filters'
 // and the draw's sums must reproduce the host's.
-__device__ __forceinline__ float expf_like_host(float x) { return static_cast<float>(exp(static_cast<double>(x))); }
+__device__ __forceinline__ float expf_like_host(float x) {
+  return static_cast<float>(exp(static_cast<double>(x)));
+}
 
 // The Sampler's penalty (Sampler::apply_penalties) of a token seen `count` times in the window.
 // Explicit roundings: no fused multiply-add, as the host computes it when built without
 // -march=native (the GPU machine's binaries, CMakeLists.txt REALIZAR_NATIVE=OFF).
 __device__ __forceinline__ float penalized(float logit, int32_t count, const RowSamplingParams& p) {
   logit = logit <= 0 ? __fmul_rn(logit, p.repeat_penalty) : __fdiv_rn(logit, p.repeat_penalty);
-  return __fsub_rn(logit, __fadd_rn(__fmul_rn(static_cast<float>(count), p.frequency_penalty), p.presence_penalty));
+  return __fsub_rn(logit,
+                   __fadd_rn(__fmul_rn(static_cast<float>(count), p.frequency_penalty), p.presence_penalty));
 }
 
 // Whether sample_rows serves the row (else its token is kSampleRejectedRow). Both kernels ask,
@@ -112,8 +117,8 @@ __device__ bool row_is_served(const RowSamplingParams& p, int64_t vocab, int64_t
     return false;
   }
   if (p.temperature == 0) return true;
-  return p.top_k >= 1 && p.top_k <= kMaxDeviceTopK && p.top_k < vocab && p.top_p >= 0 &&
-         p.top_p <= 1 && p.log_min_p <= 0;  // NaN fails the comparisons
+  return p.top_k >= 1 && p.top_k <= kMaxDeviceTopK && p.top_k < vocab && p.top_p >= 0 && p.top_p <= 1 &&
+         p.log_min_p <= 0;  // NaN fails the comparisons
 }
 
 // ---- block-wide building blocks (every thread of the kThreads-thread CTA calls them) ----------
@@ -137,7 +142,8 @@ __device__ void clear_histogram(BlockShared& s) {
 template <class T, class Op>
 __device__ T warp_reduce(T value, Op op) {
 #pragma unroll
-  for (int offset = 16; offset > 0; offset /= 2) value = op(value, __shfl_xor_sync(0xFFFFFFFFu, value, offset));
+  for (int offset = 16; offset > 0; offset /= 2)
+    value = op(value, __shfl_xor_sync(0xFFFFFFFFu, value, offset));
   return value;
 }
 
@@ -158,7 +164,9 @@ struct Max {
 };
 struct Sum {
   template <class T>
-  __device__ T operator()(T a, T b) const { return a + b; }
+  __device__ T operator()(T a, T b) const {
+    return a + b;
+  }
 };
 struct Or {
   __device__ uint32_t operator()(uint32_t a, uint32_t b) const { return a | b; }
@@ -290,9 +298,9 @@ __device__ void rank_order(const uint64_t* keys, int count, int* order) {
 // ---- kernel 1: per-chunk statistics and candidates ------------------------------------------
 
 // Three CTAs per multiprocessor (40 registers): rows x chunks CTAs run in waves at 32-64 rows.
-__global__ void __launch_bounds__(kThreads, 3) sample_chunks_kernel(const float* logits, int64_t vocab,
-                                                                 const RowSamplingParams* params,
-                                                                 PenaltyWindows penalties, void* scratch) {
+__global__ void __launch_bounds__(kThreads, 3)
+    sample_chunks_kernel(const float* logits, int64_t vocab, const RowSamplingParams* params,
+                         PenaltyWindows penalties, void* scratch) {
   __shared__ float chunk[kChunkLogits];
   __shared__ BlockShared s;
   wait_then_allow_next_kernel();
@@ -329,9 +337,11 @@ __global__ void __launch_bounds__(kThreads, 3) sample_chunks_kernel(const float*
     const auto key_at = [&](int i) { return rank_key(chunk[i], static_cast<int32_t>(begin + i)); };
     if (p.top_logprobs > 0) {
       const uint64_t threshold = select_threshold(key_at, length, p.top_logprobs, s);
-      collect_at_least(key_at, length, threshold, kMaxTopLogprobs, [&](int i, int slot) {
-        out.raw_top[blockIdx.x * kMaxTopLogprobs + slot] = Candidate{chunk[i], static_cast<int32_t>(begin + i)};
-      }, s);
+      const auto keep = [&](int i, int slot) {
+        out.raw_top[blockIdx.x * kMaxTopLogprobs + slot] =
+            Candidate{chunk[i], static_cast<int32_t>(begin + i)};
+      };
+      collect_at_least(key_at, length, threshold, kMaxTopLogprobs, keep, s);
     }
     // The window's tokens are distinct (penalty_window), so no two threads write one logit.
     bool bad_penalty = false;
@@ -347,9 +357,11 @@ __global__ void __launch_bounds__(kThreads, 3) sample_chunks_kernel(const float*
     flags |= block_reduce(bad_penalty ? kChunkBadPenalty : 0u, Or{}, s.words);  // also orders the writes
     const int k = p.temperature > 0 ? p.top_k : 1;
     const uint64_t threshold = select_threshold(key_at, length, k, s);
-    collect_at_least(key_at, length, threshold, k, [&](int i, int slot) {
-      out.candidates[blockIdx.x * kMaxDeviceTopK + slot] = Candidate{chunk[i], static_cast<int32_t>(begin + i)};
-    }, s);
+    const auto keep = [&](int i, int slot) {
+      out.candidates[blockIdx.x * kMaxDeviceTopK + slot] =
+          Candidate{chunk[i], static_cast<int32_t>(begin + i)};
+    };
+    collect_at_least(key_at, length, threshold, k, keep, s);
   }
   if (threadIdx.x == 0) out.summaries[blockIdx.x] = ChunkSummary{raw_max, raw_sum, flags, 0};
 }
@@ -398,11 +410,12 @@ __device__ ChunkCandidates chunk_candidates(const Candidate* base, int stride, i
 __device__ int rank_best(const ChunkCandidates& candidates, int k, MergeShared& m) {
   const auto key_at = [&](int i) { return candidates.key(i); };
   const uint64_t threshold = select_threshold(key_at, candidates.count, k, m.block);
-  const int count = collect_at_least(key_at, candidates.count, threshold, k, [&](int i, int slot) {
+  const auto keep = [&](int i, int slot) {
     const Candidate c = candidates.at(i);
     m.picked[slot] = c;
     m.keys[slot] = rank_key(c.logit, c.id);
-  }, m.block);
+  };
+  const int count = collect_at_least(key_at, candidates.count, threshold, k, keep, m.block);
   rank_order(m.keys, count, m.order);
   if (static_cast<int>(threadIdx.x) < count) {
     const Candidate c = m.picked[m.order[threadIdx.x]];
@@ -454,7 +467,8 @@ __device__ int32_t filter_and_draw(const RowSamplingParams& p, int count, MergeS
     double total = 0;
     for (int r = 0; r < survivors; ++r) m.cumulative[r] = total += m.weights[r];
     const uint64_t seed = (static_cast<uint64_t>(p.seed_high) << 32) | p.seed_low;
-    const auto position = static_cast<int64_t>((static_cast<uint64_t>(p.position_high) << 32) | p.position_low);
+    const auto position =
+        static_cast<int64_t>((static_cast<uint64_t>(p.position_high) << 32) | p.position_low);
     const double threshold = sampling_uniform(seed, position, 0) * total;
     const int pick = first_where(survivors, [&](int r) { return threshold < m.cumulative[r]; });
     m.token = m.ids[min(pick, survivors - 1)];  // past the end only through rounding, as on the host
@@ -463,10 +477,9 @@ __device__ int32_t filter_and_draw(const RowSamplingParams& p, int count, MergeS
   return m.token;
 }
 
-__global__ void __launch_bounds__(kThreads) sample_merge_kernel(const float* logits, int64_t vocab,
-                                                                const RowSamplingParams* params,
-                                                                int64_t penalty_capacity, SampledRows out,
-                                                                void* scratch) {
+__global__ void __launch_bounds__(kThreads)
+    sample_merge_kernel(const float* logits, int64_t vocab, const RowSamplingParams* params,
+                        int64_t penalty_capacity, SampledRows out, void* scratch) {
   __shared__ MergeShared m;
   wait_then_allow_next_kernel();
   const int row = static_cast<int>(blockIdx.x);
@@ -487,7 +500,8 @@ __global__ void __launch_bounds__(kThreads) sample_merge_kernel(const float* log
   double thread_total = 0;
   for (int64_t c = threadIdx.x; c < chunks; c += kThreads) {
     const ChunkSummary summary = in.summaries[c];
-    if (summary.raw_max > -INFINITY) thread_total += summary.raw_sum * exp(static_cast<double>(summary.raw_max) - raw_max);
+    if (summary.raw_max > -INFINITY)
+      thread_total += summary.raw_sum * exp(static_cast<double>(summary.raw_max) - raw_max);
   }
   const double log_sum_exp = raw_max + log(block_reduce(thread_total, Sum{}, m.block.doubles));
 
@@ -514,11 +528,14 @@ __global__ void __launch_bounds__(kThreads) sample_merge_kernel(const float* log
     }
   }
   if (out.top_ids == nullptr || out.top_logprobs == nullptr) return;
-  const int listed = token >= 0 && p.top_logprobs > 0 ? (p.top_logprobs < vocab ? p.top_logprobs : static_cast<int>(vocab)) : 0;
+  const int listed = token >= 0 && p.top_logprobs > 0
+                         ? (p.top_logprobs < vocab ? p.top_logprobs : static_cast<int>(vocab))
+                         : 0;
   if (listed > 0) rank_best(chunk_candidates(in.raw_top, kMaxTopLogprobs, p.top_logprobs, vocab), listed, m);
   for (int r = static_cast<int>(threadIdx.x); r < kMaxTopLogprobs; r += kThreads) {
     out.top_ids[row * kMaxTopLogprobs + r] = r < listed ? m.ids[r] : -1;
-    out.top_logprobs[row * kMaxTopLogprobs + r] = r < listed ? static_cast<float>(m.logits[r] - log_sum_exp) : NAN;
+    out.top_logprobs[row * kMaxTopLogprobs + r] =
+        r < listed ? static_cast<float>(m.logits[r] - log_sum_exp) : NAN;
   }
 }
 

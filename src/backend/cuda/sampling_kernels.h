@@ -47,12 +47,12 @@ struct RowSamplingParams {
   float frequency_penalty;  // finite
   uint32_t seed_low;        // the request's 64-bit seed, low and high halves
   uint32_t seed_high;
-  uint32_t position_low;    // the sampled token's position in its sequence (int64), low and
-  uint32_t position_high;   // high halves: the draw is sampling_uniform(seed, position, 0)
-  int32_t penalty_offset;   // first entry of the row's penalty window in the penalty arrays
-  int32_t penalty_count;    // entries (distinct tokens) of the window; 0: no penalties
-  int32_t top_logprobs;     // -1: no log-probabilities; 0: the chosen token's; n in [1, 20]:
-                            // also the n most likely raw tokens'
+  uint32_t position_low;   // the sampled token's position in its sequence (int64), low and
+  uint32_t position_high;  // high halves: the draw is sampling_uniform(seed, position, 0)
+  int32_t penalty_offset;  // first entry of the row's penalty window in the penalty arrays
+  int32_t penalty_count;   // entries (distinct tokens) of the window; 0: no penalties
+  int32_t top_logprobs;    // -1: no log-probabilities; 0: the chosen token's; n in [1, 20]:
+                           // also the n most likely raw tokens'
 };
 
 // The penalty windows of a step's rows: row r's distinct tokens and their occurrence counts
@@ -68,14 +68,14 @@ struct PenaltyWindows {
 // `top_ids` with `top_logprobs` (both or neither), when no row asks for them: nothing is written
 // there then.
 struct SampledRows {
-  int32_t* tokens = nullptr;        // [rows]: the token id, or kSampleRejectedRow, kArgmaxNaN,
-                                    // kArgmaxAllNegativeInfinity
-  float* logprobs = nullptr;        // [rows]: log softmax(raw logits)[token] when the row's
-                                    // top_logprobs >= 0, else NaN (NaN for error rows)
-  int32_t* top_ids = nullptr;       // [rows x kMaxTopLogprobs]: the row's min(top_logprobs, vocab)
-                                    // most likely raw tokens in rank order (larger logit first,
-                                    // lower id among equal ones), then -1
-  float* top_logprobs = nullptr;    // [rows x kMaxTopLogprobs]: their log-probabilities, then NaN
+  int32_t* tokens = nullptr;      // [rows]: the token id, or kSampleRejectedRow, kArgmaxNaN,
+                                  // kArgmaxAllNegativeInfinity
+  float* logprobs = nullptr;      // [rows]: log softmax(raw logits)[token] when the row's
+                                  // top_logprobs >= 0, else NaN (NaN for error rows)
+  int32_t* top_ids = nullptr;     // [rows x kMaxTopLogprobs]: the row's min(top_logprobs, vocab)
+                                  // most likely raw tokens in rank order (larger logit first,
+                                  // lower id among equal ones), then -1
+  float* top_logprobs = nullptr;  // [rows x kMaxTopLogprobs]: their log-probabilities, then NaN
 };
 
 // Bytes of the device scratch sample_rows needs for up to `max_rows` rows of `vocab` logits
@@ -100,9 +100,8 @@ size_t sample_rows_scratch_bytes(int64_t max_rows, int64_t vocab);
 // `penalties` and `scratch` (sample_rows_scratch_bytes(rows, vocab) bytes, 16-byte aligned) are
 // device memory. Returns the first launch error (cudaErrorInvalidValue for rows > 65535, vocab
 // outside [1, 2^31), a null logits, params, tokens or scratch pointer), cudaSuccess when rows <= 0.
-cudaError_t sample_rows(const float* logits, int64_t rows, int64_t vocab,
-                        const RowSamplingParams* params, PenaltyWindows penalties, SampledRows out,
-                        void* scratch, cudaStream_t stream);
+cudaError_t sample_rows(const float* logits, int64_t rows, int64_t vocab, const RowSamplingParams* params,
+                        PenaltyWindows penalties, SampledRows out, void* scratch, cudaStream_t stream);
 
 #if !defined(__CUDACC__)
 // Host-side packing (the backend and tests, C++20).
@@ -115,17 +114,16 @@ bool device_samples(const SamplingParams& params, int64_t vocab);
 // entries [penalty_offset, penalty_offset + penalty_count) of the step's penalty arrays. Throws
 // realizar::Error as check_sampling_params does, and when top_logprobs is outside
 // [-1, kMaxTopLogprobs].
-RowSamplingParams row_sampling_params(const SamplingParams& params, int64_t position,
-                                      int32_t top_logprobs, int32_t penalty_offset,
-                                      int32_t penalty_count);
+RowSamplingParams row_sampling_params(const SamplingParams& params, int64_t position, int32_t top_logprobs,
+                                      int32_t penalty_offset, int32_t penalty_count);
 
 // The penalty window the host Sampler applies (the last params.penalty_last_n tokens of
 // `history`, none when !params.has_penalties()) as distinct tokens in ascending order and their
 // counts, written to tokens[0, n) and counts[0, n); returns n. Both arrays need room for
 // min(history.size(), penalty_last_n) entries. Throws realizar::Error when a window token is
 // outside [0, vocab).
-int32_t penalty_window(const SamplingParams& params, std::span<const int32_t> history,
-                       int64_t vocab, int32_t* tokens, int32_t* counts);
+int32_t penalty_window(const SamplingParams& params, std::span<const int32_t> history, int64_t vocab,
+                       int32_t* tokens, int32_t* counts);
 #endif
 
 }  // namespace realizar::cuda

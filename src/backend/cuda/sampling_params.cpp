@@ -13,9 +13,8 @@ bool device_samples(const SamplingParams& params, int64_t vocab) {
          (params.top_k >= 1 && params.top_k <= kMaxDeviceTopK && params.top_k < vocab);
 }
 
-RowSamplingParams row_sampling_params(const SamplingParams& params, int64_t position,
-                                      int32_t top_logprobs, int32_t penalty_offset,
-                                      int32_t penalty_count) {
+RowSamplingParams row_sampling_params(const SamplingParams& params, int64_t position, int32_t top_logprobs,
+                                      int32_t penalty_offset, int32_t penalty_count) {
   check_sampling_params(params);
   if (top_logprobs < -1 || top_logprobs > kMaxTopLogprobs)
     fail("top_logprobs must be in [-1, {}], got {}", kMaxTopLogprobs, top_logprobs);
