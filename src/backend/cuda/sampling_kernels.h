@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include <cuda_runtime_api.h>
 
@@ -45,19 +46,21 @@ struct RowSamplingParams {
   float repeat_penalty;     // > 0; 1: off
   float presence_penalty;   // finite
   float frequency_penalty;  // finite
-  uint32_t seed_low;        // the request's 64-bit seed, low and high halves
-  uint32_t seed_high;
-  uint32_t position_low;   // the sampled token's position in its sequence (int64), low and
-  uint32_t position_high;  // high halves: the draw is sampling_uniform(seed, position, 0)
-  int32_t penalty_offset;  // first entry of the row's penalty window in the penalty arrays
-  int32_t penalty_count;   // entries (distinct tokens) of the window; 0: no penalties
-  int32_t top_logprobs;    // -1: no log-probabilities; 0: the chosen token's; n in [1, 20]:
-                           // also the n most likely raw tokens'
+  uint32_t seed_low;        // the request's 64-bit seed: low half
+  uint32_t seed_high;       // high half
+  uint32_t position_low;    // the sampled token's position in its sequence (int64): low half
+  uint32_t position_high;   // high half; the draw is sampling_uniform(seed, position, 0)
+  int32_t penalty_offset;   // first entry of the row's penalty window in the penalty arrays
+  int32_t penalty_count;    // entries (distinct tokens) of the window; 0: no penalties
+  int32_t top_logprobs;     // -1: no log-probabilities; 0: the chosen token's; n in [1, 20]:
+                            // also the n most likely raw tokens'
 };
+static_assert(sizeof(RowSamplingParams) == 14 * 4 && std::is_trivially_copyable_v<RowSamplingParams>);
 
 // The penalty windows of a step's rows: row r's distinct tokens and their occurrence counts
 // (>= 1) are entries [penalty_offset, penalty_offset + penalty_count) of `tokens` and `counts`
-// (penalty_window below makes them). `capacity`: the arrays' length (0 when they are null).
+// (penalty_window below makes them; a token listed twice in one window would have two threads
+// write its logit). `capacity`: the arrays' length (0 when they are null).
 struct PenaltyWindows {
   const int32_t* tokens = nullptr;
   const int32_t* counts = nullptr;
