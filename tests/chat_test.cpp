@@ -360,6 +360,24 @@ TEST(ChatSession, AnAnswerStoppedBeforeItBeganTakesItsMessageAway) {
   EXPECT_EQ(chat.last_turn()->finish, FinishReason::Cancelled);
 }
 
+TEST(ChatSession, ATurnThatDidNotHappenGivesBackTheTurnsDroppedForIt) {
+  Engine engine(tiny_model(), engine_options(256, /*max_batch_tokens=*/1));
+  ChatSession chat(engine, greedy_chatml(16), "Sys");
+  for (int i = 0; i < 3; ++i) {
+    chat.conversation().add("user", std::string(40, 'q'));
+    chat.conversation().add("assistant", std::string(20, 'a'));
+  }
+  const auto before = pairs_of(chat.conversation().messages());
+  Seen seen;
+  TurnCallbacks callbacks = recording(seen);
+  callbacks.stop_requested = [] { return true; };
+  const TurnResult turn = chat.send(std::string(60, 'n'), callbacks);
+  EXPECT_EQ(turn.finish, FinishReason::Cancelled);
+  EXPECT_EQ(turn.answer, "");
+  EXPECT_FALSE(seen.notices.empty()) << "older turns had to go for the message";
+  EXPECT_EQ(pairs_of(chat.conversation().messages()), before);
+}
+
 TEST(ChatSession, AFullContextDropsTheOldestTurnWithANotice) {
   const int64_t context = 256;
   const int max_tokens = 24;

@@ -24,24 +24,35 @@ int64_t ChatSession::context_used() const {
 }
 
 TurnResult ChatSession::send(std::string message, const TurnCallbacks& callbacks) {
-  conversation_.add("user", std::move(message));
-  const int64_t max_prompt_tokens = engine_.context_length() - settings_.generation.max_tokens;
-  ContextFit fit;
-  std::optional<RequestStream> stream;
+  const Conversation before = conversation_;  // dropped turns come back too if the turn fails
+  TurnResult result;
   try {
-    fit = fit_to_context(conversation_, [this](std::span<const ChatMessage> m) { return render(m); },
-                         max_prompt_tokens);
-    if (!fit.fits) {
-      fail("the message does not fit: the prompt of {} alone takes {} tokens, which with room for an "
-           "answer of {} passes the context of {} tokens (raise --ctx or lower --max-tokens)",
-           conversation_.system().empty() ? "this message" : "the system message and this message",
-           fit.prompt.tokens.size(), settings_.generation.max_tokens, engine_.context_length());
-    }
-    stream.emplace(engine_.submit(Request{fit.prompt.tokens, settings_.generation}));
+    result = answer(std::move(message), callbacks);
   } catch (const Error&) {
-    conversation_.remove_last();
+    conversation_ = before;
     throw;
   }
+  if (result.finish == FinishReason::Cancelled && result.answer.empty()) {
+    conversation_ = before;
+  } else {
+    conversation_.add("assistant", result.answer);
+  }
+  last_turn_ = result;
+  return result;
+}
+
+TurnResult ChatSession::answer(std::string message, const TurnCallbacks& callbacks) {
+  conversation_.add("user", std::move(message));
+  const ContextFit fit = fit_to_context(
+      conversation_, [this](std::span<const ChatMessage> m) { return render(m); },
+      engine_.context_length() - settings_.generation.max_tokens);
+  if (!fit.fits) {
+    fail("the message does not fit: the prompt of {} alone takes {} tokens, which with room for an "
+         "answer of {} passes the context of {} tokens (raise --ctx or lower --max-tokens)",
+         conversation_.system().empty() ? "this message" : "the system message and this message",
+         fit.prompt.tokens.size(), settings_.generation.max_tokens, engine_.context_length());
+  }
+  RequestStream stream = engine_.submit(Request{fit.prompt.tokens, settings_.generation});
   if (!fit.prompt.warning.empty() && !warned_ && callbacks.on_notice) {
     callbacks.on_notice("warning: " + fit.prompt.warning);
     warned_ = true;
@@ -50,21 +61,7 @@ TurnResult ChatSession::send(std::string message, const TurnCallbacks& callbacks
     if (callbacks.on_notice) callbacks.on_notice(fmt::format("context full: dropped the oldest turn ({} tokens)", tokens));
   }
   if (callbacks.on_prompt) callbacks.on_prompt(fit.prompt);
-
-  TurnResult result;
-  try {
-    result = stream_answer(*stream, callbacks);
-  } catch (const Error&) {
-    conversation_.remove_last();
-    throw;
-  }
-  if (result.finish == FinishReason::Cancelled && result.answer.empty()) {
-    conversation_.remove_last();
-  } else {
-    conversation_.add("assistant", result.answer);
-  }
-  last_turn_ = result;
-  return result;
+  return stream_answer(stream, callbacks);
 }
 
 TurnResult ChatSession::stream_answer(RequestStream& stream, const TurnCallbacks& callbacks) {

@@ -49,10 +49,10 @@ class ChatSession {
   const Conversation& conversation() const { return conversation_; }
 
   // Sends `message` as the user's next turn and streams the answer through `callbacks`. The
-  // answer joins the conversation; a stopped one as far as it came, and when it stopped before
-  // any text, the message leaves the conversation again. Throws realizar::Error, the conversation
-  // as it was, when the message does not fit the context even with every older turn dropped, the
-  // chat template refuses the conversation, or the engine refuses or fails the request.
+  // answer joins the conversation; a stopped one as far as it came, and one stopped before any
+  // text leaves the conversation as it was before the message. Throws realizar::Error, the
+  // conversation as it was, when the message does not fit the context even with every older turn
+  // dropped, the chat template refuses the conversation, or the engine refuses or fails the request.
   TurnResult send(std::string message, const TurnCallbacks& callbacks);
 
   // The last answered turn (a stopped one included); nullopt before the first.
@@ -65,6 +65,8 @@ class ChatSession {
   ChatPrompt render(std::span<const ChatMessage> messages, bool add_generation_prompt = true) const;
 
  private:
+  // Adds the message, fits the context, submits and streams the answer (send() keeps or undoes it).
+  TurnResult answer(std::string message, const TurnCallbacks& callbacks);
   // Reads the request to its end, cancelling it once stop_requested says so.
   TurnResult stream_answer(RequestStream& stream, const TurnCallbacks& callbacks);
 
