@@ -97,7 +97,8 @@ class ChatLoop {
   bool verbose_;
   bool leaving_ = false;
   bool failed_ = false;
-  int interrupts_in_a_row_ = 0;  // Ctrl-C with nothing entered between: the second leaves
+  // Ctrl-C at an empty prompt, or stopping an answer, with nothing entered between: the second leaves.
+  int interrupts_in_a_row_ = 0;
 };
 
 const ChatLoop::Command ChatLoop::kCommands[] = {
@@ -119,7 +120,9 @@ int ChatLoop::run() {
         leaving_ = true;
         break;
       case InputLine::Kind::Interrupted:
-        if (++interrupts_in_a_row_ >= 2) {
+        if (!line.text.empty()) {
+          interrupts_in_a_row_ = 0;  // it only discarded what was typed
+        } else if (++interrupts_in_a_row_ >= 2) {
           leaving_ = true;
         } else {
           print_notice("Ctrl-C again or Ctrl-D to leave");

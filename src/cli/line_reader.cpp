@@ -77,6 +77,7 @@ LineReader::LineReader(std::string prompt, std::optional<std::filesystem::path> 
   rl_readline_name = "apr";  // for $if apr in ~/.inputrc
   // The prompt and the echo of what is typed stay out of a redirected standard output.
   rl_outstream = isatty(STDOUT_FILENO) ? stdout : stderr;
+  rl_bind_key('\t', rl_insert);  // a chat message is not a file name: Tab types a tab
   using_history();
   stifle_history(kHistoryLines);
   if (history_file_) read_history(history_file_->c_str());  // none yet is fine
@@ -110,13 +111,14 @@ InputLine LineReader::read_terminal() {
       return InputLine{InputLine::Kind::End, ""};
     }
     if (take_interrupts() > 0) {
+      const InputLine discarded{InputLine::Kind::Interrupted, std::string(rl_line_buffer, rl_end)};
       rl_echo_signal_char(SIGINT);  // "^C", as the shell shows it
       rl_free_line_state();
       rl_callback_sigcleanup();
       rl_callback_handler_remove();
       std::fputc('\n', rl_outstream);
       std::fflush(rl_outstream);
-      return InputLine{InputLine::Kind::Interrupted, ""};
+      return discarded;
     }
     pollfd input{STDIN_FILENO, POLLIN, 0};
     const int ready = poll(&input, 1, kPollMilliseconds);

@@ -23,7 +23,7 @@ bool leave_requested();
 struct InputLine {
   enum class Kind {
     Line,         // `text` was entered
-    Interrupted,  // Ctrl-C at the prompt (what was typed is discarded)
+    Interrupted,  // Ctrl-C at the prompt: `text` is what was typed, now discarded
     End,          // Ctrl-D at an empty prompt, the end of the input, or leave_requested()
   };
   Kind kind = Kind::End;

@@ -314,10 +314,17 @@ def test_smollm2_in_a_terminal_stops_an_answer_on_ctrl_c_and_leaves_on_ctrl_d(sm
         tmux.keys("What is the capital of Frnce?")
         tmux.keys("Left", "Left", "Left", "Left", "a", "Enter")
         tmux.wait_for(lambda s: "The capital of France is Paris." in s and s.rstrip().endswith(">"), "answer")
-        # History: Up brings the question back; Ctrl-U empties the line, Ctrl-D at an empty line leaves.
+        # History: Up brings the question back; Ctrl-C discards it (no step towards leaving), a Ctrl-C
+        # at the empty prompt says how to leave, and Ctrl-D leaves.
         tmux.keys("Up")
         tmux.wait_for(lambda s: s.rstrip().endswith("> What is the capital of France?"), "history")
-        tmux.keys("C-u", "C-d")
+        tmux.keys("C-c")
+        tmux.wait_for(lambda s: s.rstrip().endswith("> What is the capital of France?^C\n>"), "discarded line")
+        tmux.keys("C-c")
+        screen = tmux.wait_for(lambda s: s.rstrip().endswith("> ^C\napr: Ctrl-C again or Ctrl-D to leave\n>"),
+                               "hint to leave")
+        assert not done.exists()
+        tmux.keys("C-d")
         tmux.wait_for(lambda s: done.exists(), "exit", seconds=30)
         assert done.read_text().strip() == "0"
         history = (home / "chat_history").read_text()
