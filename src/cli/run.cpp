@@ -9,6 +9,7 @@
 #include "cli/prompt.h"
 #include "realizar/engine.h"
 #include "realizar/error.h"
+#include "realizar/hub.h"
 
 namespace realizar::cli {
 namespace {
@@ -30,7 +31,7 @@ int run_generation(RunArgs& args) {
   options.device = parse_device(args.device);
   options.context_length = args.context;
   options.threads = args.threads;
-  Engine engine(args.model, options);
+  Engine engine(hub::resolve_model(args.model), options);
   std::fprintf(stderr, "apr: %s on %s, context %lld tokens\n",
                engine.model().config.architecture_name.c_str(),
                std::string(engine.device_name()).c_str(),
@@ -63,7 +64,7 @@ const bool registered = register_command({
     [](CLI::App& app) -> CommandRunner {
       auto args = std::make_shared<RunArgs>();
       SamplingParams& s = args->generation.sampling;
-      app.add_option("model", args->model, "GGUF model file")->required();
+      app.add_option("model", args->model, kModelHelp)->required();
       app.add_option("-p,--prompt", args->prompt, "the prompt")->required();
       app.add_option("-n,--max-tokens", args->generation.max_tokens, "tokens to generate")
           ->check(kPositive);
