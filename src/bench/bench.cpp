@@ -8,6 +8,7 @@
 #include <random>
 #include <thread>
 
+#include "engine/batch_runner.h"
 #include "realizar/error.h"
 
 namespace realizar::bench {
@@ -26,25 +27,25 @@ std::vector<int32_t> random_tokens(int64_t count, int64_t vocab, uint64_t seed) 
   return tokens;
 }
 
-void release_all(Backend& backend, int sequences) {
-  for (int s = 0; s < sequences; ++s) backend.release_sequence(s);
+void release_all(BatchRunner& runner, int sequences) {
+  for (int s = 0; s < sequences; ++s) runner.release(s);
 }
 
 // Prefill of `tokens` into sequence `seq` as one batch. Every step ends with the greedy pick of
 // the next token on the backend, as `apr run --temp 0` does (a GPU hands back token ids, not
 // logits).
-void prefill(Backend& backend, int32_t seq, const std::vector<int32_t>& tokens,
+void prefill(BatchRunner& runner, int32_t seq, const std::vector<int32_t>& tokens,
              std::vector<int32_t>& picked) {
   Batch batch;
   for (size_t i = 0; i < tokens.size(); ++i) {
     batch.add(tokens[i], static_cast<int32_t>(i), seq, i + 1 == tokens.size());
   }
-  backend.forward_greedy(batch, picked);
+  runner.greedy(batch, picked);
 }
 
 // `steps` decode steps, each one token for every sequence in [0, sequences), continuing from
 // `start` (the sequences' current length).
-void decode(Backend& backend, int sequences, int64_t start, int64_t steps,
+void decode(BatchRunner& runner, int sequences, int64_t start, int64_t steps,
             const std::vector<int32_t>& tokens, std::vector<int32_t>& picked) {
   Batch batch;
   for (int64_t step = 0; step < steps; ++step) {
@@ -53,7 +54,7 @@ void decode(Backend& backend, int sequences, int64_t start, int64_t steps,
       batch.add(tokens[static_cast<size_t>(step) % tokens.size()],
                 static_cast<int32_t>(start + step), s, true);
     }
-    backend.forward_greedy(batch, picked);
+    runner.greedy(batch, picked);
   }
 }
 
@@ -77,6 +78,7 @@ double Measurement::stdev_tokens_per_second() const {
 }
 
 std::vector<Measurement> run_benchmark(Backend& backend, const BenchOptions& o) {
+  BatchRunner runner(backend);
   if (o.repetitions < 1 || o.parallel < 1 || o.prompt_tokens < 0 || o.generate_tokens < 0) {
     fail("bench: repetitions and --parallel must be at least 1, token counts not negative");
   }
@@ -92,17 +94,17 @@ std::vector<Measurement> run_benchmark(Backend& backend, const BenchOptions& o) 
   // weights, build graphs, caches).
   const std::vector<int32_t> warm_prompt(tokens.begin(),
                                          tokens.begin() + std::max<int64_t>(o.prompt_tokens, 1));
-  prefill(backend, 0, warm_prompt, picked);
-  decode(backend, 1, static_cast<int64_t>(warm_prompt.size()), 4, tokens, picked);
-  release_all(backend, 1);
+  prefill(runner, 0, warm_prompt, picked);
+  decode(runner, 1, static_cast<int64_t>(warm_prompt.size()), 4, tokens, picked);
+  release_all(runner, 1);
 
   if (o.prompt_tokens > 0) {
     Measurement m{"pp" + std::to_string(o.prompt_tokens), o.prompt_tokens, {}};
     for (int r = 0; r < o.repetitions; ++r) {
       const auto start = Clock::now();
-      prefill(backend, 0, prompt, picked);
+      prefill(runner, 0, prompt, picked);
       m.seconds.push_back(elapsed(start));
-      release_all(backend, 1);
+      release_all(runner, 1);
     }
     results.push_back(m);
   }
@@ -110,9 +112,9 @@ std::vector<Measurement> run_benchmark(Backend& backend, const BenchOptions& o) 
     Measurement m{"tg" + std::to_string(o.generate_tokens), o.generate_tokens, {}};
     for (int r = 0; r < o.repetitions; ++r) {
       const auto start = Clock::now();
-      decode(backend, 1, 0, o.generate_tokens, tokens, picked);
+      decode(runner, 1, 0, o.generate_tokens, tokens, picked);
       m.seconds.push_back(elapsed(start));
-      release_all(backend, 1);
+      release_all(runner, 1);
     }
     results.push_back(m);
   }
@@ -122,11 +124,11 @@ std::vector<Measurement> run_benchmark(Backend& backend, const BenchOptions& o) 
     Measurement m{"tg" + std::to_string(o.generate_tokens) + " x" + std::to_string(o.parallel),
                   o.generate_tokens * o.parallel, {}};
     for (int r = 0; r < o.repetitions; ++r) {
-      for (int s = 0; s < o.parallel; ++s) prefill(backend, s, prompt, picked);
+      for (int s = 0; s < o.parallel; ++s) prefill(runner, s, prompt, picked);
       const auto start = Clock::now();
-      decode(backend, o.parallel, o.prompt_tokens, o.generate_tokens, tokens, picked);
+      decode(runner, o.parallel, o.prompt_tokens, o.generate_tokens, tokens, picked);
       m.seconds.push_back(elapsed(start));
-      release_all(backend, o.parallel);
+      release_all(runner, o.parallel);
     }
     results.push_back(m);
   }

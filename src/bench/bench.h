@@ -1,7 +1,7 @@
 // `apr bench`: prefill and decode throughput of a model on a backend, measured the way
 // llama-bench does (pp: one batch of P prompt tokens; tg: N single-token decode steps from an
 // empty cache), reported as mean ± sample standard deviation over repetitions after a warm-up.
-// Each step ends with the greedy pick of the next token on the backend (Backend::forward_greedy),
+// Each step ends with the greedy pick of the next token on the backend (Backend::sample),
 // as `apr run --temp 0` decodes; the tokens fed are fixed random ids, like llama-bench's.
 #pragma once
 

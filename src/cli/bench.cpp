@@ -35,8 +35,11 @@ int run_bench(const BenchArgs& args) {
   // (a multiple of any backend's cache block: the blocks of one sequence are not shared).
   const int64_t per_sequence = (args.options.prompt_tokens + args.options.generate_tokens + 8 + 63) / 64 * 64;
   const int64_t cache_tokens = static_cast<int64_t>(args.options.parallel) * per_sequence;
-  std::unique_ptr<Backend> backend =
-      make_backend(parse_device(args.device), *model, cache_tokens, args.threads);
+  BackendOptions backend_options;
+  backend_options.cache_slots = cache_tokens;
+  backend_options.max_sequence_length = per_sequence;
+  backend_options.threads = args.threads;
+  std::unique_ptr<Backend> backend = make_backend(parse_device(args.device), *model, backend_options);
   const uint64_t bytes_per_token = weight_bytes_per_token(model->weights);
   const double bandwidth = measure_copy_bandwidth(*backend, args.threads);
 
