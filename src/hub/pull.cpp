@@ -75,17 +75,16 @@ RepoListing fetch_listing(const ModelReference& reference, const HubSettings& hu
   const std::string url = fmt::format("{}/api/models/{}/revision/{}?blobs=true", hub.endpoint,
                                       reference.repo, url_escape(reference.revision, false));
   std::string body;
+  const BodySink collect = [&](const HttpAttempt&, std::string_view piece) {
+    if (body.size() + piece.size() > kMaxListingBytes) {
+      fail("the hub's listing of {} is larger than {} MiB", reference.repo, kMaxListingBytes >> 20);
+    }
+    body.append(piece);
+    return true;
+  };
   const auto attempt = [&]() -> std::optional<std::string> {
     body.clear();
-    const HttpAttempt response = http_get({url, hub.token, 0, hub.stall_seconds},
-                                          [&](const HttpAttempt&, std::string_view piece) {
-                                            if (body.size() + piece.size() > kMaxListingBytes) {
-                                              fail("the hub's listing of {} is larger than {} MiB",
-                                                   reference.repo, kMaxListingBytes >> 20);
-                                            }
-                                            body.append(piece);
-                                            return true;
-                                          });
+    const HttpAttempt response = http_get({url, hub.token, 0, hub.stall_seconds}, collect);
     if (!response.transport_error.empty()) {
       if (response.retriable) return response.transport_error;
       fail("listing {}: {} ({})", reference.repo, response.transport_error, url);

@@ -3,6 +3,7 @@
 
 Every apr call has a timeout, the mock's sockets and stalls are bounded, and HF_HUB_DOWNLOAD_TIMEOUT
 is 1 s, so a stall costs about a second."""
+import fcntl
 import hashlib
 import json
 import os
@@ -236,6 +237,18 @@ def test_partial_file_of_an_earlier_run_is_resumed(hub, home, models):
     assert "tiny-Q4_K_M.gguf: resuming at" in r.stderr
     assert hub.requests_to("cdn")[0].headers["Range"] == f"bytes={half}-"
     assert (d / "tiny-Q4_K_M.gguf").read_bytes() == models["a"]
+
+
+def test_a_download_in_progress_elsewhere_is_not_joined(hub, home, models):
+    standard_repo(hub, models)
+    d = cache_dir(home, "owner/tiny-GGUF", "Q4_K_M")
+    d.mkdir(parents=True)
+    with open(d / "tiny-Q4_K_M.gguf.partial", "wb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as another apr pull holds it
+        r = run_apr(["pull", "owner/tiny-GGUF"], hub, home)
+    assert r.returncode == 1
+    assert f"{d / 'tiny-Q4_K_M.gguf.partial'} is being written by another apr process" in r.stderr
+    assert run_apr(["pull", "owner/tiny-GGUF"], hub, home).returncode == 0  # once released
 
 
 def test_server_ignoring_the_range_starts_over(hub, home, models):
