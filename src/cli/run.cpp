@@ -9,6 +9,7 @@
 #include "cli/prompt.h"
 #include "realizar/engine.h"
 #include "realizar/error.h"
+#include "realizar/hub.h"
 
 namespace realizar::cli {
 namespace {
@@ -25,8 +26,9 @@ struct RunArgs {
 
 int run_generation(RunArgs& args) {
   if (args.prompt.empty()) fail("the prompt is empty (give one with -p)");
-  Engine engine(args.model, engine_options(args.device, args.context));
-  print_engine_line(engine, args.model);
+  const std::filesystem::path model = hub::resolve_model(args.model);
+  Engine engine(model, engine_options(args.device, args.context));
+  print_engine_line(engine, model.string());
 
   args.generation.sampling = sampling_params(args.sampling);
   const std::vector<int32_t> prompt = tokenize_prompt(engine.tokenizer(), args.prompt, args.chat);
@@ -60,7 +62,7 @@ const bool registered = register_command({
     "run", "generate text from a prompt, streaming it to standard output",
     [](CLI::App& app) -> CommandRunner {
       auto args = std::make_shared<RunArgs>();
-      app.add_option("model", args->model, "GGUF model file")->required();
+      app.add_option("model", args->model, kModelHelp)->required();
       app.add_option("-p,--prompt", args->prompt, "the prompt")->required();
       app.add_option("-n,--max-tokens", args->generation.max_tokens, "tokens to generate")
           ->check(kPositive)
