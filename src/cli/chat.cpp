@@ -23,6 +23,7 @@
 #include "cli/prompt.h"
 #include "realizar/engine.h"
 #include "realizar/error.h"
+#include "realizar/hub.h"
 #include "util/paths.h"
 
 namespace realizar::cli {
@@ -281,8 +282,9 @@ std::optional<std::filesystem::path> history_file() {
 }
 
 int run_chat(ChatCommandArgs& args) {
-  Engine engine(args.model, engine_options(args.device, args.context));
-  print_engine_line(engine, args.model);
+  const std::filesystem::path model = hub::resolve_model(args.model);
+  Engine engine(model, engine_options(args.device, args.context));
+  print_engine_line(engine, model.string());
   args.generation.sampling = sampling_params(args.sampling);
   if (args.generation.max_tokens == 0) {
     args.generation.max_tokens =
@@ -304,7 +306,7 @@ const bool registered = register_command({
     [](CLI::App& app) -> CommandRunner {
       auto args = std::make_shared<ChatCommandArgs>();
       args->generation.max_tokens = 0;
-      app.add_option("model", args->model, "GGUF model file")->required();
+      app.add_option("model", args->model, kModelHelp)->required();
       app.add_option("--system", args->system, "system message, first in the conversation");
       app.add_option("-n,--max-tokens", args->generation.max_tokens,
                      "most tokens per answer (0: a quarter of the context, at most 512)")

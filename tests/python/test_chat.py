@@ -216,7 +216,7 @@ def test_options_are_spelled_as_in_apr_run(tiny, tmp_path, home):
     missing = subprocess.run([APR, "chat", str(tmp_path / "absent.gguf")], capture_output=True, text=True,
                              input="", timeout=TIMEOUT)
     assert missing.returncode == 1
-    assert "absent.gguf" in missing.stderr and "cannot open" in missing.stderr
+    assert missing.stderr == f"apr: error: {tmp_path / 'absent.gguf'}: no such file\n"
 
 
 # ---- scripted, on SmolLM2-135M-Instruct ------------------------------------------------------------
