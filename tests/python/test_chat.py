@@ -262,14 +262,15 @@ def test_smollm2_chats_in_its_own_template_and_reuses_the_cache(smollm2, tmp_pat
 # ---- a real terminal (tmux) ------------------------------------------------------------------------
 
 class Tmux:
-    """One tmux server of the test's own (-L), with one window running `command`."""
+    """One tmux server of the test's own (its socket in the test's directory), with one window
+    running `command`."""
 
-    def __init__(self, command):
-        self.socket = f"apr-chat-test-{os.getpid()}"
+    def __init__(self, socket, command):
+        self.socket = str(socket)
         self.run("new-session", "-d", "-s", "chat", "-x", "120", "-y", "40", command)
 
     def run(self, *args):
-        return subprocess.run(["tmux", "-L", self.socket, *args], check=True, capture_output=True, text=True,
+        return subprocess.run(["tmux", "-S", self.socket, *args], check=True, capture_output=True, text=True,
                               timeout=30).stdout
 
     def keys(self, *keys):
@@ -288,7 +289,7 @@ class Tmux:
         pytest.fail(f"no {what} within {seconds} s; the screen:\n{self.screen()}")
 
     def close(self):
-        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=30)
+        subprocess.run(["tmux", "-S", self.socket, "kill-server"], capture_output=True, timeout=30)
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
@@ -296,7 +297,7 @@ def test_smollm2_in_a_terminal_stops_an_answer_on_ctrl_c_and_leaves_on_ctrl_d(sm
     done = tmp_path / "exit_code"
     command = (f"REALIZAR_HOME={home} {APR} chat {smollm2} --temp 0 -n 400 --system 'You are a helpful assistant.'; "
                f"echo $? > {done}; sleep 600")
-    tmux = Tmux(command)
+    tmux = Tmux(tmp_path / "tmux.socket", command)
     try:
         tmux.wait_for(lambda s: "/help lists the commands" in s and s.rstrip().endswith(">"), "prompt")
         tmux.keys("Write a very long story about a dragon who learns to cook.", "Enter")
