@@ -418,8 +418,14 @@ class CudaBackend final : public Backend {
     if (exec == nullptr) {
       cudaGraph_t graph = nullptr;
       check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "begin capture");
-      enqueue_layers(step);
-      if (step.outputs > 0) enqueue_output(0, step.outputs, mode);
+      try {
+        enqueue_layers(step);
+        if (step.outputs > 0) enqueue_output(0, step.outputs, mode);
+      } catch (...) {  // a launch failed: the stream must leave capture mode before the error goes up
+        cudaStreamEndCapture(stream_, &graph);
+        if (graph != nullptr) cudaGraphDestroy(graph);
+        throw;
+      }
       check(cudaStreamEndCapture(stream_, &graph), "end capture");
       if (std::getenv("REALIZAR_CUDA_GRAPH_STATS") != nullptr) print_graph_size(graph, step);
       const cudaError_t status = cudaGraphInstantiate(&exec, graph, 0);
