@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <numeric>
 
 #include "realizar/error.h"
@@ -155,7 +156,8 @@ std::vector<int> workable_rank_counts(const ModelConfig& config, const ModelWeig
 }
 
 ModelConfig rank_config(const ModelConfig& config, const TensorParallelPlan& plan, int rank) {
-  const RankShard& s = plan.shards.at(static_cast<size_t>(rank));
+  if (rank < 0 || rank >= plan.ranks) fail("rank_config: rank {} outside the plan's {} ranks", rank, plan.ranks);
+  const RankShard& s = plan.shards[static_cast<size_t>(rank)];
   ModelConfig c = config;
   c.head_count = s.query_heads.size();
   c.head_count_kv = s.kv_heads.size();

@@ -77,7 +77,8 @@ TensorParallelPlan plan_tensor_parallel(const ModelConfig& config, const ModelWe
 std::vector<int> workable_rank_counts(const ModelConfig& config, const ModelWeights& weights);
 
 // The config rank `rank` runs its shard with: head_count, head_count_kv and feed_forward_length
-// are its own (so q_dim() and kv_dim() are its shard's); everything else is the model's.
+// are its own (so q_dim() and kv_dim() are its shard's); everything else is the model's. Throws
+// realizar::Error for a rank outside the plan.
 ModelConfig rank_config(const ModelConfig& config, const TensorParallelPlan& plan, int rank);
 
 // ---- per tensor ----------------------------------------------------------------------------------
