@@ -349,14 +349,13 @@ void HttpServer::Impl::answer_whole(const httplib::Request& req, httplib::Respon
       engine->cancel(stream.id());
       cancel_sent = true;
     }
-    if (std::optional<RequestEvent> event = stream.next(kPollInterval)) {
-      outcome.add(*event);
-    } else if (probe.client_gone()) {
+    if (probe.client_gone()) {
       engine->cancel(stream.id());
       t_record.outcome = "client gone";
       res.status = 499;  // nginx's "client closed request": nobody reads it, the log shows it
       return;
     }
+    if (std::optional<RequestEvent> event = stream.next(kPollInterval)) outcome.add(*event);
   }
   t_record.stats = outcome.stats;
   t_record.outcome = outcome_name(outcome.finish);
