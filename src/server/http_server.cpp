@@ -97,8 +97,6 @@ Endpoints endpoints_of(const httplib::Request& req) {
   return Endpoints{req.local_addr, req.local_port, req.remote_addr, req.remote_port};
 }
 
-std::string outcome_name(FinishReason reason) { return finish_reason_name(reason); }
-
 // The API key, compared in constant time: both sides are hashed first, so neither the time nor
 // the length of the comparison depends on how much of a guess is right.
 class ApiKey {
@@ -358,7 +356,7 @@ void HttpServer::Impl::answer_whole(const httplib::Request& req, httplib::Respon
     if (std::optional<RequestEvent> event = stream.next(kPollInterval)) outcome.add(*event);
   }
   t_record.stats = outcome.stats;
-  t_record.outcome = outcome_name(outcome.finish);
+  t_record.outcome = finish_reason_name(outcome.finish);
   if (outcome.finish == FinishReason::Error) {
     throw ApiError(500, "server_error", fmt::format("generation failed: {}", outcome.error));
   }
@@ -409,7 +407,7 @@ bool HttpServer::Impl::pump(Stream& stream, httplib::DataSink& sink) {
     }
     if (finish != FinishReason::None) {
       t_record.stats = event->stats;
-      t_record.outcome = outcome_name(finish);
+      t_record.outcome = finish_reason_name(finish);
     }
     // An empty write would end the chunked body early: nothing is written without bytes.
     if (!bytes.empty() && !sink.write(bytes.data(), bytes.size())) return client_gone();

@@ -182,7 +182,7 @@ class OpenAiShape : public ResponseShape {
     last["timings"] = timings_json(event.stats);
     out += sse(last);
     if (include_usage_) {
-      json usage = envelope("chunk");
+      json usage = envelope(true);
       usage["choices"] = json::array();
       usage["usage"] = usage_json(event.stats);
       out += sse(usage);
@@ -195,7 +195,7 @@ class OpenAiShape : public ResponseShape {
   }
 
   json body(const Outcome& outcome) override {
-    json response = envelope("whole");
+    json response = envelope(false);
     json choice = {{"index", 0},
                    {"logprobs", top_logprobs_ >= 0 ? logprobs(outcome.tokens) : json()},
                    {"finish_reason", openai_finish_reason(outcome.finish)}};
@@ -213,8 +213,7 @@ class OpenAiShape : public ResponseShape {
   json error_body(const ApiError& error) const override { return openai_error_body(error); }
 
  private:
-  json envelope(const char* kind) const {
-    const bool chunk = std::string_view(kind) == "chunk";
+  json envelope(bool chunk) const {
     const char* object = api_ == Api::Chat ? (chunk ? "chat.completion.chunk" : "chat.completion") : "text_completion";
     return {{"id", id_}, {"object", object}, {"created", created_}, {"model", model_},
             {"system_fingerprint", "realizar"}};
@@ -222,7 +221,7 @@ class OpenAiShape : public ResponseShape {
 
   // One streamed chunk: `delta` is the chat delta object, or the completion's text.
   json chunk(json delta, json logprobs, json finish_reason) const {
-    json c = envelope("chunk");
+    json c = envelope(true);
     json choice = {{"index", 0}, {"logprobs", std::move(logprobs)}, {"finish_reason", std::move(finish_reason)}};
     choice[api_ == Api::Chat ? "delta" : "text"] = std::move(delta);
     c["choices"] = json::array({choice});
