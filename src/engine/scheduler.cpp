@@ -272,6 +272,7 @@ void Scheduler::run(Batch& batch) {
       emit(r, sampled.token, sampled);
     }
   }
+  publish_metrics();  // the gauges a reader of this step's events sees already count the step
   for (Live* r : row_requests_) {
     if (!r->done && (!r->event.text.empty() || !r->event.tokens.empty())) {
       r->event.time = Clock::now();
@@ -338,14 +339,19 @@ void Scheduler::finish(Live& r, FinishReason reason, const std::string& error) {
     s.prompt_seconds = r.admitted ? seconds_between(r.scheduled, first) : 0;
     s.decode_seconds = seconds_between(first, r.last_token);
   }
+  {
+    // Counted before the final event goes out: a reader that has its answer sees it (and its
+    // blocks freed) in metrics().
+    std::lock_guard lock(metrics_mutex_);
+    ++metrics_.requests_finished[finish_reason_name(reason)];
+    if (reason != FinishReason::Cancelled) metrics_.e2e_request_latency.observe(s.total_seconds);
+  }
+  publish_metrics();
   r.event.finish = reason;
   r.event.error = error;
   r.event.stats = s;
   r.event.time = now;
   r.channel->push(std::move(r.event));
-  std::lock_guard lock(metrics_mutex_);
-  ++metrics_.requests_finished[finish_reason_name(reason)];
-  if (reason != FinishReason::Cancelled) metrics_.e2e_request_latency.observe(s.total_seconds);
 }
 
 void Scheduler::drop_finished() {
@@ -360,7 +366,8 @@ void Scheduler::drop_finished() {
 
 void Scheduler::publish_metrics() {
   std::lock_guard lock(metrics_mutex_);
-  metrics_.requests_running = static_cast<int64_t>(running_.size());
+  metrics_.requests_running =
+      static_cast<int64_t>(std::count_if(running_.begin(), running_.end(), [](const auto& r) { return !r->done; }));
   {
     std::lock_guard inbox(inbox_mutex_);
     metrics_.requests_waiting = static_cast<int64_t>(waiting_count_);
