@@ -43,17 +43,18 @@ def real_model(name="smollm2-135m"):
 class Server:
     """One `apr serve` process; use as a context manager."""
 
-    def __init__(self, model, *args, ready=True, startup_timeout=120):
+    def __init__(self, model, *args, ready=True, startup_timeout=120, env=None):
         self.args = [APR, "serve", str(model), "--host", "127.0.0.1", "--port", "0", *map(str, args)]
         self.ready = ready
         self.startup_timeout = startup_timeout
         self.lines = []
         self.port = None
         self.returncode = None
+        self.env = {**os.environ, **(env or {})}
 
     def __enter__(self):
         self.process = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                        errors="replace")
+                                        errors="replace", env=self.env)
         self._listening = threading.Event()
         self._reader = threading.Thread(target=self._read_log, daemon=True)
         self._reader.start()

@@ -161,7 +161,8 @@ def test_a_full_queue_answers_503_with_retry_after(model):
         for t in threads:
             t.join(TIMEOUT)
         statuses = sorted(r[0] for r in results)
-        assert statuses.count(200) >= 2 and 503 in statuses, statuses
+        # One runs, at most one waits (whether the first was admitted yet decides); the rest are refused.
+        assert 1 <= statuses.count(200) <= 2 and statuses.count(503) >= 2, statuses
         for status, headers, raw in results:
             if status == 503:
                 assert headers["Retry-After"] == "1"
