@@ -272,7 +272,10 @@ void Scheduler::run(Batch& batch) {
       emit(r, sampled.token, sampled);
     }
   }
-  publish_metrics();  // the gauges a reader of this step's events sees already count the step
+  {  // the blocks this step took are in the gauges before a reader sees its events
+    std::lock_guard lock(metrics_mutex_);
+    publish_kv_locked();
+  }
   for (Live* r : row_requests_) {
     if (!r->done && (!r->event.text.empty() || !r->event.tokens.empty())) {
       r->event.time = Clock::now();
@@ -339,14 +342,12 @@ void Scheduler::finish(Live& r, FinishReason reason, const std::string& error) {
     s.prompt_seconds = r.admitted ? seconds_between(r.scheduled, first) : 0;
     s.decode_seconds = seconds_between(first, r.last_token);
   }
-  {
-    // Counted before the final event goes out: a reader that has its answer sees it (and its
-    // blocks freed) in metrics().
+  {  // counted before the reader can see the last event, so the two always agree
     std::lock_guard lock(metrics_mutex_);
+    publish_kv_locked();
     ++metrics_.requests_finished[finish_reason_name(reason)];
     if (reason != FinishReason::Cancelled) metrics_.e2e_request_latency.observe(s.total_seconds);
   }
-  publish_metrics();
   r.event.finish = reason;
   r.event.error = error;
   r.event.stats = s;
@@ -366,12 +367,15 @@ void Scheduler::drop_finished() {
 
 void Scheduler::publish_metrics() {
   std::lock_guard lock(metrics_mutex_);
-  metrics_.requests_running =
-      static_cast<int64_t>(std::count_if(running_.begin(), running_.end(), [](const auto& r) { return !r->done; }));
+  metrics_.requests_running = static_cast<int64_t>(running_.size());
   {
     std::lock_guard inbox(inbox_mutex_);
     metrics_.requests_waiting = static_cast<int64_t>(waiting_count_);
   }
+  publish_kv_locked();
+}
+
+void Scheduler::publish_kv_locked() {
   metrics_.kv_blocks_total = kv_.block_count();
   metrics_.kv_blocks_used = kv_.used_block_count();
   metrics_.kv_blocks_free = kv_.free_block_count();
