@@ -6,6 +6,7 @@
 #include <string>
 
 #include "cli/command.h"
+#include "realizar/hub.h"
 #include "realizar/chat_template.h"
 #include "realizar/engine.h"
 #include "server/serve.h"
@@ -26,6 +27,7 @@ struct ServeArgs {
 
 int run_serve(ServeArgs& args) {
   server::ServeConfig& c = args.config;
+  c.model = hub::resolve_model(c.model.string());
   c.engine.device = parse_device(args.device);
   if (!args.kv_memory.empty()) c.engine.kv_cache_bytes = parse_byte_size(args.kv_memory);
   c.engine.max_waiting = args.max_queue;
@@ -43,7 +45,7 @@ const bool registered = register_command({
       auto args = std::make_shared<ServeArgs>();
       server::ServeConfig& c = args->config;
       c.engine.max_sequences = 4;
-      app.add_option("model", c.model, "GGUF model file")->required();
+      app.add_option("model", c.model, kModelHelp)->required();
       app.add_option("--host", c.server.host, "address to listen on (default: 127.0.0.1; 0.0.0.0: every interface)");
       app.add_option("--port", c.server.port, "port to listen on (default: 8080; 0: any free port, printed)")
           ->check(CLI::Range(0, 65535));
