@@ -2,7 +2,8 @@
 // at long contexts (docs/perf-notes.md, "Causal flash attention for prompt chunks"): a prompt
 // chunk after 0, 4,096 and 15,872 cached keys through the query tiles (FlashAttention-2 kernel,
 // plan_attention's splits) against the same tokens as decode tokens (the kernel prompts used
-// before, unsplit as its rule had it at 512 tokens); chunks of 16 and 64 tokens after 16,384 keys
+// before; the decode split rule gives what it gave them: none at 512 tokens, 5 ranges at 16 and
+// 2 at 64 tokens after 16k keys); chunks of 16 and 64 tokens after 16,384 keys
 // both ways (where tiles start to pay); one decode token after 4,096 and 16,384 keys at several
 // split counts. Runs only with REALIZAR_CUDA_BENCH=1 (it takes seconds and needs a quiet GPU).
 //
@@ -51,7 +52,7 @@ struct Bench {
   std::unique_ptr<DeviceVector<uint16_t>> keys, values, half;
   std::unique_ptr<DeviceVector<float>> q, out, partial_o, partial_ml, q8_scales;
   std::unique_ptr<DeviceVector<int8_t>> q8;
-  std::unique_ptr<DeviceVector<int32_t>> tables, stride, positions, decode_tokens;
+  std::unique_ptr<DeviceVector<int32_t>> tables, stride, positions;
 
   Bench() {
     EXPECT_EQ(cudaStreamCreate(&stream), cudaSuccess);
@@ -100,7 +101,6 @@ struct Bench {
     }
     const int64_t tile_count = static_cast<int64_t>(tile_lists[0].size() / 4);
     positions = std::make_unique<DeviceVector<int32_t>>(pos);
-    decode_tokens = std::make_unique<DeviceVector<int32_t>>(decode.empty() ? std::vector<int32_t>{0} : decode);
     std::vector<std::unique_ptr<DeviceVector<int32_t>>> copy_rows, copy_tiles;
     for (int c = 0; c < kCopies; ++c) {
       copy_rows.push_back(std::make_unique<DeviceVector<int32_t>>(std::vector<int32_t>(static_cast<size_t>(tokens), c)));
@@ -109,14 +109,14 @@ struct Bench {
     const cuda::AttentionWork work{static_cast<int64_t>(decode.size()), decode.empty() ? 0 : first + tokens, tile_count,
                                    tile_count == 0 ? 0 : first + tokens};
     cuda::AttentionPlan plan = cuda::plan_attention(p, work, multiprocessors, kScratchRows);
-    if (!tiled && tokens > 8) plan.decode_splits = 1;  // the rule prompts ran under: 2048 CTAs, no split
     if (splits_override > 0) (tiled ? plan.tile_splits : plan.decode_splits) = splits_override;
     last_plan = plan;
     const cuda::InputCopy copy = tokens > 8 ? cuda::InputCopy{{}, half->get()}
                                             : cuda::InputCopy{{q8->get(), q8_scales->get()}, nullptr};
     return testing::median_launch_seconds(kCopies, stream, [&](int c) {
+      // As the backend: a step without tiles passes no decode list (its tokens in order).
       const cuda::AttentionStep step{positions->get(), copy_rows[static_cast<size_t>(c)]->get(), tables->get(),
-                                     stride->get(),    decode_tokens->get(), copy_tiles[static_cast<size_t>(c)]->get()};
+                                     stride->get(),    nullptr, copy_tiles[static_cast<size_t>(c)]->get()};
       cuda::attention(p, q->get(), keys->get(), values->get(), step, plan,
                       {partial_o->get(), partial_ml->get(), kScratchRows}, out->get(), copy, stream);
     });

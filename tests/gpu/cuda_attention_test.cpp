@@ -242,7 +242,9 @@ TEST_P(CudaAttentionStep, MatchesFloat64CausalAttentionOverThePagedCache) {
   const bool quantize = c.head_dim % 32 == 0 && plan.tiles == 0;
   const DeviceVector<int8_t> oq(s.q.size());
   const DeviceVector<float> ods(s.q.size() / 16);
-  const cuda::AttentionStep step{dpos.get(), drows.get(), dtables.get(), dstride.get(), ddecode.get(), dtiles.get()};
+  // Steps without tiles pass no decode list (their decode tokens are the step's tokens in order).
+  const cuda::AttentionStep step{dpos.get(),    drows.get(), dtables.get(), dstride.get(),
+                                 plan.tiles > 0 ? ddecode.get() : nullptr, dtiles.get()};
   cuda::attention(p, dq.get(), dk.get(), dv.get(), step, plan, {po.get(), pml.get(), kScratchRows}, out.get(),
                   {quantize ? cuda::ActivationsQ8{oq.get(), ods.get()} : cuda::ActivationsQ8{}, half.get()}, nullptr);
   const std::vector<float> result = out.read();

@@ -44,7 +44,7 @@ struct HalfDims {
 };
 
 // Grid (decode tokens, KV heads, splits), one warp per query head of the KV head's group; CTA x
-// serves step token decode_tokens[x]. Each warp keeps its own online softmax (Milakov &
+// serves step token decode_tokens[x] (x without the list). Each warp keeps its own online softmax (Milakov &
 // Gimelshein 2018) over the split's keys, in chunks of 32. The CTA stages each chunk's key and
 // value rows in shared memory with cp.async one chunk ahead, and every warp of the group reads
 // them there: one copy of the rows per CTA instead of one per query head, and the next chunk's
@@ -66,7 +66,8 @@ __global__ void __launch_bounds__(kMaxGroup * 32)
   __shared__ __align__(16) __half keys_s[2][kChunk][kKeyStride];
   __shared__ __align__(16) __half values_s[2][kChunk][kMaxDim];
   wait_then_allow_next_kernel();
-  const int t = step.decode_tokens[blockIdx.x], kv_head = blockIdx.y, split = blockIdx.z, splits = gridDim.z;
+  const int t = step.decode_tokens != nullptr ? step.decode_tokens[blockIdx.x] : static_cast<int>(blockIdx.x);
+  const int kv_head = blockIdx.y, split = blockIdx.z, splits = gridDim.z;
   const int group = p.head_count / p.head_count_kv, hd = p.head_dim;
   const int kv_dim = p.head_count_kv * hd;
   const int g = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -200,7 +201,8 @@ __device__ float merge_reduce(float v, float* scratch) {
 }
 
 // Grid (partial row groups, heads): merges the `splits` partial states of one (token, head) into
-// the output. Group x holds rows x * splits + s; its token is decode_tokens[x] (kTiles false), or
+// the output. Group x holds rows x * splits + s; its token is decode_tokens[x] (or x without the
+// list; kTiles false), or
 // token x % tile_tokens of tile x / tile_tokens (kTiles; groups past a tile's end exit). Thread s
 // reads split s's (max, sum), so that the splits' reads are all in flight at once; then thread d
 // sums dim d over the splits, weighted by exp(max_s - max). Both kernels write every row they are
@@ -220,7 +222,7 @@ __global__ void __launch_bounds__(kMergeThreads)
     if (x % tile_tokens >= tile.y) return;  // the whole CTA: no barrier reached yet
     t = tile.x + x % tile_tokens;
   } else {
-    t = step.decode_tokens[x];
+    t = step.decode_tokens != nullptr ? step.decode_tokens[x] : x;
   }
   const int64_t first = static_cast<int64_t>(x) * splits;
   const int s = threadIdx.x;

@@ -612,9 +612,11 @@ class CudaBackend final : public Backend {
                                 c.rope_style == RopeStyle::NeoX,
                                 static_cast<const double*>(inv_freq_.get())};
     const cuda::AttentionParams attn = attention_params();
-    const cuda::AttentionStep attention_step{device_field(layout().positions),     device_field(layout().seq_rows),
-                                             device_field(layout().tables),        device_field(layout().stride),
-                                             device_field(layout().decode_tokens), device_field(layout().tiles)};
+    // Without tiles the decode tokens are the step's tokens in order: the kernels skip the list.
+    const int32_t* decode_tokens = step.attention.tiles > 0 ? device_field(layout().decode_tokens) : nullptr;
+    const cuda::AttentionStep attention_step{device_field(layout().positions), device_field(layout().seq_rows),
+                                             device_field(layout().tables),    device_field(layout().stride),
+                                             decode_tokens,                    device_field(layout().tiles)};
     const cuda::AttentionScratch partials{partial_o_, partial_ml_, kMaxSplitRows};
     const cuda::InputCopy normed_copy = fused_copy(n, c.embedding_length);
     cuda::InputCopy attended_copy = fused_copy(n, c.q_dim());

@@ -180,7 +180,8 @@ struct AttentionStep {
   const int32_t* seq_rows = nullptr;       // [step tokens]: the token's row of block_tables
   const int32_t* block_tables = nullptr;   // [rows x *table_stride]: each sequence's cache blocks
   const int32_t* table_stride = nullptr;   // one value
-  const int32_t* decode_tokens = nullptr;  // [plan.decode_tokens]: step tokens that attend one by one
+  const int32_t* decode_tokens = nullptr;  // [plan.decode_tokens]: step tokens that attend one by one;
+                                           // null: step tokens 0, 1, ... (one dependent load less)
   const int32_t* tiles = nullptr;          // [plan.tiles x 4], 16-byte aligned: {first step token,
                                            // tokens (1..flash_tile_tokens), table row, first position}
 };
