@@ -1,0 +1,91 @@
+#include "bench/serving_metrics.h"
+
+#include <algorithm>
+#include <limits>
+
+#include "realizar/error.h"
+
+namespace realizar::bench {
+namespace {
+
+void check_order(const RequestRecord& r, size_t index) {
+  double last = r.send_time;
+  auto at_least_last = [&](double t, const char* what) {
+    if (!(t >= last)) {
+      fail("serving metrics: request {}: {} at {:.6f} s comes before {:.6f} s", index, what, t,
+           last);
+    }
+    last = t;
+  };
+  if (r.output_tokens > 0 || !r.token_times.empty()) at_least_last(r.first_token_time, "first token");
+  for (double t : r.token_times) at_least_last(t, "a token");
+  at_least_last(r.end_time, "the end");
+}
+
+double mean_of(const std::vector<double>& values) {
+  double sum = 0;
+  for (double v : values) sum += v;
+  return values.empty() ? 0.0 : sum / static_cast<double>(values.size());
+}
+
+void set_latency(const std::vector<double>& values, Percentiles& p, double& mean) {
+  if (values.empty()) return;
+  p = percentiles(values);
+  mean = mean_of(values);
+}
+
+}  // namespace
+
+ServingMetrics summarize_serving(std::span<const RequestRecord> records) {
+  if (records.empty()) fail("serving metrics: no requests");
+  ServingMetrics m;
+  double start = std::numeric_limits<double>::infinity();
+  double end = -std::numeric_limits<double>::infinity();
+  std::vector<double> ttft, itl, tpot, e2e;
+  for (size_t i = 0; i < records.size(); ++i) {
+    const RequestRecord& r = records[i];
+    start = std::min(start, r.send_time);
+    end = std::max(end, r.end_time);
+    if (!r.ok()) {
+      ++m.failed;
+      if (std::find(m.errors.begin(), m.errors.end(), r.error) == m.errors.end()) {
+        m.errors.push_back(r.error);
+      }
+      continue;
+    }
+    check_order(r, i);
+    ++m.completed;
+    m.prompt_tokens += r.prompt_tokens;
+    m.output_tokens += r.output_tokens;
+    m.cached_prompt_tokens += r.cached_prompt_tokens;
+    e2e.push_back(1e3 * (r.end_time - r.send_time));
+    if (r.output_tokens > 0) ttft.push_back(1e3 * (r.first_token_time - r.send_time));
+    for (size_t t = 1; t < r.token_times.size(); ++t) {
+      itl.push_back(1e3 * (r.token_times[t] - r.token_times[t - 1]));
+    }
+    if (r.output_tokens > 1) {
+      tpot.push_back(1e3 * (r.end_time - r.first_token_time) /
+                     static_cast<double>(r.output_tokens - 1));
+    }
+    if (r.token_times.size() > 1) {
+      const double span = r.token_times.back() - r.token_times.front();
+      if (span > 0) {
+        m.aggregate_decode_throughput += static_cast<double>(r.output_tokens - 1) / span;
+      }
+    }
+  }
+  m.duration_seconds = end - start;
+  if (m.duration_seconds > 0) {
+    m.request_throughput = static_cast<double>(m.completed) / m.duration_seconds;
+    m.output_throughput = static_cast<double>(m.output_tokens) / m.duration_seconds;
+    m.total_token_throughput =
+        static_cast<double>(m.prompt_tokens + m.output_tokens) / m.duration_seconds;
+  }
+  set_latency(ttft, m.ttft_ms, m.mean_ttft_ms);
+  set_latency(itl, m.itl_ms, m.mean_itl_ms);
+  set_latency(tpot, m.tpot_ms, m.mean_tpot_ms);
+  set_latency(e2e, m.e2e_ms, m.mean_e2e_ms);
+  return m;
+}
+
+}  // namespace realizar::bench
