@@ -28,10 +28,9 @@ double mean_of(const std::vector<double>& values) {
   return values.empty() ? 0.0 : sum / static_cast<double>(values.size());
 }
 
-void set_latency(const std::vector<double>& values, Percentiles& p, double& mean) {
-  if (values.empty()) return;
-  p = percentiles(values);
-  mean = mean_of(values);
+std::optional<Latency> latency_of(const std::vector<double>& values) {
+  if (values.empty()) return std::nullopt;
+  return Latency{percentiles(values), mean_of(values)};
 }
 
 }  // namespace
@@ -81,10 +80,10 @@ ServingMetrics summarize_serving(std::span<const RequestRecord> records) {
     m.total_token_throughput =
         static_cast<double>(m.prompt_tokens + m.output_tokens) / m.duration_seconds;
   }
-  set_latency(ttft, m.ttft_ms, m.mean_ttft_ms);
-  set_latency(itl, m.itl_ms, m.mean_itl_ms);
-  set_latency(tpot, m.tpot_ms, m.mean_tpot_ms);
-  set_latency(e2e, m.e2e_ms, m.mean_e2e_ms);
+  m.ttft_ms = latency_of(ttft);
+  m.itl_ms = latency_of(itl);
+  m.tpot_ms = latency_of(tpot);
+  m.e2e_ms = latency_of(e2e);
   return m;
 }
 

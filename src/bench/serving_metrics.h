@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -28,6 +29,11 @@ struct RequestRecord {
   bool ok() const { return error.empty(); }
 };
 
+struct Latency {
+  Percentiles percentiles;
+  double mean = 0;
+};
+
 struct ServingMetrics {
   int64_t completed = 0;
   int64_t failed = 0;
@@ -44,9 +50,8 @@ struct ServingMetrics {
   double aggregate_decode_throughput = 0;
   // Latencies in milliseconds. TTFT: send to first token. ITL: between consecutive token
   // arrivals, pooled over requests. TPOT: (end-to-end - TTFT) / (output tokens - 1) per request
-  // with at least two tokens. E2E: send to end.
-  Percentiles ttft_ms, itl_ms, tpot_ms, e2e_ms;
-  double mean_ttft_ms = 0, mean_itl_ms = 0, mean_tpot_ms = 0, mean_e2e_ms = 0;
+  // with at least two tokens. E2E: send to end. Empty when no request gave a sample.
+  std::optional<Latency> ttft_ms, itl_ms, tpot_ms, e2e_ms;
   std::vector<std::string> errors;   // the distinct error messages, in first-seen order
 };
 
