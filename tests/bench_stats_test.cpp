@@ -283,20 +283,21 @@ TEST(BenchServingMetrics, HandComputedTimeline) {
   EXPECT_NEAR(m.request_throughput, 2 / 0.8, 1e-12);
   EXPECT_NEAR(m.output_throughput, 6 / 0.8, 1e-12);
   EXPECT_NEAR(m.total_token_throughput, 36 / 0.8, 1e-12);
-  // A decodes 3 tokens in 0.3 s (10 tok/s), B 1 token in 0.2 s (5 tok/s).
-  EXPECT_NEAR(m.aggregate_decode_throughput, 15.0, 1e-9);
+  // A decodes 3 tokens over [0.1, 0.4], B 1 token over [0.5, 0.7]: 4 tokens in 0.5 s of decoding.
+  EXPECT_NEAR(m.aggregate_decode_throughput, 8.0, 1e-9);
   // TTFT 100 ms and 400 ms.
-  EXPECT_NEAR(m.ttft_ms.p50, 250, 1e-9);
-  EXPECT_NEAR(m.ttft_ms.p99, 100 + 0.99 * 300, 1e-9);
-  EXPECT_NEAR(m.mean_ttft_ms, 250, 1e-9);
+  ASSERT_TRUE(m.ttft_ms && m.itl_ms && m.tpot_ms && m.e2e_ms);
+  EXPECT_NEAR(m.ttft_ms->percentiles.p50, 250, 1e-9);
+  EXPECT_NEAR(m.ttft_ms->percentiles.p99, 100 + 0.99 * 300, 1e-9);
+  EXPECT_NEAR(m.ttft_ms->mean, 250, 1e-9);
   // ITL: 100, 100, 100 (A), 200 (B): numpy percentile 95 of [100,100,100,200] = 185.
-  EXPECT_NEAR(m.itl_ms.p50, 100, 1e-9);
-  EXPECT_NEAR(m.itl_ms.p95, 185, 1e-9);
-  EXPECT_NEAR(m.mean_itl_ms, 125, 1e-9);
+  EXPECT_NEAR(m.itl_ms->percentiles.p50, 100, 1e-9);
+  EXPECT_NEAR(m.itl_ms->percentiles.p95, 185, 1e-9);
+  EXPECT_NEAR(m.itl_ms->mean, 125, 1e-9);
   // TPOT: A (400 - 100) / 3 = 100, B (800 - 500) / 1 = 300.
-  EXPECT_NEAR(m.mean_tpot_ms, 200, 1e-9);
+  EXPECT_NEAR(m.tpot_ms->mean, 200, 1e-9);
   // E2E: 400 and 700.
-  EXPECT_NEAR(m.e2e_ms.p50, 550, 1e-9);
+  EXPECT_NEAR(m.e2e_ms->percentiles.p50, 550, 1e-9);
 }
 
 TEST(BenchServingMetrics, AggregateDecodeRateOfParallelSequencesIsTheirSum) {
@@ -309,6 +310,28 @@ TEST(BenchServingMetrics, AggregateDecodeRateOfParallelSequencesIsTheirSum) {
     records.push_back(record(0, t, t.back(), 100));
   }
   EXPECT_NEAR(summarize_serving(records).aggregate_decode_throughput, 160.0, 1e-9);
+
+  // The same eight in two waves of four (a concurrency limit of 4): 80 tok/s while decoding,
+  // not 160 as if all eight had decoded at once.
+  for (int s = 4; s < 8; ++s) {
+    for (double& t : records[static_cast<size_t>(s)].token_times) t += 10;
+    records[static_cast<size_t>(s)].first_token_time += 10;
+    records[static_cast<size_t>(s)].end_time += 10;
+  }
+  EXPECT_NEAR(summarize_serving(records).aggregate_decode_throughput, 80.0, 1e-9);
+}
+
+TEST(BenchServingMetrics, AllFailedGivesNoLatencies) {
+  RequestRecord failed;
+  failed.end_time = 1.0;
+  failed.error = "connection refused";
+  const ServingMetrics m = summarize_serving(std::vector<RequestRecord>{failed, failed});
+  EXPECT_EQ(m.completed, 0);
+  EXPECT_EQ(m.failed, 2);
+  EXPECT_THAT(m.errors, ElementsAre("connection refused"));
+  EXPECT_FALSE(m.ttft_ms.has_value());
+  EXPECT_FALSE(m.e2e_ms.has_value());
+  EXPECT_EQ(m.output_throughput, 0.0);
 }
 
 TEST(BenchServingMetrics, OutOfOrderTimesAreRefused) {

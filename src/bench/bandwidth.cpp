@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -35,8 +36,9 @@ uint64_t sum_words(const uint64_t* words, size_t begin, size_t end) {
 double measure_host_read_bandwidth(int threads) {
   threads = std::max(threads, 1);
   const size_t words_count = kBufferBytes / sizeof(uint64_t);
-  std::vector<uint64_t> words(words_count);
-  for (size_t i = 0; i < words_count; ++i) words[i] = i;  // touch every page
+  // Not value-initialised: the loop below is the one pass that touches every page.
+  const std::unique_ptr<uint64_t[]> words(new uint64_t[words_count]);
+  for (size_t i = 0; i < words_count; ++i) words[i] = i;
   const size_t share = words_count / static_cast<size_t>(threads);
   std::vector<uint64_t> sums(static_cast<size_t>(threads));
   double best = 0;
@@ -46,18 +48,16 @@ double measure_host_read_bandwidth(int threads) {
     for (int t = 0; t < threads; ++t) {
       const size_t begin = static_cast<size_t>(t) * share;
       const size_t end = t + 1 == threads ? words_count : begin + share;
-      workers.emplace_back([&, t, begin, end] { sums[static_cast<size_t>(t)] = sum_words(words.data(), begin, end); });
+      workers.emplace_back([&, t, begin, end] { sums[static_cast<size_t>(t)] = sum_words(words.get(), begin, end); });
     }
     for (std::thread& w : workers) w.join();
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (pass > 0) best = std::max(best, static_cast<double>(kBufferBytes) / seconds);
   }
-  // The sums must be used or the loads could be dropped: the words are 0..n-1.
-  uint64_t total = 0;
-  for (uint64_t s : sums) total += s;
-  const uint64_t n = words_count;
-  if (total != n * (n - 1) / 2) return 0.0;
+  // The sums are stored where the compiler cannot see them unused, so the loads stay.
+  static volatile uint64_t sink;
+  for (uint64_t s : sums) sink = sink + s;
   return best;
 }
 

@@ -30,11 +30,15 @@ constexpr const char* kWords[] = {
 
 PromptMaker::PromptMaker(const Tokenizer* tokenizer, uint64_t seed)
     : tokenizer_(tokenizer), seed_(seed) {
+  // A word's cost is what appending it to a text adds: SentencePiece gives " the" alone a token
+  // of its own for the space, but not after another word.
+  const auto count = [&](const std::string& text) {
+    return static_cast<int64_t>(tokenizer_->encode(text, false, false).size());
+  };
+  const int64_t base = tokenizer_ == nullptr ? 0 : count("a");
   for (const char* w : kWords) {
     words_.push_back(std::string(" ") + w);
-    const int64_t n = tokenizer_ == nullptr
-                          ? 1
-                          : static_cast<int64_t>(tokenizer_->encode(words_.back(), false, false).size());
+    const int64_t n = tokenizer_ == nullptr ? 1 : count("a" + words_.back()) - base;
     word_tokens_.push_back(n);
     if (n == 1) single_tokens_.push_back(words_.size() - 1);
   }

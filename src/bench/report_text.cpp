@@ -305,8 +305,9 @@ std::string serve_markdown(const json& doc) {
     out += "\n";
   }
   out += "\nThroughputs: mean ± sd over runs (one run: the value). Latencies: percentiles over "
-         "every request of every run; ITL between streamed chunks. Aggregate decode tok/s: the "
-         "requests' decode rates, (tokens - 1) / (last - first token time), summed.";
+         "every request of every run; ITL between streamed chunks. Aggregate decode tok/s: tokens "
+         "after each request's first, per second of time in which any request was decoding (for "
+         "requests decoding together, their rates summed).";
   if (!baselines.empty()) out += " Ratio: " + (*subject)["name"].get<std::string>() + " / the baseline (throughputs: means; latencies: p50s; below 1 is faster for latencies).";
   for (const json& s : servers) {
     for (const json& e : s["errors"]) out += fmt::format("\n\n{} error: {}", s["name"].get<std::string>(), e.get<std::string>());

@@ -28,6 +28,23 @@ double mean_of(const std::vector<double>& values) {
   return values.empty() ? 0.0 : sum / static_cast<double>(values.size());
 }
 
+// Length of the union of [begin, end] intervals.
+double union_length(std::vector<std::pair<double, double>> intervals) {
+  std::sort(intervals.begin(), intervals.end());
+  double total = 0, begin = 0, end = -std::numeric_limits<double>::infinity();
+  for (const auto& [b, e] : intervals) {
+    if (b > end) {
+      if (end > begin) total += end - begin;
+      begin = b;
+      end = e;
+    } else {
+      end = std::max(end, e);
+    }
+  }
+  if (end > begin) total += end - begin;
+  return total;
+}
+
 std::optional<Latency> latency_of(const std::vector<double>& values) {
   if (values.empty()) return std::nullopt;
   return Latency{percentiles(values), mean_of(values)};
@@ -41,6 +58,8 @@ ServingMetrics summarize_serving(std::span<const RequestRecord> records) {
   double start = std::numeric_limits<double>::infinity();
   double end = -std::numeric_limits<double>::infinity();
   std::vector<double> ttft, itl, tpot, e2e;
+  std::vector<std::pair<double, double>> decode_intervals;
+  double decode_tokens = 0;
   for (size_t i = 0; i < records.size(); ++i) {
     const RequestRecord& r = records[i];
     start = std::min(start, r.send_time);
@@ -66,13 +85,13 @@ ServingMetrics summarize_serving(std::span<const RequestRecord> records) {
       tpot.push_back(1e3 * (r.end_time - r.first_token_time) /
                      static_cast<double>(r.output_tokens - 1));
     }
-    if (r.token_times.size() > 1) {
-      const double span = r.token_times.back() - r.token_times.front();
-      if (span > 0) {
-        m.aggregate_decode_throughput += static_cast<double>(r.output_tokens - 1) / span;
-      }
+    if (r.token_times.size() > 1 && r.token_times.back() > r.token_times.front()) {
+      decode_intervals.emplace_back(r.token_times.front(), r.token_times.back());
+      decode_tokens += static_cast<double>(r.output_tokens - 1);
     }
   }
+  const double decoding = union_length(decode_intervals);
+  if (decoding > 0) m.aggregate_decode_throughput = decode_tokens / decoding;
   m.duration_seconds = end - start;
   if (m.duration_seconds > 0) {
     m.request_throughput = static_cast<double>(m.completed) / m.duration_seconds;

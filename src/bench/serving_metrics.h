@@ -44,9 +44,11 @@ struct ServingMetrics {
   double request_throughput = 0;     // completed requests / duration, requests/s
   double output_throughput = 0;      // output tokens / duration, tok/s
   double total_token_throughput = 0; // (prompt + output tokens) / duration, tok/s
-  // Σ over requests of (output tokens - 1) / (last token time - first token time): the
-  // per-sequence decode rates summed, what `apr bench --parallel N` reports for N sequences
-  // decoding together. Requests with fewer than two token arrivals add nothing.
+  // Decode tokens per second while any request was decoding: Σ over requests of (output tokens
+  // - 1), over the length of the union of their [first token, last token] intervals. For N
+  // sequences decoding together it is their decode rates summed, what `apr bench --parallel N`
+  // reports; requests that decode one batch after another (a concurrency limit) are not summed
+  // as if they had overlapped. Requests with fewer than two token arrivals add nothing.
   double aggregate_decode_throughput = 0;
   // Latencies in milliseconds. TTFT: send to first token. ITL: between consecutive token
   // arrivals, pooled over requests. TPOT: (end-to-end - TTFT) / (output tokens - 1) per request
