@@ -138,12 +138,16 @@ nlohmann::json run_serve_benchmark(const std::vector<ServeTarget>& targets, cons
   for (const Server& s : servers) {
     server_rows.push_back(serving_server_json(s.target.name, s.target.url, s.model, s.target.role, s.runs));
   }
+  return serve_document(o, std::move(server_rows));
+}
+
+nlohmann::json serve_document(const ServeOptions& o, nlohmann::json servers) {
   return {{"schema_version", kSchemaVersion},
           {"kind", "serve"},
           {"environment", describe_environment()},
           {"workload", workload_json(o)},
           {"method", {{"warmup_requests", o.warmup_requests}, {"repetitions", o.repetitions}}},
-          {"servers", server_rows}};
+          {"servers", std::move(servers)}};
 }
 
 }  // namespace realizar::bench

@@ -37,6 +37,11 @@ struct ServeOptions {
   std::optional<std::filesystem::path> tokenizer;  // tokenizer.json or a GGUF file
 };
 
+// The serve document (report_json.h) around `servers` (serving_server_json entries): the
+// environment, the workload and the method of `options`. The in-process serving bench builds
+// its document with it too.
+nlohmann::json serve_document(const ServeOptions& options, nlohmann::json servers);
+
 // Runs the workload `repetitions` times against every target and returns the serve document
 // (report_json.h, docs/bench.schema.json). Throws realizar::Error when a server fails its check,
 // naming the server and what went wrong; failures of measured requests are recorded, not thrown.
