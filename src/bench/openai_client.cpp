@@ -98,6 +98,7 @@ struct StreamState {
   bool done = false;       // "data: [DONE]" seen
   bool usage_seen = false;
   int64_t chunks = 0;
+  std::string text;  // everything streamed, for counting without usage
 
   void on_event(std::string_view data);
   void on_usage(const nlohmann::json& usage);
@@ -154,6 +155,7 @@ void StreamState::on_event(std::string_view data) {
     }
   }
   if (text.empty()) return;  // role-only and finish chunks carry no token
+  this->text += text;
   if (chunks == 0) record->first_token_time = now;
   record->token_times.push_back(now);
   ++chunks;
@@ -259,7 +261,12 @@ RequestRecord stream_completion(const std::string& base_url, const CompletionReq
       record.error = "the stream ended before data: [DONE]";
       return record;
     }
-    if (!state.usage_seen) record.output_tokens = state.chunks;
+    if (!state.usage_seen) {
+      record.output_tokens =
+          request.tokenizer != nullptr
+              ? static_cast<int64_t>(request.tokenizer->encode(state.text, false, false).size())
+              : state.chunks;
+    }
     if (record.output_tokens > 0 && state.chunks == 0) {
       record.error = fmt::format("usage counts {} tokens but no text was streamed", record.output_tokens);
     }

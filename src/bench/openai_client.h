@@ -1,7 +1,8 @@
 // A client for OpenAI-compatible servers (`apr serve`, llama.cpp's llama-server, vLLM, Ollama's
 // /v1) that streams one completion and times it: the send, every streamed chunk carrying text,
 // the end. Token counts come from the final `usage` chunk (stream_options.include_usage), else
-// from the number of text chunks. HTTP through libcurl, with a connection timeout and a total
+// from the streamed text under the served model's tokenizer when one is given, else from the
+// number of text chunks. HTTP through libcurl, with a connection timeout and a total
 // timeout per request so that a dead server cannot hang the benchmark.
 #pragma once
 
@@ -13,6 +14,7 @@
 
 #include "bench/serving_metrics.h"
 #include "bench/workload.h"
+#include "realizar/tokenizer.h"
 
 namespace realizar::bench {
 
@@ -34,6 +36,7 @@ struct CompletionRequest {
   int64_t max_tokens = 16;
   bool ignore_eos = true;       // llama.cpp's and vLLM's extension: generate max_tokens tokens
   double timeout_seconds = 600; // the whole request, connection included
+  const Tokenizer* tokenizer = nullptr;  // counts the output when the server sends no usage
 };
 
 // The JSON body sent for `request`: model, prompt (or one user message), max_tokens,

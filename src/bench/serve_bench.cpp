@@ -42,9 +42,10 @@ std::string pick_model(const ServeTarget& t, const std::string& wanted) {
   fail("{} ({}) does not serve model '{}' (it lists: {})", t.name, t.url, wanted, listed);
 }
 
-CompletionRequest make_request(const ServeOptions& o, const std::string& model, std::string prompt,
-                               int64_t prompt_tokens, int64_t output_tokens) {
+CompletionRequest make_request(const ServeOptions& o, const Tokenizer* tokenizer, const std::string& model,
+                               std::string prompt, int64_t prompt_tokens, int64_t output_tokens) {
   CompletionRequest r;
+  r.tokenizer = tokenizer;
   r.api = o.api;
   r.model = model;
   r.prompt = std::move(prompt);
@@ -56,9 +57,9 @@ CompletionRequest make_request(const ServeOptions& o, const std::string& model, 
 }
 
 // The warm-up requests double as the check that the model answers.
-void warm_up(const Server& s, const ServeOptions& o, const PromptMaker& prompts) {
+void warm_up(const Server& s, const ServeOptions& o, const PromptMaker& prompts, const Tokenizer* tokenizer) {
   for (int i = 0; i < o.warmup_requests; ++i) {
-    const CompletionRequest r = make_request(o, s.model, prompts.make(kWarmupPromptTokens, -1 - i),
+    const CompletionRequest r = make_request(o, tokenizer, s.model, prompts.make(kWarmupPromptTokens, -1 - i),
                                              kWarmupPromptTokens, kWarmupOutputTokens);
     const RequestRecord rec = stream_completion(s.target.url, r, WorkloadClock::now());
     if (!rec.ok()) {
@@ -116,7 +117,7 @@ nlohmann::json run_serve_benchmark(const std::vector<ServeTarget>& targets, cons
 
   std::vector<Server> servers;
   for (const ServeTarget& t : targets) servers.push_back({t, pick_model(t, o.model), {}});
-  for (const Server& s : servers) warm_up(s, o, prompts);
+  for (const Server& s : servers) warm_up(s, o, prompts, tokenizer.get());
 
   for (int rep = 0; rep < o.repetitions; ++rep) {
     for (Server& s : servers) {
@@ -124,7 +125,7 @@ nlohmann::json run_serve_benchmark(const std::vector<ServeTarget>& targets, cons
                         static_cast<uint64_t>(plan.size()), Progress::Unit::Items);
       std::mutex progress_mutex;
       auto execute = [&](const PlannedRequest& p, WorkloadClock::time_point start) {
-        const CompletionRequest r = make_request(o, s.model, texts[static_cast<size_t>(p.index)],
+        const CompletionRequest r = make_request(o, tokenizer.get(), s.model, texts[static_cast<size_t>(p.index)],
                                                  p.prompt_tokens, p.output_tokens);
         RequestRecord rec = stream_completion(s.target.url, r, start);
         std::lock_guard<std::mutex> lock(progress_mutex);

@@ -6,7 +6,7 @@ when ``stream_options.include_usage`` is set, then ``data: [DONE]``. Tokens are 
 words echoed back; the first token comes after --ttft-ms, each next one after --itl-ms. It
 generates exactly ``max_tokens`` tokens and counts the prompt's tokens as its words.
 
-Faults for the error tests: --fault http500 | hang | malformed | no-done | models404.
+--no-usage leaves the usage chunk out, as some servers do. Faults for the error tests: --fault http500 | hang | malformed | no-done | models404.
 
 Bounded: it exits after --max-requests requests or --lifetime seconds, whichever comes first.
 It prints ``PORT <n>`` when listening and writes one JSON line per request to --log.
@@ -121,7 +121,7 @@ class Handler(BaseHTTPRequestHandler):
         for i in range(max_tokens):
             if i > 0:
                 time.sleep(state.args.itl_ms / 1e3)
-            piece = " " + (words[i % len(words)] if words else "x")
+            piece = state.args.piece or " " + (words[i % len(words)] if words else "x")
             choice = ({"index": 0, "delta": {"content": piece}} if chat
                       else {"index": 0, "text": piece})
             if fault == "malformed" and i == 1:
@@ -132,7 +132,7 @@ class Handler(BaseHTTPRequestHandler):
         finish = {"index": 0, "finish_reason": "length"}
         finish.update({"delta": {}} if chat else {"text": ""})
         send({"object": kind, "choices": [finish]})
-        if body.get("stream_options", {}).get("include_usage"):
+        if body.get("stream_options", {}).get("include_usage") and not state.args.no_usage:
             send({"object": kind, "choices": [],
                   "usage": {"prompt_tokens": len(words), "completion_tokens": max_tokens,
                             "total_tokens": len(words) + max_tokens,
@@ -147,6 +147,8 @@ def main():
     parser.add_argument("--ttft-ms", type=float, default=20)
     parser.add_argument("--itl-ms", type=float, default=5)
     parser.add_argument("--cached-tokens", type=int, default=0)
+    parser.add_argument("--no-usage", action="store_true", help="never send a usage chunk")
+    parser.add_argument("--piece", help="the text of every chunk (default: the prompt's words)")
     parser.add_argument("--fault", choices=["http500", "hang", "malformed", "no-done", "models404"])
     parser.add_argument("--max-requests", type=int, default=1000)
     parser.add_argument("--lifetime", type=float, default=120)

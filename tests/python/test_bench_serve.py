@@ -112,6 +112,26 @@ def test_exact_prompt_lengths_with_the_tokenizer(tmp_path):
         assert doc["servers"][0]["runs"][0]["prompt_tokens"] == sum(e["prompt_words"] for e in sent)
 
 
+def test_output_tokens_without_usage_come_from_the_tokenizer_or_the_chunks(tmp_path):
+    from tokenizers import Tokenizer
+    tokenizer = ROOT / "tests/data/tokenizers/qwen2/tokenizer.json"
+    piece = " internationalization"  # several tokens in every chunk
+    per_piece = len(Tokenizer.from_file(str(tokenizer)).encode(piece * 12, add_special_tokens=False).ids)
+    assert per_piece > 12
+    for with_tokenizer in (True, False):
+        with sse_server(tmp_path / "a.log", "--no-usage", "--piece", piece, "--ttft-ms", 1, "--itl-ms", 1) as url:
+            extra = ["--tokenizer", tokenizer] if with_tokenizer else []
+            r = serve(url, tmp_path / "s.json", "--requests", 3, "--prompt-len", "40",
+                      "--output-len", "12", "--warmup", 0, *extra)
+        assert r.returncode == 0, r.stderr
+        run = json.loads((tmp_path / "s.json").read_text())["servers"][0]["runs"][0]
+        if with_tokenizer:
+            assert run["output_tokens"] == 3 * per_piece  # counted as the model's tokenizer does
+            assert run["prompt_tokens"] == 3 * 40  # as planned: exact under the tokenizer
+        else:
+            assert run["output_tokens"] == 3 * 12  # one token per chunk
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
