@@ -145,20 +145,33 @@ void check_document(const nlohmann::json& doc, const std::string& source) {
   const std::string kind = doc.value("kind", "");
   require(kind == "model" || kind == "serve", source, "kind is neither \"model\" nor \"serve\"");
   require(doc.contains("environment") && doc["environment"].is_object(), source, "no environment");
+  // What bench compare reads: rates with a mean and, when present, a well-formed interval.
+  auto rate_summary = [&](const nlohmann::json& s) {
+    if (!s.is_object() || !s.contains("mean") || !s["mean"].is_number()) return false;
+    if (!s.contains("median_ci")) return true;
+    const nlohmann::json& ci = s["median_ci"];
+    return ci.is_object() && ci.value("low", nlohmann::json()).is_number() &&
+           ci.value("high", nlohmann::json()).is_number() && ci.value("level", nlohmann::json()).is_number();
+  };
   if (kind == "model") {
     require(doc.contains("results") && doc["results"].is_array(), source, "no results");
     for (const auto& r : doc["results"]) {
-      require(r.is_object() && r.contains("test") && r["test"].is_string() &&
-                  r.contains("tokens_per_second") && r["tokens_per_second"].is_object() &&
-                  r["tokens_per_second"].contains("mean"),
+      require(r.is_object() && r.contains("test") && r["test"].is_string() && r.contains("tokens_per_second") &&
+                  rate_summary(r["tokens_per_second"]),
               source, "a result lacks test or tokens_per_second");
     }
-  } else {
-    require(doc.contains("servers") && doc["servers"].is_array(), source, "no servers");
-    for (const auto& s : doc["servers"]) {
-      require(s.is_object() && s.contains("name") && s.contains("output_throughput") &&
-                  s.contains("runs"),
-              source, "a server lacks name, output_throughput or runs");
+    return;
+  }
+  require(doc.contains("servers") && doc["servers"].is_array(), source, "no servers");
+  for (const auto& s : doc["servers"]) {
+    require(s.is_object() && s.contains("name") && s["name"].is_string() && s.contains("runs"), source,
+            "a server lacks name or runs");
+    for (const char* key : {"output_throughput", "request_throughput", "aggregate_decode_throughput"}) {
+      require(s.contains(key) && rate_summary(s[key]), source, std::string("a server lacks ") + key);
+    }
+    for (const char* key : {"ttft_ms", "itl_ms", "e2e_ms"}) {
+      require(s.contains(key) && (s[key].is_null() || (s[key].is_object() && s[key].value("p50", nlohmann::json()).is_number())),
+              source, std::string("a server's ") + key + " is not percentiles");
     }
   }
 }

@@ -97,7 +97,13 @@ std::vector<RequestRecord> run_workload(const std::vector<PlannedRequest>& plan,
       std::this_thread::sleep_until(
           start + std::chrono::duration_cast<WorkloadClock::duration>(
                       std::chrono::duration<double>(plan[i].arrival_seconds)));
-      records[i] = execute(plan[i], start);
+      try {
+        records[i] = execute(plan[i], start);
+      } catch (const std::exception& e) {  // an executor's bug must not end the process
+        records[i].error = e.what();
+        records[i].send_time = records[i].end_time =
+            std::chrono::duration<double>(WorkloadClock::now() - start).count();
+      }
     }
   };
   std::vector<std::thread> threads;

@@ -161,7 +161,12 @@ int run_serve(ServeArgs args, const OutputFiles& files) {
 int run_compare(const CompareArgs& args) {
   const nlohmann::json before = read_document(args.before);
   const nlohmann::json after = read_document(args.after);
-  const bench::Comparison c = bench::compare_documents(before, after, args.threshold);
+  bench::Comparison c;
+  try {
+    c = bench::compare_documents(before, after, args.threshold);
+  } catch (const nlohmann::json::exception& e) {  // a field of the wrong type past the check
+    fail("bench compare: {} and {} do not hold comparable results ({})", args.before, args.after, e.what());
+  }
   std::cout << bench::comparison_markdown(c, args.before, args.after) << std::flush;
   return c.regressed() ? 1 : 0;
 }
