@@ -19,6 +19,7 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/kernels.h"
+#include "engine/batch_runner.h"
 #include "realizar/gguf.h"
 #include "realizar/model.h"
 #include "realizar/quant.h"
@@ -103,6 +104,7 @@ struct BenchModel {
   ModelConfig config;
   ModelWeights weights;
   std::unique_ptr<Backend> backend;
+  std::unique_ptr<BatchRunner> runner;
 
   WeightTensor matrix(TensorType type, int64_t rows, int64_t cols) {
     return matrices.emplace_back(random_matrix(type, rows, cols))->tensor;
@@ -182,7 +184,12 @@ BenchModel& bench_model() {
     } else {
       synthesize_qwen2_1_5b_q4_k_m(*m);
     }
-    m->backend = make_cpu_backend(m->config, m->weights, 1024, bench_threads());
+    BackendOptions options;
+    options.cache_slots = 1024;
+    options.max_sequence_length = 1024;
+    options.threads = bench_threads();
+    m->backend = make_cpu_backend(m->config, m->weights, options);
+    m->runner = std::make_unique<BatchRunner>(*m->backend);
     return m;
   }();
   return *model;
@@ -197,8 +204,8 @@ void BM_ModelPrefill(benchmark::State& state) {
   std::vector<float> logits;
   const double cpu_start = process_cpu_seconds();
   for (auto _ : state) {
-    m.backend->release_sequence(0);
-    m.backend->forward(batch, logits);
+    m.runner->release(0);
+    m.runner->forward(batch, logits);
   }
   state.counters["tok/cpu_s"] = static_cast<double>(n * state.iterations()) / (process_cpu_seconds() - cpu_start);
   state.counters["tok/s"] = benchmark::Counter(static_cast<double>(n), benchmark::Counter::kIsIterationInvariantRate);
@@ -214,17 +221,17 @@ void BM_ModelDecode(benchmark::State& state) {
   for (auto _ : state) {
     if (position >= 512) {
       state.PauseTiming();
-      m.backend->release_sequence(0);
+      m.runner->release(0);
       batch.clear();
       for (int32_t i = 0; i < 32; ++i) batch.add(i + 100, i, 0, i == 31);
-      m.backend->forward(batch, logits);
+      m.runner->forward(batch, logits);
       position = 32;
       state.ResumeTiming();
     }
     batch.clear();
     batch.add(position % 1000, position, 0, true);
     const double cpu_start = process_cpu_seconds();
-    m.backend->forward(batch, logits);
+    m.runner->forward(batch, logits);
     cpu_total += process_cpu_seconds() - cpu_start;
     ++position;
   }

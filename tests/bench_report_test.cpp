@@ -299,8 +299,12 @@ TEST(BenchPlan, TestsAreNamedAndOrderedLikeLlamaBench) {
   EXPECT_EQ(tests[2].context_before(), 512);  // each sequence's own prompt first
   EXPECT_EQ(tests[2].tokens(), 128 * 8);
   EXPECT_EQ(tests[6].context_before(), 4096);
-  // x8 at depth 4096: 8 x (4096 + 128 + 8 -> 4288 rounded to 64) tokens.
-  EXPECT_EQ(cache_tokens_needed(tests), 8 * 4288);
+  // x8 at depth 4096: 8 x (4096 + 128 + 8 -> 4288 rounded to 64) tokens; pp512+tg128 at depth
+  // 4096 is the longest sequence (4744 -> 4800).
+  const BackendOptions sizes = backend_options(tests, 3);
+  EXPECT_EQ(sizes.cache_slots, 8 * 4288);
+  EXPECT_EQ(sizes.max_sequence_length, 4800);
+  EXPECT_EQ(sizes.threads, 3);
 
   BenchOptions none;
   none.prompt_tokens = {0};

@@ -128,7 +128,7 @@ class TestModel {
 
 const std::vector<int32_t> kPrompt = {5, 17, 42, 3, 88, 61, 9, 33, 70, 2, 14};
 
-std::vector<float> prefill(Backend& backend, const std::vector<int32_t>& prompt, int32_t seq = 0) {
+std::vector<float> prefill(testing::TestBackend& backend, const std::vector<int32_t>& prompt, int32_t seq = 0) {
   Batch batch;
   for (size_t i = 0; i < prompt.size(); ++i) batch.add(prompt[i], static_cast<int32_t>(i), seq, true);
   std::vector<float> logits;
@@ -157,21 +157,21 @@ class CpuVsReferenceTest : public ::testing::TestWithParam<ModelCase> {};
 // observed max over ~1000 logits is 4.3% (bound 6e-2; llama.cpp quantizes activations the same way).
 TEST_P(CpuVsReferenceTest, PrefillLogitsMatchReference) {
   const TestModel model(GetParam().arch, GetParam().scheme);
-  auto reference = make_reference_backend(model.config, model.weights, 64);
-  auto cpu = make_cpu_backend(model.config, model.weights, 64, 2);
+  auto reference = testing::driven(make_reference_backend(model.config, model.weights, testing::cache_options(64)));
+  auto cpu = testing::driven(make_cpu_backend(model.config, model.weights, testing::cache_options(64, 2)));
   const std::vector<float> want = prefill(*reference, kPrompt);
   const std::vector<float> got = prefill(*cpu, kPrompt);
   ASSERT_EQ(got.size(), kPrompt.size() * static_cast<size_t>(model.config.vocab_size));
   EXPECT_LT(testing::relative_max_error(got, want), GetParam().scheme.tolerance);
 }
 
-// Backend::forward_greedy's default (used by the CPU and reference backends): one greedy pick per
+// Backend::sample's default (used by the CPU and reference backends) with greedy rows: one pick per
 // wanted row, in batch order, equal to greedy_token of that row of forward()'s logits.
 TEST_P(CpuVsReferenceTest, ForwardGreedyPicksEachWantedRowsArgMax) {
   const TestModel model(GetParam().arch, GetParam().scheme);
   const auto vocab = static_cast<size_t>(model.config.vocab_size);
-  auto cpu = make_cpu_backend(model.config, model.weights, 64, 2);
-  auto cpu_greedy = make_cpu_backend(model.config, model.weights, 64, 2);
+  auto cpu = testing::driven(make_cpu_backend(model.config, model.weights, testing::cache_options(64, 2)));
+  auto cpu_greedy = testing::driven(make_cpu_backend(model.config, model.weights, testing::cache_options(64, 2)));
   Batch batch;
   for (size_t i = 0; i < kPrompt.size(); ++i) {
     batch.add(kPrompt[i], static_cast<int32_t>(i), 0, i % 3 != 1);
@@ -180,12 +180,12 @@ TEST_P(CpuVsReferenceTest, ForwardGreedyPicksEachWantedRowsArgMax) {
   std::vector<float> logits;
   std::vector<int32_t> picked;
   cpu->forward(batch, logits);
-  cpu_greedy->forward_greedy(batch, picked);
+  cpu_greedy->greedy(batch, picked);
   ASSERT_EQ(picked.size(), batch.output_count());
   for (size_t row = 0; row < picked.size(); ++row) {
     EXPECT_EQ(picked[row], greedy_token(std::span<const float>(logits).subspan(row * vocab, vocab))) << "row " << row;
   }
-  EXPECT_EQ(cpu_greedy->sequence_length(7), 4);
+  EXPECT_EQ(cpu_greedy->length(7), 4);
 }
 
 // Greedy decoding after the prompt, one token per forward (teacher-forced with the reference's
@@ -195,8 +195,8 @@ TEST_P(CpuVsReferenceTest, ForwardGreedyPicksEachWantedRowsArgMax) {
 TEST_P(CpuVsReferenceTest, GreedyDecodeMatchesReference) {
   const TestModel model(GetParam().arch, GetParam().scheme);
   const int64_t vocab = model.config.vocab_size;
-  auto reference = make_reference_backend(model.config, model.weights, 64);
-  auto cpu = make_cpu_backend(model.config, model.weights, 64, 2);
+  auto reference = testing::driven(make_reference_backend(model.config, model.weights, testing::cache_options(64)));
+  auto cpu = testing::driven(make_cpu_backend(model.config, model.weights, testing::cache_options(64, 2)));
   std::vector<float> want = prefill(*reference, kPrompt);
   std::vector<float> got = prefill(*cpu, kPrompt);
   want.erase(want.begin(), want.end() - vocab);
@@ -226,11 +226,11 @@ TEST_P(CpuVsReferenceTest, GreedyDecodeMatchesReference) {
 TEST_P(CpuVsReferenceTest, InterleavedSequencesMatchSeparateRuns) {
   const TestModel model(GetParam().arch, GetParam().scheme);
   const std::vector<int32_t> other = {7, 7, 60, 31, 4};
-  auto alone = make_cpu_backend(model.config, model.weights, 64, 2);
+  auto alone = testing::driven(make_cpu_backend(model.config, model.weights, testing::cache_options(64, 2)));
   const std::vector<float> want_a = prefill(*alone, kPrompt, 0);
   const std::vector<float> want_b = prefill(*alone, other, 1);
 
-  auto together = make_cpu_backend(model.config, model.weights, 64, 2);
+  auto together = testing::driven(make_cpu_backend(model.config, model.weights, testing::cache_options(64, 2)));
   Batch batch;
   for (size_t i = 0; i < kPrompt.size(); ++i) {
     batch.add(kPrompt[i], static_cast<int32_t>(i), 0, true);
@@ -247,16 +247,16 @@ TEST_P(CpuVsReferenceTest, InterleavedSequencesMatchSeparateRuns) {
   }
   EXPECT_LT(testing::relative_max_error(got_a, want_a), 1e-6);
   EXPECT_LT(testing::relative_max_error(got_b, want_b), 1e-6);
-  EXPECT_EQ(together->sequence_length(0), static_cast<int64_t>(kPrompt.size()));
-  EXPECT_EQ(together->sequence_length(1), static_cast<int64_t>(other.size()));
+  EXPECT_EQ(together->length(0), static_cast<int64_t>(kPrompt.size()));
+  EXPECT_EQ(together->length(1), static_cast<int64_t>(other.size()));
 }
 
 // The thread count changes how rows and heads are split, never a result: every output is one
 // kernel call whichever thread makes it.
 TEST_P(CpuVsReferenceTest, ThreadCountDoesNotChangeLogits) {
   const TestModel model(GetParam().arch, GetParam().scheme);
-  auto one = make_cpu_backend(model.config, model.weights, 64, 1);
-  auto three = make_cpu_backend(model.config, model.weights, 64, 3);
+  auto one = testing::driven(make_cpu_backend(model.config, model.weights, testing::cache_options(64, 1)));
+  auto three = testing::driven(make_cpu_backend(model.config, model.weights, testing::cache_options(64, 3)));
   EXPECT_EQ(prefill(*one, kPrompt), prefill(*three, kPrompt));
 }
 
@@ -305,8 +305,8 @@ TEST_P(CpuGoldenTest, MatchesReferenceAndTransformers) {
   const std::vector<int32_t> prompt = golden["prompt"].get<std::vector<int32_t>>();
   const std::vector<int32_t> want_greedy = golden["greedy"].get<std::vector<int32_t>>();
 
-  auto reference = make_reference_backend(config, weights, 64);
-  auto cpu = make_cpu_backend(config, weights, 64, 2);
+  auto reference = testing::driven(make_reference_backend(config, weights, testing::cache_options(64)));
+  auto cpu = testing::driven(make_cpu_backend(config, weights, testing::cache_options(64, 2)));
   std::vector<float> want = prefill(*reference, prompt);
   std::vector<float> got = prefill(*cpu, prompt);
   EXPECT_LT(testing::relative_max_error(got, want), tolerance);
@@ -354,17 +354,17 @@ INSTANTIATE_TEST_SUITE_P(
 class CpuBackendErrors : public ::testing::Test {
  protected:
   TestModel model{Architecture::Qwen2, kQ8_0};
-  std::unique_ptr<Backend> cpu = make_cpu_backend(model.config, model.weights, 16, 2);
+  std::unique_ptr<testing::TestBackend> cpu = testing::driven(make_cpu_backend(model.config, model.weights, testing::cache_options(16, 2)));
 };
 
 TEST_F(CpuBackendErrors, FullCacheIsAnErrorAndLeavesTheSequenceUsable) {
   std::vector<int32_t> long_prompt(20, 3);
   EXPECT_THAT([&] { prefill(*cpu, long_prompt); },
               ::testing::ThrowsMessage<std::exception>(::testing::HasSubstr("KV cache full")));
-  EXPECT_EQ(cpu->sequence_length(0), 0);
+  EXPECT_EQ(cpu->length(0), 0);
   EXPECT_EQ(prefill(*cpu, {1, 2, 3}).size(), 3u * static_cast<size_t>(model.config.vocab_size));
-  cpu->release_sequence(0);
-  EXPECT_EQ(cpu->sequence_length(0), 0);
+  cpu->release(0);
+  EXPECT_EQ(cpu->length(0), 0);
   EXPECT_EQ(prefill(*cpu, std::vector<int32_t>(16, 4)).size(), 16u * static_cast<size_t>(model.config.vocab_size));
 }
 

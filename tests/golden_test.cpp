@@ -41,7 +41,7 @@ Golden load_golden(const std::string& name) {
 }
 
 // Greedy continuation: one prefill batch, then one decode step per token through the KV cache.
-std::vector<int32_t> greedy_tokens(Backend& backend, const std::vector<int32_t>& prompt,
+std::vector<int32_t> greedy_tokens(testing::TestBackend& backend, const std::vector<int32_t>& prompt,
                                    size_t count) {
   Batch batch;
   for (size_t i = 0; i < prompt.size(); ++i) {
@@ -49,7 +49,7 @@ std::vector<int32_t> greedy_tokens(Backend& backend, const std::vector<int32_t>&
   }
   std::vector<float> logits;
   std::vector<int32_t> out;
-  const int64_t vocab = backend.config().vocab_size;
+  const int64_t vocab = backend.backend().config().vocab_size;
   while (true) {
     backend.forward(batch, logits);
     out.push_back(testing::argmax(logits.data(), vocab));
@@ -70,7 +70,7 @@ TEST_P(GoldenTest, ReferenceBackendMatchesTransformers) {
   const ModelWeights weights = ModelWeights::from_gguf(file, config);
   ASSERT_EQ(config.vocab_size, golden.vocab);
 
-  auto backend = make_reference_backend(config, weights, 256);
+  auto backend = testing::driven(make_reference_backend(config, weights, testing::cache_options(256)));
   Batch batch;
   for (size_t i = 0; i < golden.prompt.size(); ++i) {
     batch.add(golden.prompt[i], static_cast<int32_t>(i), 7, true);
@@ -80,7 +80,7 @@ TEST_P(GoldenTest, ReferenceBackendMatchesTransformers) {
   ASSERT_EQ(logits.size(), golden.logits.size());
   EXPECT_LE(testing::relative_max_error(logits, golden.logits), 1e-3);
 
-  auto fresh = make_reference_backend(config, weights, 256);
+  auto fresh = testing::driven(make_reference_backend(config, weights, testing::cache_options(256)));
   EXPECT_EQ(greedy_tokens(*fresh, golden.prompt, golden.greedy.size()), golden.greedy);
 }
 

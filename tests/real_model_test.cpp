@@ -60,7 +60,8 @@ TEST(TokenNll, StaysFiniteForLargeLogits) {
 }
 
 // A backend whose logits favour the batch's own next token by `boost` (all other logits 0), so each
-// scored NLL is log(V − 1 + e^boost) − boost. Records the batches it receives.
+// scored NLL is log(V − 1 + e^boost) − boost. Records the batches it receives and how many tokens
+// the cache held before each (0: a fresh cache).
 class OracleBackend : public Backend {
  public:
   OracleBackend(int64_t vocab, int64_t context, float boost) : boost_(boost) {
@@ -69,8 +70,12 @@ class OracleBackend : public Backend {
   }
   std::string_view name() const override { return "oracle"; }
   const ModelConfig& config() const override { return config_; }
-  void forward(const Batch& batch, std::vector<float>& logits) override {
+  int64_t cache_slots() const override { return 64; }
+  int64_t kv_bytes_per_token() const override { return 0; }
+  void copy_blocks(std::span<const BlockCopy>) override {}
+  void forward(const Batch& batch, const KvStep& cache, std::vector<float>& logits) override {
     batches.push_back(batch);
+    held_before.push_back(cache.kv.length(batch.seq_ids.at(0)));
     logits.clear();
     for (size_t i = 0; i < batch.size(); ++i) {
       if (!batch.want_logits[i]) continue;
@@ -79,11 +84,8 @@ class OracleBackend : public Backend {
       logits.insert(logits.end(), row.begin(), row.end());
     }
   }
-  void release_sequence(int32_t) override { ++releases; }
-  int64_t sequence_length(int32_t) const override { return 0; }
-
   std::vector<Batch> batches;
-  int releases = 0;
+  std::vector<int64_t> held_before;
 
  private:
   ModelConfig config_;
@@ -113,7 +115,7 @@ TEST(ComputePerplexity, ScoresTheSecondHalfOfEachWindowFromAFreshCache) {
   EXPECT_EQ(result.chunks, 3);  // the 5 tokens after the third window are not a whole window
   EXPECT_EQ(result.scored_tokens, 3 * (kContext - kContext / 2 - 1));
   ASSERT_EQ(backend.batches.size(), 3u);
-  EXPECT_GE(backend.releases, 3);
+  EXPECT_THAT(backend.held_before, ::testing::Each(0));
   for (size_t w = 0; w < backend.batches.size(); ++w) {
     const Batch& batch = backend.batches[w];
     ASSERT_EQ(batch.size(), static_cast<size_t>(kContext));
@@ -169,46 +171,17 @@ TEST(ComputePerplexity, RejectsShortTextsAndContextsTheModelCannotHold) {
 
 // ---- the real model ------------------------------------------------------------------------------
 
-std::string run_shell(const std::string& command, int& exit_code) {
-  std::string out;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (pipe == nullptr) {
-    exit_code = -1;
-    return out;
-  }
-  std::array<char, 4096> buffer{};
-  size_t n = 0;
-  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) out.append(buffer.data(), n);
-  const int status = pclose(pipe);
-  exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return out;
-}
-
-bool offline() {
-  const char* value = std::getenv("REALIZAR_OFFLINE");
-  return value != nullptr && std::string(value) == "1";
-}
-
 class SmolLM2 : public ::testing::Test {
  protected:
   static constexpr const char* kSystem = "You are a helpful assistant.";
 
   static void SetUpTestSuite() {
-    int exit_code = 0;
-    std::string out = run_shell((source_dir() / "tools/fetch_models.sh").string() +
-                                    " smollm2-135m",
-                                exit_code);
-    while (!out.empty() && out.back() == '\n') out.pop_back();
-    if (exit_code == 0) model_path_ = out;
-    fetch_exit_code_ = exit_code;
+    const std::optional<std::filesystem::path> path = testing::real_model("smollm2-135m");
+    if (path) model_path_ = path->string();
   }
 
   void SetUp() override {
-    if (fetch_exit_code_ != 0) {
-      if (offline()) GTEST_SKIP() << "REALIZAR_OFFLINE=1 and the model could not be fetched";
-      FAIL() << "tools/fetch_models.sh smollm2-135m failed (exit " << fetch_exit_code_
-             << "); set REALIZAR_OFFLINE=1 to skip the real-model tests";
-    }
+    if (model_path_.empty()) GTEST_SKIP() << "REALIZAR_OFFLINE=1 and the model could not be fetched";
   }
 
   // With an explicit system message: the model's default one ("You are a helpful AI assistant
@@ -233,7 +206,6 @@ class SmolLM2 : public ::testing::Test {
   }
 
   static inline std::string model_path_;
-  static inline int fetch_exit_code_ = 0;
 };
 
 // "Final estimate: PPL = X +/- SE" → {X, SE} as printed.

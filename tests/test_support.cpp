@@ -10,11 +10,14 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <random>
 #include <sstream>
 #include <stdexcept>
+
+#include "kv/kv_manager.h"
 
 extern char** environ;
 
@@ -111,6 +114,35 @@ CommandResult run_apr(const std::vector<std::string>& args) {
   waitpid(pid, &status, 0);
   int exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return {exit_code, read_file(out_path), read_file(err_path)};
+}
+
+BackendOptions cache_options(int64_t cache_tokens, int threads) {
+  BackendOptions options;
+  options.cache_slots = (cache_tokens + kKvBlockSize - 1) / kKvBlockSize * kKvBlockSize;
+  options.max_sequence_length = cache_tokens;
+  options.threads = threads;
+  return options;
+}
+
+std::optional<std::filesystem::path> real_model(const std::string& name) {
+  const std::string command = (source_dir() / "tools/fetch_models.sh").string() + " " + name;
+  std::FILE* pipe = popen(command.c_str(), "r");
+  std::string out;
+  int status = -1;
+  if (pipe != nullptr) {
+    char buffer[4096];
+    size_t n = 0;
+    while ((n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) out.append(buffer, n);
+    status = pclose(pipe);
+  }
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  if (status == 0 && !out.empty()) return std::filesystem::path(out);
+  const char* offline = std::getenv("REALIZAR_OFFLINE");
+  if (offline == nullptr || std::string(offline) != "1") {
+    ADD_FAILURE() << "tools/fetch_models.sh " << name << " failed (status " << status
+                  << "); set REALIZAR_OFFLINE=1 to skip the real-model tests";
+  }
+  return std::nullopt;
 }
 
 }  // namespace realizar::testing

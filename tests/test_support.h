@@ -3,8 +3,13 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "engine/batch_runner.h"
+#include "realizar/backend.h"
 
 namespace realizar::testing {
 
@@ -51,6 +56,40 @@ double relative_max_error(const std::vector<float>& got, const std::vector<float
 int32_t argmax(const float* logits, int64_t n);
 
 std::string read_file(const std::filesystem::path& path);
+
+// The path of real model `name` from tools/fetch_models.sh (downloaded once into its cache). When
+// the download fails: nullopt if REALIZAR_OFFLINE=1 (the caller skips), else a test failure naming
+// the script's exit code, and nullopt.
+std::optional<std::filesystem::path> real_model(const std::string& name);
+
+// Backend sizes for a test: room for `cache_tokens` tokens (rounded up to whole KV blocks), as
+// long a sequence, `threads` CPU threads.
+BackendOptions cache_options(int64_t cache_tokens, int threads = 0);
+
+// A backend with a BatchRunner of its own: tests lay out their batches, the runner keeps each
+// sequence's place in the cache.
+class TestBackend {
+ public:
+  explicit TestBackend(std::unique_ptr<Backend> backend)
+      : backend_(std::move(backend)), runner_(*backend_) {}
+  void forward(const Batch& batch, std::vector<float>& logits) { runner_.forward(batch, logits); }
+  void greedy(const Batch& batch, std::vector<int32_t>& tokens) { runner_.greedy(batch, tokens); }
+  void sample(const Batch& batch, std::span<const RowSampling> rows, std::vector<SampledToken>& out) {
+    runner_.sample(batch, rows, out);
+  }
+  void release(int32_t seq) { runner_.release(seq); }
+  int64_t length(int32_t seq) const { return runner_.length(seq); }
+  Backend& backend() { return *backend_; }
+  BatchRunner& runner() { return runner_; }
+
+ private:
+  std::unique_ptr<Backend> backend_;
+  BatchRunner runner_;
+};
+
+inline std::unique_ptr<TestBackend> driven(std::unique_ptr<Backend> backend) {
+  return std::make_unique<TestBackend>(std::move(backend));
+}
 void write_file(const std::filesystem::path& path, const std::string& bytes);
 
 }  // namespace realizar::testing

@@ -1,15 +1,26 @@
 // The one interface every backend implements (DESIGN.md §1): run a batch of tokens from one or
-// more sequences through the model, keeping each sequence's keys and values in a paged KV cache.
-// Single-sequence decode is a batch of one token; prefill is a batch of many.
+// more sequences through the model. Single-sequence decode is a batch of one token; prefill is a
+// batch of many; the scheduler mixes decode rows of many sequences with prompt chunks.
+//
+// The backend owns the KV cache's storage only: where each token's key and value go, and which
+// blocks hold each sequence's earlier ones, is decided by the engine's KV manager
+// (src/kv/kv_manager.h) and handed to every step (KvStep).
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
 #include "realizar/model.h"
+#include "realizar/sampling.h"
 
 namespace realizar {
+
+class KvManager;
+struct BlockCopy;
 
 // Tokens to run, each with its sequence, its position in that sequence and whether its logits
 // are wanted (like llama.cpp's llama_batch).
@@ -28,33 +39,83 @@ struct Batch {
   size_t size() const { return tokens.size(); }
   size_t output_count() const;
   void clear();
+  // Throws realizar::Error naming the first token id outside [0, vocab_size).
+  void check_tokens(int64_t vocab_size) const;
+};
+
+// Where a step's tokens live in the paged cache: token i's key and value are written to slot
+// slots[i]; the keys a token attends to are positions [0, position] of its sequence, found
+// through kv.blocks(seq_id) (the tokens of this step included, as they are written first).
+struct KvStep {
+  const KvManager& kv;
+  std::span<const int64_t> slots;
+};
+
+// How to choose the token of one output row.
+struct RowSampling {
+  SamplingParams params;
+  std::span<const int32_t> history;  // the sequence's tokens so far, prompt included, oldest first
+  int64_t position = 0;              // position of the token being chosen (its random draw's counter)
+  int top_logprobs = -1;             // -1: no log-probabilities; 0: the chosen token's; N: also the N most likely
+};
+
+// The choice for one output row.
+struct SampledToken {
+  int32_t token = -1;
+  float logprob = 0;               // log softmax of the raw logits at `token` (when asked)
+  std::vector<TokenLogprob> top;   // the most likely tokens with theirs (when asked)
+  std::string error;               // non-empty: no token (the row's logits hold a NaN, ...)
 };
 
 class Backend {
  public:
-  virtual ~Backend() = default;
+  virtual ~Backend();
   virtual std::string_view name() const = 0;
   virtual const ModelConfig& config() const = 0;
 
-  // Runs every token of `batch`, appending its key and value to its sequence's cache, and fills
-  // `logits` with [batch.output_count() x vocab_size] floats, one row per token whose logits are
-  // wanted, in batch order. A sequence's tokens must come in order and continue its cache
-  // (position == tokens cached so far). Throws realizar::Error when a token id is out of the
-  // vocabulary, positions do not continue the cache, or the cache has no room left.
-  virtual void forward(const Batch& batch, std::vector<float>& logits) = 0;
+  // Token slots of the cache storage (the KV manager driving this backend has as many).
+  virtual int64_t cache_slots() const = 0;
+  // Bytes one token's keys and values take in the cache, over all layers.
+  virtual int64_t kv_bytes_per_token() const = 0;
 
-  // Runs `batch` as forward() does and fills `tokens` with the greedy choice for each row whose
-  // logits are wanted (greedy_token, sampling.h: the largest logit, the lowest id among equal
-  // ones), in batch order. The logits stay inside the backend: a GPU backend hands back one id
-  // per row. Throws as forward() does, and realizar::Error when a row's logits hold a NaN or are
-  // all -inf. The default runs forward() and picks on the host.
-  virtual void forward_greedy(const Batch& batch, std::vector<int32_t>& tokens);
+  // Copies the slots of each block `from` to block `to` (every layer, keys and values): the
+  // KV manager's copy-on-write, run before the step that writes `to`.
+  virtual void copy_blocks(std::span<const BlockCopy> copies) = 0;
 
-  // Frees the cache blocks of `seq_id` (no-op for an unknown sequence).
-  virtual void release_sequence(int32_t seq_id) = 0;
+  // Runs every token of `batch`, writing its key and value at its slot, and fills `logits` with
+  // [batch.output_count() x vocab_size] floats, one row per token whose logits are wanted, in
+  // batch order. Throws realizar::Error when a token id is outside the vocabulary or the device
+  // fails.
+  virtual void forward(const Batch& batch, const KvStep& cache, std::vector<float>& logits) = 0;
 
-  // Tokens `seq_id` holds in the cache.
-  virtual int64_t sequence_length(int32_t seq_id) const = 0;
+  // Runs `batch` as forward() does and chooses the token of each wanted row by rows[i] (one
+  // entry per output row, in order), as Sampler::sample does (sampling.h), with log-probabilities
+  // when asked. A row that cannot be sampled gets its error in out[i].error and leaves the other
+  // rows alone. The default runs forward() and samples on the host; a GPU backend samples on the
+  // device and hands back token ids only.
+  virtual void sample(const Batch& batch, const KvStep& cache, std::span<const RowSampling> rows,
+                      std::vector<SampledToken>& out);
+
+ protected:
+  // Chooses one row's token from its logits on the host (the default sample()'s part per row, for
+  // backends that sample some rows on the host): errors go into out.error.
+  void sample_row_on_host(std::span<const float> logits, const RowSampling& row, SampledToken& out);
+
+ private:
+  std::unique_ptr<Sampler> host_sampler_;  // made at the first host sample
+  std::vector<float> host_logits_;         // the default sample()'s logits, reused
+};
+
+// Bytes one token's keys and values take in a cache of `element_bytes` per value, over all layers.
+inline int64_t kv_cache_bytes_per_token(const ModelConfig& config, int64_t element_bytes) {
+  return 2 * config.block_count * config.kv_dim() * element_bytes;
+}
+
+// Sizes a backend is built with.
+struct BackendOptions {
+  int64_t cache_slots = 0;          // token slots of the KV cache, over all sequences
+  int64_t max_sequence_length = 0;  // longest sequence a step will attend over
+  int threads = 0;                  // CPU threads (0: all cores)
 };
 
 }  // namespace realizar

@@ -6,6 +6,7 @@
 #include <random>
 #include <thread>
 
+#include "engine/batch_runner.h"
 #include "realizar/error.h"
 #include "util/progress.h"
 
@@ -28,30 +29,30 @@ std::vector<int32_t> random_tokens(int64_t count, int64_t vocab, uint64_t seed) 
   return tokens;
 }
 
-// ---- the code that drives a backend: prefill() and decode() ------------------------------------
+// ---- the code that drives a backend: prefill() and decode_step() ----------------------------------
 
 // Runs tokens[begin, end) of sequence `seq` as one batch, continuing its cache at `begin`. Every
 // step ends with the greedy pick of the next token on the backend, as `apr run --temp 0` does (a
 // GPU hands back token ids, not logits).
-void prefill(Backend& backend, int32_t seq, const std::vector<int32_t>& tokens, int64_t begin,
+void prefill(BatchRunner& runner, int32_t seq, const std::vector<int32_t>& tokens, int64_t begin,
              int64_t end, std::vector<int32_t>& picked) {
   Batch batch;
   for (int64_t i = begin; i < end; ++i) {
     batch.add(tokens[static_cast<size_t>(i)], static_cast<int32_t>(i), seq, i + 1 == end);
   }
-  backend.forward_greedy(batch, picked);
+  runner.greedy(batch, picked);
 }
 
 // One decode step: one token for every sequence in [0, sequences) at position `position`.
-void decode_step(Backend& backend, int sequences, int64_t position, int32_t token,
+void decode_step(BatchRunner& runner, int sequences, int64_t position, int32_t token,
                  std::vector<int32_t>& picked) {
   Batch batch;
   for (int s = 0; s < sequences; ++s) batch.add(token, static_cast<int32_t>(position), s, true);
-  backend.forward_greedy(batch, picked);
+  runner.greedy(batch, picked);
 }
 
-void release_all(Backend& backend, int sequences) {
-  for (int s = 0; s < sequences; ++s) backend.release_sequence(s);
+void release_all(BatchRunner& runner, int sequences) {
+  for (int s = 0; s < sequences; ++s) runner.release(s);
 }
 
 // ---- one run of a test ---------------------------------------------------------------------------
@@ -62,32 +63,32 @@ struct RunTimes {
   std::vector<double> steps;
 };
 
-RunTimes run_once(Backend& backend, const TestSpec& test, const std::vector<int32_t>& tokens) {
+RunTimes run_once(BatchRunner& runner, const TestSpec& test, const std::vector<int32_t>& tokens) {
   std::vector<int32_t> picked;
   const int64_t context = test.context_before();
   for (int s = 0; s < test.parallel; ++s) {
     for (int64_t begin = 0; begin < context; begin += kContextChunk) {
-      prefill(backend, s, tokens, begin, std::min(begin + kContextChunk, context), picked);
+      prefill(runner, s, tokens, begin, std::min(begin + kContextChunk, context), picked);
     }
   }
   RunTimes times;
   const auto start = Clock::now();
   if (test.n_prompt > 0) {
-    prefill(backend, 0, tokens, context, context + test.n_prompt, picked);
+    prefill(runner, 0, tokens, context, context + test.n_prompt, picked);
     times.prefill_seconds = elapsed(start);
   }
   int64_t position = context + test.n_prompt;
   for (int64_t step = 0; step < test.n_gen; ++step, ++position) {
     const auto step_start = Clock::now();
-    decode_step(backend, test.parallel, position, tokens[static_cast<size_t>(position)], picked);
+    decode_step(runner, test.parallel, position, tokens[static_cast<size_t>(position)], picked);
     times.steps.push_back(elapsed(step_start));
   }
   times.seconds = elapsed(start);
-  release_all(backend, test.parallel);
+  release_all(runner, test.parallel);
   return times;
 }
 
-Measurement measure(Backend& backend, const TestSpec& test, const RepetitionPolicy& policy,
+Measurement measure(BatchRunner& runner, const TestSpec& test, const RepetitionPolicy& policy,
                     const std::vector<int32_t>& tokens) {
   Measurement m{test, {}, {}, {}, policy.warmup};
   const int most = policy.cv_target > 0 ? std::max(policy.max_repetitions, policy.repetitions)
@@ -95,12 +96,12 @@ Measurement measure(Backend& backend, const TestSpec& test, const RepetitionPoli
   Progress progress("bench " + test.name(), static_cast<uint64_t>(policy.warmup + most),
                     Progress::Unit::Items);
   for (int w = 0; w < policy.warmup; ++w) {
-    run_once(backend, test, tokens);
+    run_once(runner, test, tokens);
     progress.advance(1);
   }
   std::vector<double> rates;
   while (wants_another_run(rates, policy)) {
-    RunTimes t = run_once(backend, test, tokens);
+    RunTimes t = run_once(runner, test, tokens);
     m.seconds.push_back(t.seconds);
     if (test.n_prompt > 0) m.prefill_seconds.push_back(t.prefill_seconds);
     m.step_seconds.insert(m.step_seconds.end(), t.steps.begin(), t.steps.end());
@@ -160,13 +161,15 @@ std::vector<TestSpec> plan_tests(const BenchOptions& o) {
   return tests;
 }
 
-int64_t cache_tokens_needed(const std::vector<TestSpec>& tests) {
-  int64_t most = 0;
+BackendOptions backend_options(const std::vector<TestSpec>& tests, int threads) {
+  BackendOptions options;
+  options.threads = threads;
   for (const TestSpec& t : tests) {
     const int64_t per_sequence = (t.context_before() + t.n_prompt + t.n_gen + 8 + 63) / 64 * 64;
-    most = std::max(most, per_sequence * t.parallel);
+    options.cache_slots = std::max(options.cache_slots, per_sequence * t.parallel);
+    options.max_sequence_length = std::max(options.max_sequence_length, per_sequence);
   }
-  return most;
+  return options;
 }
 
 std::vector<double> Measurement::tokens_per_second() const {
@@ -186,15 +189,10 @@ std::vector<Measurement> run_benchmark(Backend& backend, const std::vector<TestS
   }
   const std::vector<int32_t> tokens =
       random_tokens(longest, backend.config().vocab_size, kTokenSeed);
+  BatchRunner runner(backend);
   std::vector<Measurement> results;
-  for (const TestSpec& test : tests) results.push_back(measure(backend, test, policy, tokens));
+  for (const TestSpec& test : tests) results.push_back(measure(runner, test, policy, tokens));
   return results;
-}
-
-int64_t kv_bytes_per_token(const Backend& backend) {
-  const ModelConfig& c = backend.config();
-  const int64_t element_bytes = backend.name() == "cuda" ? 2 : 4;
-  return 2 * c.block_count * c.kv_dim() * element_bytes;
 }
 
 double decode_bytes_per_step(const TestSpec& test, uint64_t weight_bytes, int64_t kv_bytes) {

@@ -7,8 +7,9 @@
 //   tg N xS       S sequences decoding together, one token each per step, each after its own
 //                 prompt (llama-batched-bench's npl): aggregate tok/s over all sequences.
 // Each test gets warm-up runs (discarded) and measured runs (stats.h's RepetitionPolicy). Every
-// step ends with the greedy pick of the next token on the backend (Backend::forward_greedy), as
-// `apr run --temp 0` decodes; the tokens fed are fixed random ids, like llama-bench's.
+// step ends with the greedy pick of the next token on the backend, as
+// `apr run --temp 0` decodes (Backend::sample with greedy rows, through a BatchRunner that keeps
+// the sequences' cache bookkeeping); the tokens fed are fixed random ids, like llama-bench's.
 #pragma once
 
 #include <cstdint>
@@ -55,10 +56,11 @@ struct BenchOptions {
 // for negative lengths, parallel counts below 1, or no test at all.
 std::vector<TestSpec> plan_tests(const BenchOptions& options);
 
-// KV cache room the tests need at once: for the widest test, parallel x (depth + prompt +
-// generated + 8 tokens), each sequence rounded up to 64 tokens (a multiple of every backend's
-// cache block; blocks are not shared between sequences).
-int64_t cache_tokens_needed(const std::vector<TestSpec>& tests);
+// The backend the tests need: cache slots for the widest test, parallel x (depth + prompt +
+// generated + 8 tokens) with each sequence rounded up to 64 tokens (a multiple of the cache
+// block; blocks are not shared between sequences), and that rounded length as the longest
+// sequence.
+BackendOptions backend_options(const std::vector<TestSpec>& tests, int threads);
 
 struct Measurement {
   TestSpec test;
@@ -71,14 +73,10 @@ struct Measurement {
   std::vector<double> tokens_per_second() const;
 };
 
-// Runs every test on `backend` (whose cache holds cache_tokens_needed(tests) tokens), showing
+// Runs every test on `backend` (built with backend_options(tests)), showing
 // progress on standard error for tests that take more than a second.
 std::vector<Measurement> run_benchmark(Backend& backend, const std::vector<TestSpec>& tests,
                                        const RepetitionPolicy& policy);
-
-// Bytes of keys and values one cached token takes across all layers, as the backend stores them
-// (float16 on CUDA, float32 on the CPU and reference backends).
-int64_t kv_bytes_per_token(const Backend& backend);
 
 // Bytes a decode step of `test` reads on average: the weights once, plus every sequence's keys
 // and values (depth + the mean number of tokens generated so far).

@@ -12,11 +12,10 @@ namespace realizar::bench {
 nlohmann::json run_model_benchmark(const ModelBenchConfig& c) {
   const std::vector<TestSpec> tests = plan_tests(c.options);
   std::unique_ptr<Model> model = Model::load(c.model);
-  std::unique_ptr<Backend> backend =
-      make_backend(c.device, *model, cache_tokens_needed(tests), c.threads);
+  std::unique_ptr<Backend> backend = make_backend(c.device, *model, backend_options(tests, c.threads));
   DecodeFloor floor;
   floor.weight_bytes_per_token = weight_bytes_per_token(model->weights);
-  floor.kv_bytes_per_token = kv_bytes_per_token(*backend);
+  floor.kv_bytes_per_token = backend->kv_bytes_per_token();
   floor.bandwidth = measure_bandwidth(*backend, c.threads);
 
   const std::vector<Measurement> measurements = run_benchmark(*backend, tests, c.options.policy);

@@ -27,7 +27,7 @@ nlohmann::json percentiles_json(std::span<const double> samples);
 // What decode bandwidth use is computed from.
 struct DecodeFloor {
   uint64_t weight_bytes_per_token = 0;  // weight_bytes_per_token (model.h): read once per step
-  int64_t kv_bytes_per_token = 0;       // kv_bytes_per_token (bench.h)
+  int64_t kv_bytes_per_token = 0;       // Backend::kv_bytes_per_token
   Bandwidth bandwidth;
 };
 

@@ -19,6 +19,7 @@
 #include "bench/svg_chart.h"
 #include "bench/synth_cache.h"
 #include "cli/command.h"
+#include "cli/options.h"
 #include "realizar/error.h"
 
 namespace realizar::cli {
@@ -33,8 +34,7 @@ struct ModelArgs {
   std::string synth;
   std::string synth_type = "q4_k_m";
   std::string tokenizer;
-  std::string device = "auto";
-  int threads = 0;
+  DeviceArgs device;
   bench::BenchOptions options;
   std::vector<std::string> prompt_generate;
   std::vector<std::string> imports;
@@ -113,7 +113,7 @@ int run_model(ModelArgs args, const OutputFiles& files) {
   if (!args.synth.empty()) {
     bench::SynthRequest request{args.synth, args.synth_type, std::nullopt};
     if (!args.tokenizer.empty()) request.tokenizer = args.tokenizer;
-    const bench::SynthModel synth = bench::cached_synth_model(request, args.threads);
+    const bench::SynthModel synth = bench::cached_synth_model(request, args.device.threads);
     config.model = synth.path;
     config.synth = synth.description;
   } else if (args.model.empty()) {
@@ -124,8 +124,8 @@ int run_model(ModelArgs args, const OutputFiles& files) {
   for (const std::string& pg : args.prompt_generate) {
     args.options.prompt_generate.push_back(parse_prompt_generate(pg));
   }
-  config.device = parse_device(args.device);
-  config.threads = args.threads;
+  config.device = parse_device(args.device.device);
+  config.threads = args.device.threads;
   config.options = args.options;
   for (const std::string& i : args.imports) config.baselines.push_back(import_baseline(i));
   emit(bench::run_model_benchmark(config), files);
@@ -236,8 +236,7 @@ CommandRunner setup(CLI::App& app) {
   app.add_option("--type", args->synth_type, "quantization of the --synth model")->capture_default_str();
   app.add_option("--tokenizer", args->tokenizer,
                  "tokenizer.json of the --synth model (default: the preset's, from the source tree)");
-  app.add_option("--device", args->device, "auto, cpu, cuda or reference")
-      ->check(CLI::IsMember({"auto", "cpu", "cuda", "reference"}))->capture_default_str();
+  add_device_options(app, args->device);
   app.add_option("-p,--prompt-tokens", o.prompt_tokens, "prefill test lengths, comma-separated (0: none)")
       ->delimiter(',')->check(kNonNegative)->capture_default_str();
   app.add_option("-n,--generate-tokens", o.generate_tokens, "decode test lengths, comma-separated (0: none)")
@@ -257,7 +256,6 @@ CommandRunner setup(CLI::App& app) {
       ->check(kNonNegative)->capture_default_str();
   app.add_option("--max-repetitions", o.policy.max_repetitions, "most measured runs per test with --cv")
       ->check(kPositive)->capture_default_str();
-  app.add_option("-t,--threads", args->threads, "CPU threads (0: all cores)")->check(kNonNegative)->capture_default_str();
   app.add_option("--import-llama-bench", args->imports,
                  "[NAME=]FILE: llama-bench -o json, jsonl or md output to show beside ours "
                  "(repeatable; NAME default llama.cpp)");

@@ -10,6 +10,7 @@
 #include "cli/text_file.h"
 #include "engine/backend_factory.h"
 #include "engine/perplexity.h"
+#include "kv/kv_manager.h"
 #include "realizar/engine.h"
 #include "realizar/error.h"
 
@@ -31,8 +32,11 @@ int run_perplexity(const PerplexityArgs& args) {
   check_perplexity_context(args.context, model->config.context_length);
   const std::vector<int32_t> tokens = perplexity_tokens(model->tokenizer, text);
 
-  const std::unique_ptr<Backend> backend =
-      make_backend(parse_device(args.device), *model, args.context, args.threads);
+  BackendOptions backend_options;
+  backend_options.cache_slots = (args.context + kKvBlockSize - 1) / kKvBlockSize * kKvBlockSize;
+  backend_options.max_sequence_length = args.context;
+  backend_options.threads = args.threads;
+  const std::unique_ptr<Backend> backend = make_backend(parse_device(args.device), *model, backend_options);
   std::fprintf(stderr, "apr: %s on %s; %zu tokens, windows of %lld\n",
                model->config.architecture_name.c_str(), std::string(backend->name()).c_str(),
                tokens.size(), static_cast<long long>(args.context));
@@ -59,7 +63,7 @@ int run_perplexity(const PerplexityArgs& args) {
 }
 
 const bool registered = register_command({
-    "perplexity", "Perplexity of a model over a text file (llama-perplexity's method)",
+    "perplexity", "measure a model's perplexity over a text file (llama-perplexity's method)",
     [](CLI::App& app) -> CommandRunner {
       auto args = std::make_shared<PerplexityArgs>();
       app.add_option("model", args->model, "GGUF model file")->required();

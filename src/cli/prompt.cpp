@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "realizar/chat_template.h"
+#include "realizar/prompt.h"
 
 namespace realizar::cli {
 
@@ -16,23 +17,13 @@ void add_chat_options(CLI::App& app, ChatArgs& args) {
 
 std::vector<int32_t> tokenize_prompt(const Tokenizer& tokenizer, const std::string& text,
                                      const ChatArgs& chat) {
-  if (!chat.chat) return tokenizer.encode(text, /*add_special=*/true, /*parse_special=*/false);
-
+  if (!chat.chat) return text_prompt(tokenizer, text);
   std::vector<ChatMessage> messages;
   if (!chat.system.empty()) messages.push_back({"system", chat.system});
   messages.push_back({"user", text});
-  ChatSpecialTokens special;
-  if (auto bos = tokenizer.bos()) special.bos = tokenizer.token_text(*bos);
-  if (auto eos = tokenizer.eos()) special.eos = tokenizer.token_text(*eos);
-  const ChatRender render =
-      render_chat(tokenizer.spec().chat_template.value_or(""), messages,
-                  /*add_generation_prompt=*/true, special, chat.template_name);
-  if (!render.warning.empty()) std::fprintf(stderr, "apr: warning: %s\n", render.warning.c_str());
-
-  // Templates such as LLaMA-2's write "<s>" themselves; adding BOS again would double it.
-  const bool template_wrote_bos = !special.bos.empty() && render.text.starts_with(special.bos);
-  return tokenizer.encode(render.text, /*add_special=*/!template_wrote_bos,
-                          /*parse_special=*/true);
+  const ChatPrompt prompt = realizar::chat_prompt(tokenizer, messages, chat.template_name);
+  if (!prompt.warning.empty()) std::fprintf(stderr, "apr: warning: %s\n", prompt.warning.c_str());
+  return prompt.tokens;
 }
 
 }  // namespace realizar::cli

@@ -1,5 +1,5 @@
-// Turning what the user typed into prompt tokens, shared by `apr run` and `apr tokenize`:
-// raw text (control-token text stays plain text) or, with --chat, the model's chat template.
+// The --chat options of `apr run` and `apr tokenize`, and the prompt they make (through
+// realizar/prompt.h, the one place that renders prompts).
 #pragma once
 
 #include <optional>
@@ -20,10 +20,8 @@ struct ChatArgs {
 
 void add_chat_options(CLI::App& app, ChatArgs& args);
 
-// Token ids for `text`. Without --chat: BOS as the model asks, special-token text not parsed
-// (a user cannot inject control tokens). With --chat: the chat template rendered around a user
-// message (and the system message if given), control tokens parsed, BOS added only when the
-// template did not already write it. Prints the template's warning to stderr, if any.
+// Token ids for `text`: text_prompt() without --chat; with --chat, chat_prompt() of a user message
+// (after the system message if given). Prints the template's warning to stderr, if any.
 std::vector<int32_t> tokenize_prompt(const Tokenizer& tokenizer, const std::string& text,
                                      const ChatArgs& chat);
 

@@ -43,7 +43,7 @@ int run_tokenize(const TokenizeArgs& args) {
 }
 
 const bool registered = register_command({
-    "tokenize", "Print the token ids of a text under a model's tokenizer",
+    "tokenize", "print the token ids of a text under a model's tokenizer",
     [](CLI::App& app) -> CommandRunner {
       auto args = std::make_shared<TokenizeArgs>();
       app.add_option("model", args->model, "GGUF model file")->required();

@@ -12,24 +12,36 @@
 
 namespace realizar {
 
-std::unique_ptr<Backend> make_backend(Device device, const Model& model, int64_t cache_tokens,
-                                      int threads) {
+Device resolve_device(Device device) {
+  if (device != Device::Auto) return device;
+#ifdef REALIZAR_HAVE_CUDA
+  if (cuda_device_available()) return Device::Cuda;
+#endif
+  return Device::Cpu;
+}
+
+int64_t kv_bytes_per_token(Device device, const ModelConfig& config) {
+  // Before the backend exists: the CUDA backend stores float16, the others float32.
+  return kv_cache_bytes_per_token(config, resolve_device(device) == Device::Cuda ? 2 : 4);
+}
+
+std::unique_ptr<Backend> make_backend(Device device, const Model& model, const BackendOptions& options) {
   switch (device) {
     case Device::Reference:
-      return make_reference_backend(model.config, model.weights, cache_tokens);
+      return make_reference_backend(model.config, model.weights, options);
     case Device::Auto:
 #ifdef REALIZAR_HAVE_CUDA
       if (cuda_device_available()) {
-        return make_cuda_backend(model.config, model.weights, cache_tokens);
+        return make_cuda_backend(model.config, model.weights, options);
       }
 #endif
-      return make_cpu_backend(model.config, model.weights, cache_tokens, threads);
+      return make_cpu_backend(model.config, model.weights, options);
     case Device::Cpu:
-      return make_cpu_backend(model.config, model.weights, cache_tokens, threads);
+      return make_cpu_backend(model.config, model.weights, options);
     case Device::Cuda:
 #ifdef REALIZAR_HAVE_CUDA
       if (!cuda_device_available()) fail("--device cuda: no CUDA device is available");
-      return make_cuda_backend(model.config, model.weights, cache_tokens);
+      return make_cuda_backend(model.config, model.weights, options);
 #else
       fail("this build has no CUDA backend (configure with REALIZAR_CUDA=ON)");
 #endif

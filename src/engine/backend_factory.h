@@ -8,10 +8,17 @@
 
 namespace realizar {
 
-// `cache_tokens`: KV cache capacity in tokens. Device::Auto picks CUDA when a GPU is present and
-// the CUDA backend is built, else the CPU. Throws realizar::Error when the device is unavailable.
-std::unique_ptr<Backend> make_backend(Device device, const Model& model, int64_t cache_tokens,
-                                      int threads);
+// The device Device::Auto stands for here: CUDA when the CUDA backend is built and a GPU is
+// present, else the CPU; other devices as given.
+Device resolve_device(Device device);
+
+// Bytes one token's keys and values take in the cache of `device`'s backend, over all layers
+// (float32 on the CPU and reference backends, float16 on CUDA).
+int64_t kv_bytes_per_token(Device device, const ModelConfig& config);
+
+// Device::Auto picks CUDA when a GPU is present and the CUDA backend is built, else the CPU.
+// Throws realizar::Error when the device is unavailable.
+std::unique_ptr<Backend> make_backend(Device device, const Model& model, const BackendOptions& options);
 
 // Copy bandwidth of the memory `backend`'s weights live in (device memory for CUDA, host memory
 // otherwise), bytes read plus written per second, measured now: the denominator of the decode

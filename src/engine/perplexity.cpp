@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "engine/batch_runner.h"
 #include "realizar/error.h"
 
 namespace realizar {
@@ -96,10 +97,11 @@ PerplexityResult compute_perplexity(Backend& backend, std::span<const int32_t> t
 
   NllAccumulator nll;
   std::vector<float> logits;
+  BatchRunner runner(backend);
   for (int64_t chunk = 0; chunk < chunks; ++chunk) {
     const std::span<const int32_t> window = tokens.subspan(chunk * context, context);
-    backend.release_sequence(kSequence);
-    backend.forward(window_batch(window, first_scored, options.bos_token), logits);
+    runner.release(kSequence);
+    runner.forward(window_batch(window, first_scored, options.bos_token), logits);
     // Row r holds the logits of position first_scored + r, predicting the token after it.
     for (int64_t p = first_scored; p < context - 1; ++p) {
       const std::span<const float> row(logits.data() + (p - first_scored) * vocab, vocab);
@@ -107,7 +109,6 @@ PerplexityResult compute_perplexity(Backend& backend, std::span<const int32_t> t
     }
     on_chunk(chunk + 1, nll.perplexity());
   }
-  backend.release_sequence(kSequence);
   return {nll.perplexity(), nll.standard_error(), chunks, nll.count()};
 }
 

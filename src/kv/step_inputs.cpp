@@ -27,8 +27,8 @@ int32_t StepPacker::row_of(int32_t seq_id) {
   return static_cast<int32_t>(sequences_.size() - 1);
 }
 
-StepShape StepPacker::pack(const Batch& batch, const std::vector<int64_t>& slots, size_t begin,
-                           size_t end, const KvBlockTable& table, int32_t* out) {
+StepShape StepPacker::pack(const Batch& batch, std::span<const int64_t> slots, size_t begin,
+                           size_t end, const KvManager& kv, int32_t* out) {
   StepShape shape;
   shape.tokens = static_cast<int64_t>(end - begin);
   if (end < begin || end > batch.size() || shape.tokens > max_tokens_) {
@@ -47,14 +47,14 @@ StepShape StepPacker::pack(const Batch& batch, const std::vector<int64_t>& slots
   }
   int64_t stride = 1;
   for (const int32_t seq : sequences_) {
-    stride = std::max<int64_t>(stride, static_cast<int64_t>(table.blocks(seq).size()));
+    stride = std::max<int64_t>(stride, static_cast<int64_t>(kv.blocks(seq).size()));
   }
   shape.used = layout_.tables + static_cast<int64_t>(sequences_.size()) * stride;
   if (shape.used > layout_.total) fail("block tables of the step exceed their capacity");
   out[layout_.stride] = static_cast<int32_t>(stride);
   int32_t* tables = out + layout_.tables;
   for (size_t s = 0; s < sequences_.size(); ++s) {
-    const std::vector<int32_t>& blocks = table.blocks(sequences_[s]);
+    const std::span<const int32_t> blocks = kv.blocks(sequences_[s]);
     int32_t* row = tables + static_cast<int64_t>(s) * stride;
     std::copy(blocks.begin(), blocks.end(), row);
     std::fill(row + blocks.size(), row + stride, 0);

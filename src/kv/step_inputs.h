@@ -4,9 +4,10 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
-#include "kv/block_table.h"
+#include "kv/kv_manager.h"
 #include "realizar/backend.h"
 
 namespace realizar {
@@ -37,12 +38,12 @@ class StepPacker {
   // Writes tokens [begin, end) of `batch` (at most max_tokens of them; more throw
   // realizar::Error) into `out`
   // (layout().total elements): for step token t, its token id, position, cache slot slots[begin
-  // + t] (as assign_batch_slots made them), and seq_rows[t], the row of its sequence in the
+  // + t] (as the KV manager placed them), and seq_rows[t], the row of its sequence in the
   // tables array; out_rows lists the step tokens whose logits are wanted, in order; `stride` is
   // the row length of the tables array (the longest block list of the step's sequences), and
   // row r holds the blocks of the r-th distinct sequence of the step (unused entries 0).
-  StepShape pack(const Batch& batch, const std::vector<int64_t>& slots, size_t begin, size_t end,
-                 const KvBlockTable& table, int32_t* out);
+  StepShape pack(const Batch& batch, std::span<const int64_t> slots, size_t begin, size_t end,
+                 const KvManager& kv, int32_t* out);
 
  private:
   int32_t row_of(int32_t seq_id);

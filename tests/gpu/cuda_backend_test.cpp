@@ -27,7 +27,10 @@
 #include "test_support.h"
 
 #ifdef REALIZAR_HAVE_CUDA
+#include <cuda_runtime_api.h>
+
 #include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/graph_cache.h"
 #endif
 
 namespace realizar {
@@ -45,14 +48,14 @@ constexpr double kInt8LogitTolerance = 3e-2;
 // `count` greedy steps after `prompt`, both backends fed the reference's choices: at every step
 // the CUDA backend's best token must have a reference logit within `tolerance` (relative to the
 // largest magnitude) of the reference's best (tolerance 0: the same token, barring exact ties).
-void expect_same_greedy_choices(Backend& cuda, Backend& reference,
+void expect_same_greedy_choices(testing::TestBackend& cuda, testing::TestBackend& reference,
                                 const std::vector<int32_t>& prompt, size_t count, double tolerance) {
   Batch batch;
   for (size_t i = 0; i < prompt.size(); ++i) {
     batch.add(prompt[i], static_cast<int32_t>(i), 0, i + 1 == prompt.size());
   }
   std::vector<float> a, b;
-  const int64_t vocab = reference.config().vocab_size;
+  const int64_t vocab = reference.backend().config().vocab_size;
   for (size_t step = 0; step < count; ++step) {
     cuda.forward(batch, a);
     reference.forward(batch, b);
@@ -77,7 +80,7 @@ struct LoadedModel {
 };
 
 // Runs the same batches through both backends and compares every logits row.
-void expect_same_logits(Backend& cuda, Backend& reference, const std::vector<Batch>& batches,
+void expect_same_logits(testing::TestBackend& cuda, testing::TestBackend& reference, const std::vector<Batch>& batches,
                         double tolerance = kLogitTolerance) {
   std::vector<float> a, b;
   for (size_t i = 0; i < batches.size(); ++i) {
@@ -104,8 +107,8 @@ TEST_P(CudaBackendGolden, MatchesTheReferenceBackend) {
   const auto& [name, type] = GetParam();
   TempDir dir;
   const LoadedModel m(testing::convert_golden_checkpoint(dir, name, type));
-  auto cuda = make_cuda_backend(m.config, m.weights, 256);
-  auto reference = make_reference_backend(m.config, m.weights, 256);
+  auto cuda = testing::driven(make_cuda_backend(m.config, m.weights, testing::cache_options(256)));
+  auto reference = testing::driven(make_reference_backend(m.config, m.weights, testing::cache_options(256)));
 
   // A 70-token prompt (the float16 cuBLAS path) and 10 more tokens (the float16 tensor-core path
   // on the quantized weights) with every row's logits, then 3 decode steps (the int8 matvec path).
@@ -116,8 +119,8 @@ TEST_P(CudaBackendGolden, MatchesTheReferenceBackend) {
   const double tolerance = type == "f32" || type == "f16" ? kLogitTolerance : kInt8LogitTolerance;
   expect_same_logits(*cuda, *reference, batches, tolerance);
 
-  auto cuda_fresh = make_cuda_backend(m.config, m.weights, 256);
-  auto reference_fresh = make_reference_backend(m.config, m.weights, 256);
+  auto cuda_fresh = testing::driven(make_cuda_backend(m.config, m.weights, testing::cache_options(256)));
+  auto reference_fresh = testing::driven(make_reference_backend(m.config, m.weights, testing::cache_options(256)));
   const std::vector<int32_t> short_prompt(prompt.begin(), prompt.begin() + 5);
   expect_same_greedy_choices(*cuda_fresh, *reference_fresh, short_prompt, 16,
                              type == "f32" || type == "f16" ? 0.0 : kInt8LogitTolerance);
@@ -135,8 +138,8 @@ TEST(CudaBackend, MixedMultiSequenceBatchesMatchTheReference) {
   if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device";
   TempDir dir;
   const LoadedModel m(testing::convert_golden_checkpoint(dir, "qwen2", "f16"));
-  auto cuda = make_cuda_backend(m.config, m.weights, 512);
-  auto reference = make_reference_backend(m.config, m.weights, 512);
+  auto cuda = testing::driven(make_cuda_backend(m.config, m.weights, testing::cache_options(512)));
+  auto reference = testing::driven(make_reference_backend(m.config, m.weights, testing::cache_options(512)));
   const std::vector<int32_t> t = some_tokens(m.config.vocab_size, 64, 7);
 
   Batch prefill;  // sequence 0: 37 tokens, sequence 5: 3 tokens, interleaved
@@ -151,11 +154,11 @@ TEST(CudaBackend, MixedMultiSequenceBatchesMatchTheReference) {
   decode.add(t[53], 4, 5, true);
   std::vector<Batch> batches = {prefill, decode};
   expect_same_logits(*cuda, *reference, batches);
-  EXPECT_EQ(cuda->sequence_length(0), 38);
-  EXPECT_EQ(cuda->sequence_length(5), 5);
+  EXPECT_EQ(cuda->length(0), 38);
+  EXPECT_EQ(cuda->length(5), 5);
 
-  cuda->release_sequence(0);
-  reference->release_sequence(0);
+  cuda->release(0);
+  reference->release(0);
   Batch reuse;  // sequence 11 takes sequence 0's blocks
   for (int i = 0; i < 20; ++i) reuse.add(t[i + 1], i, 11, i == 19);
   reuse.add(t[60], 5, 5, true);
@@ -163,15 +166,15 @@ TEST(CudaBackend, MixedMultiSequenceBatchesMatchTheReference) {
   expect_same_logits(*cuda, *reference, more);
 }
 
-// forward_greedy picks greedy_token of each wanted row of forward()'s logits: a 70-token prompt
+// Greedy rows of sample() (picked on the device) are greedy_token of each wanted row of forward()'s logits: a 70-token prompt
 // of two sequences (the ungraphed path, some rows unwanted), a 12-token batch with every row
 // wanted (the graphed int8 path) and 1-token decode steps.
 TEST(CudaBackend, ForwardGreedyPicksTheArgMaxOfEachWantedRow) {
   if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device";
   TempDir dir;
   const LoadedModel m(testing::convert_golden_checkpoint(dir, "qwen2", "q4_k_m"));
-  auto logits_backend = make_cuda_backend(m.config, m.weights, 512);
-  auto greedy_backend = make_cuda_backend(m.config, m.weights, 512);
+  auto logits_backend = testing::driven(make_cuda_backend(m.config, m.weights, testing::cache_options(512)));
+  auto greedy_backend = testing::driven(make_cuda_backend(m.config, m.weights, testing::cache_options(512)));
   const auto vocab = static_cast<size_t>(m.config.vocab_size);
   const std::vector<int32_t> t = some_tokens(m.config.vocab_size, 90, 4);
   std::vector<Batch> batches(5);
@@ -185,7 +188,7 @@ TEST(CudaBackend, ForwardGreedyPicksTheArgMaxOfEachWantedRow) {
   std::vector<int32_t> picked;
   for (size_t b = 0; b < batches.size(); ++b) {
     logits_backend->forward(batches[b], logits);
-    greedy_backend->forward_greedy(batches[b], picked);
+    greedy_backend->greedy(batches[b], picked);
     ASSERT_EQ(picked.size(), batches[b].output_count());
     for (size_t row = 0; row < picked.size(); ++row) {
       EXPECT_EQ(picked[row], greedy_token(std::span<const float>(logits).subspan(row * vocab, vocab)))
@@ -198,7 +201,7 @@ TEST(CudaBackend, RejectsBatchesThatDoNotContinueTheCache) {
   if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device";
   TempDir dir;
   const LoadedModel m(testing::convert_golden_checkpoint(dir, "llama", "f16"));
-  auto cuda = make_cuda_backend(m.config, m.weights, 64);
+  auto cuda = testing::driven(make_cuda_backend(m.config, m.weights, testing::cache_options(64)));
   Batch batch;
   batch.add(1, 1, 0, true);
   std::vector<float> logits;
@@ -217,14 +220,38 @@ TEST(CudaBackend, RealShapeModelMatchesTheReference) {
   const char* path = std::getenv("REALIZAR_TEST_MODEL");
   if (path == nullptr) GTEST_SKIP() << "REALIZAR_TEST_MODEL not set";
   const LoadedModel m(path);
-  auto cuda = make_cuda_backend(m.config, m.weights, 64);
-  auto reference = make_reference_backend(m.config, m.weights, 64);
+  auto cuda = testing::driven(make_cuda_backend(m.config, m.weights, testing::cache_options(64)));
+  auto reference = testing::driven(make_reference_backend(m.config, m.weights, testing::cache_options(64)));
   const std::vector<int32_t> t = some_tokens(m.config.vocab_size, 16, 3);
   std::vector<Batch> batches(3);
   for (int i = 0; i < 12; ++i) batches[0].add(t[i], i, 0, i == 11);
   batches[1].add(t[12], 12, 0, true);
   batches[2].add(t[13], 13, 0, true);
   expect_same_logits(*cuda, *reference, batches, kInt8LogitTolerance);
+}
+
+// The graph cache holds at most its capacity, dropping the least recently used graph.
+TEST(CudaGraphCache, DropsTheLeastRecentlyUsedGraphWhenFull) {
+  if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device";
+  const auto empty_graph = [] {
+    cudaGraph_t graph = nullptr;
+    EXPECT_EQ(cudaGraphCreate(&graph, 0), cudaSuccess);
+    cudaGraphExec_t exec = nullptr;
+    EXPECT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+    cudaGraphDestroy(graph);
+    return exec;
+  };
+  cuda::GraphCache cache(2);
+  const cuda::GraphKey a{1, 1, 1, 0}, b{2, 1, 2, 0}, c{3, 1, 3, 1};
+  const cudaGraphExec_t ga = empty_graph(), gb = empty_graph();
+  cache.insert(a, ga);
+  cache.insert(b, gb);
+  EXPECT_EQ(cache.find(a), ga);  // a is now the most recently used
+  cache.insert(c, empty_graph());
+  EXPECT_EQ(cache.size(), 2u);
+  EXPECT_EQ(cache.find(b), nullptr);
+  EXPECT_EQ(cache.find(a), ga);
+  EXPECT_NE(cache.find(c), nullptr);
 }
 
 #endif  // REALIZAR_HAVE_CUDA

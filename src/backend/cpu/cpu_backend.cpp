@@ -7,8 +7,7 @@
 #include <vector>
 
 #include "backend/cpu/kernels.h"
-#include "kv/batch_slots.h"
-#include "kv/block_table.h"
+#include "kv/kv_manager.h"
 #include "realizar/error.h"
 #include "realizar/quant.h"
 #include "realizar/quant_blocks.h"
@@ -17,7 +16,6 @@
 namespace realizar {
 namespace {
 
-constexpr int64_t kBlockSize = 16;        // KV cache tokens per block
 constexpr int64_t kInitialBatch = 64;     // tokens the scratch buffers hold before growing
 constexpr int64_t kTileRows = 16;         // weight rows a thread runs against all batch tokens
 
@@ -66,12 +64,11 @@ struct Projection {
 
 class CpuBackend final : public Backend {
  public:
-  CpuBackend(const ModelConfig& config, const ModelWeights& weights, int64_t cache_tokens,
-             int threads)
+  CpuBackend(const ModelConfig& config, const ModelWeights& weights, const BackendOptions& options)
       : config_(config),
         weights_(weights),
-        pool_(threads),
-        table_((cache_tokens + kBlockSize - 1) / kBlockSize, kBlockSize) {
+        pool_(options.threads),
+        cache_slots_(options.cache_slots) {
     for (const LayerWeights& w : weights.layers) {
       Layer& l = layers_.emplace_back();
       l.attn_norm = Norm(w.attn_norm, w.attn_norm_bias);
@@ -86,26 +83,44 @@ class CpuBackend final : public Backend {
     }
     output_norm_ = Norm(weights.output_norm, weights.output_norm_bias);
     output_ = Linear(weights.output, weights.output_bias);
-    const size_t layer_floats = static_cast<size_t>(table_.slot_count() * config.kv_dim());
+    const size_t layer_floats = static_cast<size_t>(cache_slots_ * config.kv_dim());
     keys_.assign(static_cast<size_t>(config.block_count), std::vector<float>(layer_floats));
     values_.assign(static_cast<size_t>(config.block_count), std::vector<float>(layer_floats));
-    scores_.assign(static_cast<size_t>(pool_.size()), std::vector<float>(static_cast<size_t>(table_.slot_count())));
+    scores_.assign(static_cast<size_t>(pool_.size()),
+                   std::vector<float>(static_cast<size_t>(std::max<int64_t>(options.max_sequence_length, 1))));
     reserve_batch(kInitialBatch);
   }
 
   std::string_view name() const override { return "cpu"; }
   const ModelConfig& config() const override { return config_; }
-  void release_sequence(int32_t seq_id) override { table_.release(seq_id); }
-  int64_t sequence_length(int32_t seq_id) const override { return table_.length(seq_id); }
+  int64_t cache_slots() const override { return cache_slots_; }
+  int64_t kv_bytes_per_token() const override {
+    return kv_cache_bytes_per_token(config_, sizeof(float));
+  }
 
-  void forward(const Batch& batch, std::vector<float>& logits) override {
-    assign_batch_slots(table_, batch, config_.vocab_size, slots_);
-    const std::vector<int64_t>& slots = slots_;
+  void copy_blocks(std::span<const BlockCopy> copies) override {
+    const int64_t block_floats = kKvBlockSize * config_.kv_dim();
+    for (const BlockCopy& c : copies) {
+      for (auto* layers : {&keys_, &values_}) {
+        for (std::vector<float>& layer : *layers) {
+          std::copy_n(layer.begin() + c.from * block_floats, block_floats, layer.begin() + c.to * block_floats);
+        }
+      }
+    }
+  }
+
+  void forward(const Batch& batch, const KvStep& cache, std::vector<float>& logits) override {
+    batch.check_tokens(config_.vocab_size);
+    const int64_t longest = *std::max_element(batch.positions.begin(), batch.positions.end()) + 1;
+    if (longest > static_cast<int64_t>(scores_[0].size())) {
+      fail("CPU backend: position {} is past the longest sequence it was built for ({})", longest - 1,
+           scores_[0].size());
+    }
     const int64_t tokens = static_cast<int64_t>(batch.size());
     reserve_batch(tokens);
     embed(batch);
     rope_tables(batch);
-    for (size_t l = 0; l < layers_.size(); ++l) layer(l, batch, slots);
+    for (size_t l = 0; l < layers_.size(); ++l) layer(l, batch, cache);
     output_logits(batch, logits);
   }
 
@@ -277,13 +292,13 @@ class CpuBackend final : public Backend {
 
   // ---- the transformer -------------------------------------------------------------------------
 
-  void layer(size_t l, const Batch& batch, const std::vector<int64_t>& slots) {
+  void layer(size_t l, const Batch& batch, const KvStep& cache) {
     const Layer& w = layers_[l];
     const int64_t tokens = static_cast<int64_t>(batch.size());
     const int64_t hidden = config_.embedding_length;
     const size_t n = static_cast<size_t>(tokens * hidden);
     norm(w.attn_norm, x_.data(), h_.data(), tokens);
-    attention(l, batch, slots);
+    attention(l, batch, cache);
     matmul(std::array{Projection{&w.o, proj_.data()}}, attn_.data(), tokens);
     for (size_t i = 0; i < n; ++i) x_[i] += proj_[i];
     // A parallel residual (phi-2) feeds the MLP the attention's normed input, still in h_.
@@ -294,7 +309,7 @@ class CpuBackend final : public Backend {
 
   // Causal GQA self-attention; this batch's keys and values are stored first so that each token
   // sees every earlier position of its sequence.
-  void attention(size_t l, const Batch& batch, const std::vector<int64_t>& slots) {
+  void attention(size_t l, const Batch& batch, const KvStep& cache) {
     const Layer& w = layers_[l];
     const int64_t tokens = static_cast<int64_t>(batch.size());
     const int64_t kv_dim = config_.kv_dim(), q_dim = config_.q_dim(), head_dim = config_.head_dim;
@@ -306,8 +321,8 @@ class CpuBackend final : public Backend {
     for (int64_t t = 0; t < tokens; ++t) {
       rope(q_.data() + t * q_dim, config_.head_count, t);
       rope(k_.data() + t * kv_dim, config_.head_count_kv, t);
-      std::copy_n(k_.data() + t * kv_dim, kv_dim, keys.data() + slots[static_cast<size_t>(t)] * kv_dim);
-      std::copy_n(v_.data() + t * kv_dim, kv_dim, values.data() + slots[static_cast<size_t>(t)] * kv_dim);
+      std::copy_n(k_.data() + t * kv_dim, kv_dim, keys.data() + cache.slots[static_cast<size_t>(t)] * kv_dim);
+      std::copy_n(v_.data() + t * kv_dim, kv_dim, values.data() + cache.slots[static_cast<size_t>(t)] * kv_dim);
     }
     const int64_t group = config_.head_count / config_.head_count_kv;
     const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_dim)));
@@ -317,11 +332,11 @@ class CpuBackend final : public Backend {
       float* scores = scores_[static_cast<size_t>(thread)].data();
       for (int64_t item = begin; item < end; ++item) {
         const int64_t t = item % tokens, head = item / tokens;
-        const std::vector<int32_t>& blocks = table_.blocks(batch.seq_ids[static_cast<size_t>(t)]);
+        const std::span<const int32_t> blocks = cache.kv.blocks(batch.seq_ids[static_cast<size_t>(t)]);
         const int64_t length = batch.positions[static_cast<size_t>(t)] + 1;
         const int64_t kv_offset = (head / group) * head_dim;
         const float* qh = q_.data() + t * q_dim + head * head_dim;
-        const auto slot = [&](int64_t j) { return blocks[static_cast<size_t>(j / kBlockSize)] * kBlockSize + j % kBlockSize; };
+        const auto slot = [&](int64_t j) { return blocks[static_cast<size_t>(j / kKvBlockSize)] * kKvBlockSize + j % kKvBlockSize; };
         float max_score = -INFINITY;
         for (int64_t j = 0; j < length; ++j) {
           scores[j] = cpu::dot_f32(qh, keys.data() + slot(j) * kv_dim + kv_offset, head_dim) * scale;
@@ -374,8 +389,7 @@ class CpuBackend final : public Backend {
   ModelConfig config_;
   ModelWeights weights_;
   ThreadPool pool_;
-  KvBlockTable table_;
-  std::vector<int64_t> slots_;  // cache slot of each batch token, reused across steps
+  int64_t cache_slots_;
   std::vector<Layer> layers_;
   Norm output_norm_;
   Linear output_;
@@ -389,8 +403,8 @@ class CpuBackend final : public Backend {
 }  // namespace
 
 std::unique_ptr<Backend> make_cpu_backend(const ModelConfig& config, const ModelWeights& weights,
-                                          int64_t cache_tokens, int threads) {
-  return std::make_unique<CpuBackend>(config, weights, cache_tokens, threads);
+                                          const BackendOptions& options) {
+  return std::make_unique<CpuBackend>(config, weights, options);
 }
 
 }  // namespace realizar

@@ -6,7 +6,7 @@
 //   token of the batch, so a prompt reads each weight once (batched prefill) and a decode step
 //   stays memory-bound. Activations are float32 with float32 accumulation.
 // - Attention runs per (token, head) pair over the sequence's paged KV cache (float32 storage,
-//   kv/block_table.h), causal, GQA.
+//   kv/kv_manager.h), causal, GQA.
 // - All scratch memory is allocated at construction for a batch of up to 64 tokens and grows
 //   when a larger batch arrives; a decode step does not allocate.
 #pragma once
@@ -18,10 +18,11 @@
 
 namespace realizar {
 
-// `cache_tokens`: total KV cache capacity in tokens over all sequences; `threads`: threads of the
-// pool, the calling thread included (0: all hardware threads). The weights must outlive the
-// backend. Throws realizar::Error when a weight type has no CPU kernel or the sizes are invalid.
+// options: cache_slots (KV storage over all sequences), max_sequence_length (attention scratch),
+// threads of the pool, the calling thread included (0: all hardware threads). The weights must
+// outlive the backend. Throws realizar::Error when a weight type has no CPU kernel or the sizes
+// are invalid.
 std::unique_ptr<Backend> make_cpu_backend(const ModelConfig& config, const ModelWeights& weights,
-                                          int64_t cache_tokens, int threads);
+                                          const BackendOptions& options);
 
 }  // namespace realizar

@@ -8,17 +8,17 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <map>
 #include <set>
 #include <string_view>
-#include <tuple>
 #include <unordered_map>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "backend/cuda/device_info.h"
+#include "backend/cuda/graph_cache.h"
 #include "backend/cuda/kernels.h"
-#include "kv/batch_slots.h"
-#include "kv/block_table.h"
+#include "kv/kv_manager.h"
 #include "kv/step_inputs.h"
 #include "realizar/error.h"
 #include "realizar/quant.h"
@@ -27,14 +27,14 @@
 namespace realizar {
 namespace {
 
-constexpr int64_t kBlockSize = 16;          // tokens per KV cache block
 constexpr int64_t kMaxStepTokens = 512;     // larger batches run as several steps
 constexpr int64_t kMatvecMaxTokens = 8;     // int8 activations: matvec up to this many tokens,
 constexpr int64_t kMmaMaxTokens = 64;       // float16 tensor-core products on the quantized
                                             // weights up to this many, above (prefill):
                                             // dequantize + cuBLAS GEMM
 constexpr int64_t kMaxOutputRows = 64;      // logits rows computed per LM-head pass
-constexpr int64_t kGraphMaxTokens = 64;     // steps of at most this many tokens are graphed
+constexpr int64_t kGraphMaxTokens = 64;     // steps of at most this many tokens are graphed,
+constexpr size_t kMaxGraphs = 256;          // and at most this many graphs are held
 constexpr int64_t kMaxSplitRows = 512;      // tokens x splits of the attention partials
 constexpr int kMaxSplits = 32;
 constexpr int64_t kGemmScratchElements = int64_t{64} << 20;  // float16 weights per GEMM pass
@@ -146,10 +146,11 @@ class WeightUploader {
 
 class CudaBackend final : public Backend {
  public:
-  CudaBackend(const ModelConfig& config, const ModelWeights& weights, int64_t cache_tokens)
+  CudaBackend(const ModelConfig& config, const ModelWeights& weights, const BackendOptions& options)
       : config_(config),
-        table_((cache_tokens + kBlockSize - 1) / kBlockSize, kBlockSize),
-        packer_(kMaxStepTokens, kMaxStepTokens * table_.block_count()) {
+        cache_slots_(options.cache_slots),
+        packer_(kMaxStepTokens,
+                kMaxStepTokens * ((std::max<int64_t>(options.max_sequence_length, 1) + kKvBlockSize - 1) / kKvBlockSize)) {
     validate_config();
     check(cudaSetDevice(0), "cudaSetDevice");
     check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "stream");
@@ -163,7 +164,6 @@ class CudaBackend final : public Backend {
   }
 
   ~CudaBackend() override {
-    for (auto& [key, exec] : graphs_) cudaGraphExecDestroy(exec);
     if (cublas_ != nullptr) cublasDestroy(cublas_);
     if (upload_done_ != nullptr) cudaEventDestroy(upload_done_);
     if (stream_ != nullptr) cudaStreamDestroy(stream_);
@@ -171,22 +171,53 @@ class CudaBackend final : public Backend {
 
   std::string_view name() const override { return "cuda"; }
   const ModelConfig& config() const override { return config_; }
-  void release_sequence(int32_t seq_id) override { table_.release(seq_id); }
-  int64_t sequence_length(int32_t seq_id) const override { return table_.length(seq_id); }
-
-  void forward(const Batch& batch, std::vector<float>& logits) override {
-    logits.resize(batch.output_count() * static_cast<size_t>(config_.vocab_size));
-    run_batch(batch, Results{logits.data(), nullptr});
+  int64_t cache_slots() const override { return cache_slots_; }
+  int64_t kv_bytes_per_token() const override {
+    return kv_cache_bytes_per_token(config_, sizeof(uint16_t));
   }
 
-  void forward_greedy(const Batch& batch, std::vector<int32_t>& tokens) override {
-    tokens.resize(batch.output_count());
-    run_batch(batch, Results{nullptr, tokens.data()});
-    for (size_t row = 0; row < tokens.size(); ++row) {
-      if (tokens[row] == cuda::kArgmaxNaN) fail("CUDA backend: the logits of output row {} hold a NaN", row);
-      if (tokens[row] == cuda::kArgmaxAllNegativeInfinity) {
-        fail("CUDA backend: every logit of output row {} is -inf, nothing can be picked", row);
+  void copy_blocks(std::span<const BlockCopy> copies) override {
+    const size_t block_bytes = static_cast<size_t>(kKvBlockSize * config_.kv_dim()) * sizeof(uint16_t);
+    for (const BlockCopy& c : copies) {
+      for (const DeviceMemory& layer : cache_) {
+        auto* base = static_cast<uint8_t*>(layer.get());
+        check(cudaMemcpyAsync(base + c.to * block_bytes, base + c.from * block_bytes, block_bytes,
+                              cudaMemcpyDeviceToDevice, stream_),
+              "KV block copy");
       }
+    }
+    check(cudaStreamSynchronize(stream_), "KV block copy");
+  }
+
+  void forward(const Batch& batch, const KvStep& cache, std::vector<float>& logits) override {
+    logits.resize(batch.output_count() * static_cast<size_t>(config_.vocab_size));
+    run_batch(batch, cache, Results{logits.data(), nullptr});
+  }
+
+  // Plain greedy rows without log-probabilities are picked on the device (argmax_rows), so such a
+  // step hands back token ids only; any other row sends the step's logits to the host sampler.
+  void sample(const Batch& batch, const KvStep& cache, std::span<const RowSampling> rows,
+              std::vector<SampledToken>& out) override {
+    const bool on_device = std::all_of(rows.begin(), rows.end(), [](const RowSampling& r) {
+      return r.params.is_plain_greedy() && r.top_logprobs < 0;
+    });
+    if (!on_device) return Backend::sample(batch, cache, rows, out);
+    if (rows.size() != batch.output_count()) {
+      fail("sample: {} sampling rows for {} output rows", rows.size(), batch.output_count());
+    }
+    picked_.resize(rows.size());
+    run_batch(batch, cache, Results{nullptr, picked_.data()});
+    out.resize(rows.size());
+    for (size_t row = 0; row < rows.size(); ++row) {
+      SampledToken& o = out[row];
+      o.top.clear();
+      o.error.clear();
+      o.token = picked_[row];
+      if (o.token == cuda::kArgmaxNaN) o.error = fmt::format("the logits of output row {} hold a NaN", row);
+      if (o.token == cuda::kArgmaxAllNegativeInfinity) {
+        o.error = fmt::format("every logit of output row {} is -inf, nothing can be picked", row);
+      }
+      if (!o.error.empty()) o.token = -1;
     }
   }
 
@@ -203,12 +234,12 @@ class CudaBackend final : public Backend {
     int32_t* tokens;
   };
 
-  void run_batch(const Batch& batch, Results results) {
-    assign_batch_slots(table_, batch, config_.vocab_size, slots_);
+  void run_batch(const Batch& batch, const KvStep& cache, Results results) {
+    batch.check_tokens(config_.vocab_size);
     int64_t done = 0;
     for (size_t begin = 0; begin < batch.size(); begin += kMaxStepTokens) {
       const size_t end = std::min(batch.size(), begin + static_cast<size_t>(kMaxStepTokens));
-      const Step step = upload_step(batch, slots_, begin, end);
+      const Step step = upload_step(batch, cache, begin, end);
       run_step(step, results.tokens != nullptr ? Results{nullptr, results.tokens + done}
                                                : Results{results.logits + done * config_.vocab_size, nullptr});
       done += step.outputs;
@@ -304,7 +335,7 @@ class CudaBackend final : public Backend {
     check(cublasSetWorkspace(cublas_, cublas_workspace_.get(), size_t{32} << 20), "cublasSetWorkspace");
 
     const size_t cache_bytes =
-        static_cast<size_t>(table_.slot_count() * c.kv_dim()) * sizeof(uint16_t);
+        static_cast<size_t>(cache_slots_ * c.kv_dim()) * sizeof(uint16_t);
     for (int64_t l = 0; l < c.block_count; ++l) {
       cache_.push_back(device_alloc(cache_bytes, "KV cache"));
       cache_.push_back(device_alloc(cache_bytes, "KV cache"));
@@ -337,10 +368,10 @@ class CudaBackend final : public Backend {
 
   // Packs tokens [begin, end) of the batch into the pinned staging area and copies it to the
   // device; returns the step's shape.
-  Step upload_step(const Batch& batch, const std::vector<int64_t>& slots, size_t begin, size_t end) {
+  Step upload_step(const Batch& batch, const KvStep& cache, size_t begin, size_t end) {
     check(cudaEventSynchronize(upload_done_), "previous upload");  // staging is free again
     const StepShape shape =
-        packer_.pack(batch, slots, begin, end, table_, static_cast<int32_t*>(step_host_.get()));
+        packer_.pack(batch, cache.slots, begin, end, cache.kv, static_cast<int32_t*>(step_host_.get()));
     check(cudaMemcpyAsync(step_device_.get(), step_host_.get(),
                           static_cast<size_t>(shape.used) * sizeof(int32_t), cudaMemcpyHostToDevice,
                           stream_),
@@ -373,22 +404,21 @@ class CudaBackend final : public Backend {
       check(cudaGetLastError(), "step kernels");
       return;
     }
-    const auto key = std::make_tuple(step.tokens, step.splits, step.outputs, greedy);
-    auto it = graphs_.find(key);
-    if (it == graphs_.end()) {
+    const cuda::GraphKey key{step.tokens, step.splits, step.outputs, greedy ? 1 : 0};
+    cudaGraphExec_t exec = graphs_.find(key);
+    if (exec == nullptr) {
       cudaGraph_t graph = nullptr;
       check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "begin capture");
       enqueue_layers(step);
       if (step.outputs > 0) enqueue_output(0, step.outputs, greedy);
       check(cudaStreamEndCapture(stream_, &graph), "end capture");
       if (std::getenv("REALIZAR_CUDA_GRAPH_STATS") != nullptr) print_graph_size(graph, step);
-      cudaGraphExec_t exec = nullptr;
       const cudaError_t status = cudaGraphInstantiate(&exec, graph, 0);
       cudaGraphDestroy(graph);
       check(status, "graph instantiate");
-      it = graphs_.emplace(key, exec).first;
+      graphs_.insert(key, exec);
     }
-    check(cudaGraphLaunch(it->second, stream_), "graph launch");
+    check(cudaGraphLaunch(exec, stream_), "graph launch");
     check(cudaStreamSynchronize(stream_), "step");
     copy_results(out, 0, step.outputs);
   }
@@ -537,7 +567,7 @@ class CudaBackend final : public Backend {
                                 static_cast<const double*>(inv_freq_.get())};
     const cuda::AttentionParams attn{static_cast<int>(c.head_count),
                                      static_cast<int>(c.head_count_kv), static_cast<int>(c.head_dim),
-                                     static_cast<int>(kBlockSize),
+                                     static_cast<int>(kKvBlockSize),
                                      static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.head_dim)))};
     const cuda::InputCopy normed_copy = fused_copy(n, c.embedding_length);
     cuda::InputCopy attended_copy = fused_copy(n, c.q_dim());
@@ -615,15 +645,15 @@ class CudaBackend final : public Backend {
   }
 
   ModelConfig config_;
-  KvBlockTable table_;
-  std::vector<int64_t> slots_;  // cache slot of each batch token, reused across steps
+  int64_t cache_slots_;
   StepPacker packer_;
+  std::vector<int32_t> picked_;  // greedy picks of a step, reused
   int64_t multiprocessors_ = cuda::list_devices().empty() ? 1 : cuda::list_devices()[0].multiprocessors;
   cudaStream_t stream_ = nullptr;
   cudaEvent_t upload_done_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   bool use_graphs_ = true;
-  std::map<std::tuple<int64_t, int, int64_t, bool>, cudaGraphExec_t> graphs_;
+  cuda::GraphCache graphs_{kMaxGraphs};
   ThreadPool copy_pool_{4};
 
   DeviceMemory weights_memory_;
@@ -656,9 +686,9 @@ bool cuda_device_available() { return !cuda::list_devices().empty(); }
 double cuda_copy_bandwidth() { return cuda::measure_device_copy_bandwidth(); }
 
 std::unique_ptr<Backend> make_cuda_backend(const ModelConfig& config, const ModelWeights& weights,
-                                           int64_t cache_tokens) {
+                                           const BackendOptions& options) {
   if (!cuda_device_available()) fail("CUDA backend: no CUDA device is present");
-  return std::make_unique<CudaBackend>(config, weights, cache_tokens);
+  return std::make_unique<CudaBackend>(config, weights, options);
 }
 
 }  // namespace realizar

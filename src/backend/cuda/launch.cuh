@@ -41,10 +41,11 @@ __device__ __forceinline__ void wait_then_allow_next_kernel() {
   allow_next_kernel();
 }
 
-// kernel<<<grid, block, 0, stream>>>(args...) with the PDL attribute. Errors surface like those of
-// <<<>>> (cudaGetLastError, or the end of a graph capture).
+// kernel<<<grid, block, 0, stream>>>(args...) with the PDL attribute. Returns the launch's error
+// (callers that ignore it see it later, like those of <<<>>>: cudaGetLastError, or the end of a
+// graph capture).
 template <class... Params, class... Args>
-void launch(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream, Args&&... args) {
+cudaError_t launch(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream, Args&&... args) {
   cudaLaunchAttribute attribute{};
   attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
   attribute.val.programmaticStreamSerializationAllowed = 1;
@@ -55,7 +56,7 @@ void launch(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t strea
   config.stream = stream;
   config.attrs = &attribute;
   config.numAttrs = 1;
-  cudaLaunchKernelEx(&config, kernel, static_cast<Params>(args)...);
+  return cudaLaunchKernelEx(&config, kernel, static_cast<Params>(args)...);
 }
 
 template <class F, int... kCounts>

@@ -4,15 +4,12 @@
 #include <cmath>
 #include <vector>
 
-#include "kv/batch_slots.h"
-#include "kv/block_table.h"
+#include "kv/kv_manager.h"
 #include "realizar/error.h"
 #include "realizar/quant.h"
 
 namespace realizar {
 namespace {
-
-constexpr int64_t kBlockSize = 16;
 
 // Activations of every token of the batch: row t is token t's vector of `width` floats.
 struct Activations {
@@ -104,27 +101,39 @@ double gelu(double x) {
 
 class ReferenceBackend final : public Backend {
  public:
-  ReferenceBackend(const ModelConfig& config, const ModelWeights& weights, int64_t cache_tokens)
+  ReferenceBackend(const ModelConfig& config, const ModelWeights& weights, const BackendOptions& options)
       : config_(config),
         weights_(weights),
-        table_((cache_tokens + kBlockSize - 1) / kBlockSize, kBlockSize),
+        cache_slots_(options.cache_slots),
         keys_(static_cast<size_t>(config.block_count)),
         values_(static_cast<size_t>(config.block_count)) {
-    const size_t layer_floats = static_cast<size_t>(table_.slot_count() * config.kv_dim());
+    const size_t layer_floats = static_cast<size_t>(cache_slots_ * config.kv_dim());
     for (auto& k : keys_) k.assign(layer_floats, 0.0f);
     for (auto& v : values_) v.assign(layer_floats, 0.0f);
   }
 
   std::string_view name() const override { return "reference"; }
   const ModelConfig& config() const override { return config_; }
-  void release_sequence(int32_t seq_id) override { table_.release(seq_id); }
-  int64_t sequence_length(int32_t seq_id) const override { return table_.length(seq_id); }
+  int64_t cache_slots() const override { return cache_slots_; }
+  int64_t kv_bytes_per_token() const override {
+    return kv_cache_bytes_per_token(config_, sizeof(float));
+  }
 
-  void forward(const Batch& batch, std::vector<float>& logits) override {
-    std::vector<int64_t> slots;
-    assign_batch_slots(table_, batch, config_.vocab_size, slots);
+  void copy_blocks(std::span<const BlockCopy> copies) override {
+    const int64_t block_floats = kKvBlockSize * config_.kv_dim();
+    for (const BlockCopy& c : copies) {
+      for (auto* layers : {&keys_, &values_}) {
+        for (std::vector<float>& layer : *layers) {
+          std::copy_n(layer.begin() + c.from * block_floats, block_floats, layer.begin() + c.to * block_floats);
+        }
+      }
+    }
+  }
+
+  void forward(const Batch& batch, const KvStep& cache, std::vector<float>& logits) override {
+    batch.check_tokens(config_.vocab_size);
     Activations x = embed(batch);
-    for (int64_t l = 0; l < config_.block_count; ++l) x = layer(l, batch, slots, x);
+    for (int64_t l = 0; l < config_.block_count; ++l) x = layer(l, batch, cache, x);
     output_logits(batch, x, logits);
   }
 
@@ -138,11 +147,10 @@ class ReferenceBackend final : public Backend {
     return x;
   }
 
-  Activations layer(int64_t l, const Batch& batch, const std::vector<int64_t>& slots,
-                    const Activations& x) {
+  Activations layer(int64_t l, const Batch& batch, const KvStep& cache, const Activations& x) {
     const LayerWeights& w = weights_.layers[static_cast<size_t>(l)];
     const Activations h = norm(config_, w.attn_norm, w.attn_norm_bias, x);
-    const Activations attn = linear(w.attn_output, w.attn_output_bias, attention(l, batch, slots, h));
+    const Activations attn = linear(w.attn_output, w.attn_output_bias, attention(l, batch, cache, h));
 
     Activations out = x;
     if (config_.parallel_residual) {
@@ -158,8 +166,7 @@ class ReferenceBackend final : public Backend {
 
   // Causal self-attention with GQA over the cache: stores this batch's keys and values first, so
   // that a token sees every earlier position of its sequence, including those in this batch.
-  Activations attention(int64_t l, const Batch& batch, const std::vector<int64_t>& slots,
-                        const Activations& h) {
+  Activations attention(int64_t l, const Batch& batch, const KvStep& cache, const Activations& h) {
     const LayerWeights& w = weights_.layers[static_cast<size_t>(l)];
     Activations q = linear(w.attn_q, w.attn_q_bias, h);
     Activations k = linear(w.attn_k, w.attn_k_bias, h);
@@ -170,8 +177,8 @@ class ReferenceBackend final : public Backend {
     for (int64_t t = 0; t < h.tokens; ++t) {
       rope(config_, q.row(t), config_.head_count, batch.positions[t]);
       rope(config_, k.row(t), config_.head_count_kv, batch.positions[t]);
-      std::copy_n(k.row(t), kv_dim, keys.data() + slots[t] * kv_dim);
-      std::copy_n(v.row(t), kv_dim, values.data() + slots[t] * kv_dim);
+      std::copy_n(k.row(t), kv_dim, keys.data() + cache.slots[t] * kv_dim);
+      std::copy_n(v.row(t), kv_dim, values.data() + cache.slots[t] * kv_dim);
     }
 
     Activations out(h.tokens, config_.q_dim());
@@ -187,7 +194,7 @@ class ReferenceBackend final : public Backend {
         const int64_t kv_offset = (head / group) * config_.head_dim;
         double max_score = -INFINITY;
         for (int64_t j = 0; j < length; ++j) {
-          const float* kj = keys.data() + table_.slot(seq, j) * kv_dim + kv_offset;
+          const float* kj = keys.data() + cache.kv.slot(seq, j) * kv_dim + kv_offset;
           double dot = 0.0;
           for (int64_t d = 0; d < config_.head_dim; ++d) dot += static_cast<double>(qh[d]) * kj[d];
           scores[static_cast<size_t>(j)] = dot * scale;
@@ -200,7 +207,7 @@ class ReferenceBackend final : public Backend {
           double sum = 0.0;
           for (int64_t j = 0; j < length; ++j) {
             sum += scores[static_cast<size_t>(j)] *
-                   values[static_cast<size_t>(table_.slot(seq, j) * kv_dim + kv_offset + d)];
+                   values[static_cast<size_t>(cache.kv.slot(seq, j) * kv_dim + kv_offset + d)];
           }
           oh[d] = static_cast<float>(sum / total);
         }
@@ -235,7 +242,7 @@ class ReferenceBackend final : public Backend {
 
   ModelConfig config_;
   ModelWeights weights_;
-  KvBlockTable table_;
+  int64_t cache_slots_;
   std::vector<std::vector<float>> keys_;    // per layer: [slot][kv_dim]
   std::vector<std::vector<float>> values_;  // per layer: [slot][kv_dim]
 };
@@ -243,8 +250,8 @@ class ReferenceBackend final : public Backend {
 }  // namespace
 
 std::unique_ptr<Backend> make_reference_backend(const ModelConfig& config,
-                                                const ModelWeights& weights, int64_t cache_tokens) {
-  return std::make_unique<ReferenceBackend>(config, weights, cache_tokens);
+                                                const ModelWeights& weights, const BackendOptions& options) {
+  return std::make_unique<ReferenceBackend>(config, weights, options);
 }
 
 }  // namespace realizar

@@ -10,9 +10,9 @@
 
 namespace realizar {
 
-// `cache_tokens`: total KV cache capacity in tokens, over all sequences. The weights must
-// outlive the backend.
+// options.cache_slots: KV cache storage in token slots, over all sequences (float32). The
+// weights must outlive the backend.
 std::unique_ptr<Backend> make_reference_backend(const ModelConfig& config,
-                                                const ModelWeights& weights, int64_t cache_tokens);
+                                                const ModelWeights& weights, const BackendOptions& options);
 
 }  // namespace realizar
