@@ -76,6 +76,9 @@ TEST_F(BenchCli, MeasuresTheRequestedTestsWithTheRequestedRuns) {
   EXPECT_NEAR(x3["per_sequence_tokens_per_second"].get<double>(),
               x3["tokens_per_second_mean"].get<double>() / 3, 1e-9);
   EXPECT_EQ(result(doc, "tg8 x3 @ d16")["context_tokens"], 16);
+  const auto table = run_apr({"bench", model(), "--device", "cpu", "-t", "1", "-p", "8", "-n", "4",
+                              "--parallel", "1,2", "-r", "1", "--warmup", "0"});
+  EXPECT_THAT(table.out, HasSubstr("| bandwidth use | per sequence tok/s |"));
   EXPECT_EQ(result(doc, "pp8+tg4")["tokens"], 12);
   // Per-step latencies: 8 steps x 3 runs; the p50 step cannot be slower than the slowest run
   // spread over its steps allows (a run lasts at least as long as its steps).

@@ -181,8 +181,14 @@ std::string model_markdown(const json& doc) {
                        b["threads"].is_number() ? std::to_string(b["threads"].get<int>()) : "?");
     out += baseline_warnings(doc, b);
   }
+  bool parallel = false;
+  for (const json& r : doc["results"]) parallel = parallel || r.value("parallel", 1) > 1;
   out += "\n| test | tok/s median [CI] | mean ± sd | CV | runs | latency p50 / p95 / p99 (ms) | bandwidth use |";
   std::string rule = "\n|---|---|---|---|---|---|---|";
+  if (parallel) {
+    out += " per sequence tok/s |";
+    rule += "---|";
+  }
   for (const json& b : baselines) {
     out += fmt::format(" {} tok/s | ratio |", b["name"].get<std::string>());
     rule += "---|---|";
@@ -194,6 +200,11 @@ std::string model_markdown(const json& doc) {
                        median_cell(s), mean_cell(s), percent(s["cv"].get<double>()), runs_cell(s),
                        latency_cell(r["n_gen"].get<int64_t>() > 0 ? r["token_latency_ms"] : r["ttft_ms"]),
                        r["bandwidth_fraction"].is_number() ? percent(r["bandwidth_fraction"].get<double>()) : "");
+    if (parallel) {
+      out += r.value("parallel", 1) > 1
+                 ? fmt::format(" {} |", format_number(r["per_sequence_tokens_per_second"].get<double>()))
+                 : " |";
+    }
     for (const json& b : baselines) {
       const json* theirs = find_result(b["results"], r["test"].get<std::string>());
       if (theirs == nullptr) {
@@ -347,7 +358,7 @@ std::string model_csv(const json& doc) {
                               "mean_tok_s", "stdev_tok_s", "median_tok_s", "ci_low_tok_s",
                               "ci_high_tok_s", "ci_level", "cv", "min_tok_s", "max_tok_s",
                               "outliers", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms",
-                              "bandwidth_fraction"});
+                              "bandwidth_fraction", "per_sequence_tok_s"});
   auto add = [&](const std::string& engine, const json& r) {
     const json& s = r["tokens_per_second"];
     const json latency = member(r, member(r, "n_gen").get<int64_t>() > 0 ? "token_latency_ms" : "ttft_ms");
@@ -358,7 +369,7 @@ std::string model_csv(const json& doc) {
                      member(s, "cv"), member(s, "min"), member(s, "max"),
                      s.contains("outliers") ? json(s["outliers"].size()) : json(nullptr),
                      member(latency, "p50"), member(latency, "p95"), member(latency, "p99"),
-                     member(r, "bandwidth_fraction")});
+                     member(r, "bandwidth_fraction"), member(r, "per_sequence_tokens_per_second")});
   };
   for (const json& r : doc["results"]) add("realizar", r);
   for (const json& b : doc["baselines"]) {
