@@ -12,6 +12,7 @@ namespace {
 
 constexpr long kConnectTimeoutMs = 10'000;
 constexpr size_t kErrorBodyLimit = 64 * 1024;  // an error response is kept up to this size
+constexpr size_t kEventLimit = 16 * 1024 * 1024;  // no stream event of a completion is this long
 
 void global_init() {
   static std::once_flag once;
@@ -170,6 +171,10 @@ size_t on_stream_bytes(char* bytes, size_t size, size_t count, void* user) {
     return n;
   }
   state->parser.feed({bytes, n});
+  if (state->parser.pending_bytes() > kEventLimit) {
+    state->record->error = fmt::format("a stream event grew past {} MiB without ending", kEventLimit >> 20);
+    return 0;  // libcurl ends the transfer (CURLE_WRITE_ERROR); the record keeps this message
+  }
   return n;
 }
 

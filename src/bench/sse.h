@@ -24,6 +24,8 @@ class SseParser {
   // End of stream: an event still being collected is dispatched (servers that close the
   // connection right after the last data line).
   void finish();
+  // Bytes held for the line and the event not yet complete (a caller bounds them).
+  size_t pending_bytes() const { return pending_.size() + data_.size(); }
 
  private:
   void line(std::string_view text);

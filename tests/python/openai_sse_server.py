@@ -6,7 +6,9 @@ when ``stream_options.include_usage`` is set, then ``data: [DONE]``. Tokens are 
 words echoed back; the first token comes after --ttft-ms, each next one after --itl-ms. It
 generates exactly ``max_tokens`` tokens and counts the prompt's tokens as its words.
 
---no-usage leaves the usage chunk out, as some servers do. Faults for the error tests: --fault http500 | hang | malformed | no-done | models404.
+--no-usage leaves the usage chunk out, as some servers do; --piece sets every chunk's text.
+Faults for the error tests: --fault http500 | hang | malformed | no-done | models404 |
+endless-line.
 
 Bounded: it exits after --max-requests requests or --lifetime seconds, whichever comes first.
 It prints ``PORT <n>`` when listening and writes one JSON line per request to --log.
@@ -108,6 +110,11 @@ class Handler(BaseHTTPRequestHandler):
         if fault == "hang":
             time.sleep(state.args.lifetime)
             return
+        if fault == "endless-line":  # one event that never ends: 20 MiB without a newline
+            self.wfile.write(b"data: ")
+            for _ in range(20):
+                self.wfile.write(b"x" * (1 << 20))
+            return
 
         def send(obj):
             text = obj if isinstance(obj, str) else json.dumps(obj)
@@ -149,7 +156,7 @@ def main():
     parser.add_argument("--cached-tokens", type=int, default=0)
     parser.add_argument("--no-usage", action="store_true", help="never send a usage chunk")
     parser.add_argument("--piece", help="the text of every chunk (default: the prompt's words)")
-    parser.add_argument("--fault", choices=["http500", "hang", "malformed", "no-done", "models404"])
+    parser.add_argument("--fault", choices=["http500", "hang", "malformed", "no-done", "models404", "endless-line"])
     parser.add_argument("--max-requests", type=int, default=1000)
     parser.add_argument("--lifetime", type=float, default=120)
     parser.add_argument("--log")

@@ -163,6 +163,7 @@ def test_preflight_failures(tmp_path, fault, args, message):
     ("malformed", "malformed stream chunk: {not json"),
     ("no-done", "the stream ended before data: [DONE]"),
     ("hang", "Operation timed out"),
+    ("endless-line", "a stream event grew past 16 MiB without ending"),
 ])
 def test_failed_requests_are_recorded_and_fail_the_run(tmp_path, fault, message):
     start = time.monotonic()
