@@ -31,24 +31,50 @@ std::vector<int32_t> random_tokens(int64_t count, int64_t vocab, uint64_t seed) 
 
 // ---- the code that drives a backend: prefill() and decode_step() ----------------------------------
 
-// Runs tokens[begin, end) of sequence `seq` as one batch, continuing its cache at `begin`. Every
-// step ends with the greedy pick of the next token on the backend, as `apr run --temp 0` does (a
-// GPU hands back token ids, not logits).
-void prefill(BatchRunner& runner, int32_t seq, const std::vector<int32_t>& tokens, int64_t begin,
-             int64_t end, std::vector<int32_t>& picked) {
+// Runs the batch and picks each wanted row's next token on the backend (a GPU hands back token
+// ids, not logits): greedily as `apr run --temp 0` does, or with the sampling parameters as a
+// request would (no penalty history: the fed tokens are not what was picked).
+class Picker {
+ public:
+  explicit Picker(const SamplingParams& params) : params_(params) {}
+
+  void pick(BatchRunner& runner, const Batch& batch) {
+    if (params_.is_plain_greedy()) return runner.greedy(batch, picked_);
+    rows_.clear();
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (!batch.want_logits[i]) continue;
+      RowSampling& row = rows_.emplace_back();
+      row.params = params_;
+      row.position = batch.positions[i] + 1;
+    }
+    runner.sample(batch, rows_, sampled_);
+    for (const SampledToken& t : sampled_) {
+      if (!t.error.empty()) fail("bench: {}", t.error);
+    }
+  }
+
+ private:
+  SamplingParams params_;
+  std::vector<int32_t> picked_;
+  std::vector<RowSampling> rows_;
+  std::vector<SampledToken> sampled_;
+};
+
+// Runs tokens[begin, end) of sequence `seq` as one batch, continuing its cache at `begin`.
+void prefill(BatchRunner& runner, Picker& picker, int32_t seq, const std::vector<int32_t>& tokens,
+             int64_t begin, int64_t end) {
   Batch batch;
   for (int64_t i = begin; i < end; ++i) {
     batch.add(tokens[static_cast<size_t>(i)], static_cast<int32_t>(i), seq, i + 1 == end);
   }
-  runner.greedy(batch, picked);
+  picker.pick(runner, batch);
 }
 
 // One decode step: one token for every sequence in [0, sequences) at position `position`.
-void decode_step(BatchRunner& runner, int sequences, int64_t position, int32_t token,
-                 std::vector<int32_t>& picked) {
+void decode_step(BatchRunner& runner, Picker& picker, int sequences, int64_t position, int32_t token) {
   Batch batch;
   for (int s = 0; s < sequences; ++s) batch.add(token, static_cast<int32_t>(position), s, true);
-  runner.greedy(batch, picked);
+  picker.pick(runner, batch);
 }
 
 void release_all(BatchRunner& runner, int sequences) {
@@ -63,24 +89,23 @@ struct RunTimes {
   std::vector<double> steps;
 };
 
-RunTimes run_once(BatchRunner& runner, const TestSpec& test, const std::vector<int32_t>& tokens) {
-  std::vector<int32_t> picked;
+RunTimes run_once(BatchRunner& runner, Picker& picker, const TestSpec& test, const std::vector<int32_t>& tokens) {
   const int64_t context = test.context_before();
   for (int s = 0; s < test.parallel; ++s) {
     for (int64_t begin = 0; begin < context; begin += kContextChunk) {
-      prefill(runner, s, tokens, begin, std::min(begin + kContextChunk, context), picked);
+      prefill(runner, picker, s, tokens, begin, std::min(begin + kContextChunk, context));
     }
   }
   RunTimes times;
   const auto start = Clock::now();
   if (test.n_prompt > 0) {
-    prefill(runner, 0, tokens, context, context + test.n_prompt, picked);
+    prefill(runner, picker, 0, tokens, context, context + test.n_prompt);
     times.prefill_seconds = elapsed(start);
   }
   int64_t position = context + test.n_prompt;
   for (int64_t step = 0; step < test.n_gen; ++step, ++position) {
     const auto step_start = Clock::now();
-    decode_step(runner, test.parallel, position, tokens[static_cast<size_t>(position)], picked);
+    decode_step(runner, picker, test.parallel, position, tokens[static_cast<size_t>(position)]);
     times.steps.push_back(elapsed(step_start));
   }
   times.seconds = elapsed(start);
@@ -88,7 +113,7 @@ RunTimes run_once(BatchRunner& runner, const TestSpec& test, const std::vector<i
   return times;
 }
 
-Measurement measure(BatchRunner& runner, const TestSpec& test, const RepetitionPolicy& policy,
+Measurement measure(BatchRunner& runner, Picker& picker, const TestSpec& test, const RepetitionPolicy& policy,
                     const std::vector<int32_t>& tokens) {
   Measurement m{test, {}, {}, {}, policy.warmup};
   const int most = policy.cv_target > 0 ? std::max(policy.max_repetitions, policy.repetitions)
@@ -96,12 +121,12 @@ Measurement measure(BatchRunner& runner, const TestSpec& test, const RepetitionP
   Progress progress("bench " + test.name(), static_cast<uint64_t>(policy.warmup + most),
                     Progress::Unit::Items);
   for (int w = 0; w < policy.warmup; ++w) {
-    run_once(runner, test, tokens);
+    run_once(runner, picker, test, tokens);
     progress.advance(1);
   }
   std::vector<double> rates;
   while (wants_another_run(rates, policy)) {
-    RunTimes t = run_once(runner, test, tokens);
+    RunTimes t = run_once(runner, picker, test, tokens);
     m.seconds.push_back(t.seconds);
     if (test.n_prompt > 0) m.prefill_seconds.push_back(t.prefill_seconds);
     m.step_seconds.insert(m.step_seconds.end(), t.steps.begin(), t.steps.end());
@@ -179,7 +204,7 @@ std::vector<double> Measurement::tokens_per_second() const {
 }
 
 std::vector<Measurement> run_benchmark(Backend& backend, const std::vector<TestSpec>& tests,
-                                       const RepetitionPolicy& policy) {
+                                       const RepetitionPolicy& policy, const SamplingParams& sampling) {
   if (policy.repetitions < 1 || policy.warmup < 0) {
     fail("bench: want at least 1 repetition and no negative warm-up count");
   }
@@ -190,9 +215,20 @@ std::vector<Measurement> run_benchmark(Backend& backend, const std::vector<TestS
   const std::vector<int32_t> tokens =
       random_tokens(longest, backend.config().vocab_size, kTokenSeed);
   BatchRunner runner(backend);
+  Picker picker(sampling);
   std::vector<Measurement> results;
-  for (const TestSpec& test : tests) results.push_back(measure(runner, test, policy, tokens));
+  for (const TestSpec& test : tests) results.push_back(measure(runner, picker, test, policy, tokens));
   return results;
+}
+
+std::string describe_sampling(const SamplingParams& p) {
+  if (p.is_plain_greedy()) return "greedy";
+  std::string s = fmt::format("temperature {}, top-k {}, top-p {}, min-p {}", p.temperature, p.top_k, p.top_p, p.min_p);
+  if (p.has_penalties()) {
+    s += fmt::format(", repeat penalty {}, presence {}, frequency {} over {} tokens", p.repeat_penalty,
+                     p.presence_penalty, p.frequency_penalty, p.penalty_last_n);
+  }
+  return s;
 }
 
 double decode_bytes_per_step(const TestSpec& test, uint64_t weight_bytes, int64_t kv_bytes) {

@@ -19,6 +19,7 @@
 
 #include "bench/stats.h"
 #include "realizar/backend.h"
+#include "realizar/sampling.h"
 
 namespace realizar::bench {
 
@@ -48,7 +49,17 @@ struct BenchOptions {
   std::vector<int64_t> depths = {0};             // -d
   std::vector<int> parallel = {1};               // --parallel
   RepetitionPolicy policy;
+  SamplingParams sampling = greedy();            // how each step picks its tokens
+
+  static SamplingParams greedy() {
+    SamplingParams p;
+    p.temperature = 0;
+    return p;
+  }
 };
+
+// "greedy", or the sampling parameters in words ("temperature 0.8, top-k 40, ...").
+std::string describe_sampling(const SamplingParams& params);
 
 // The tests in the order they run: for each depth, every pp, then every tg at each parallel
 // count, then every pp+tg. Parallel decode tests at depth 0 start after a prompt of the first
@@ -73,10 +84,11 @@ struct Measurement {
   std::vector<double> tokens_per_second() const;
 };
 
-// Runs every test on `backend` (built with backend_options(tests)), showing
-// progress on standard error for tests that take more than a second.
+// Runs every test on `backend` (built with backend_options(tests)), each step picking its tokens
+// with `sampling` (Backend::sample: on a GPU backend, on the device), showing progress on
+// standard error for tests that take more than a second.
 std::vector<Measurement> run_benchmark(Backend& backend, const std::vector<TestSpec>& tests,
-                                       const RepetitionPolicy& policy);
+                                       const RepetitionPolicy& policy, const SamplingParams& sampling);
 
 // Bytes a decode step of `test` reads on average: the weights once, plus every sequence's keys
 // and values (depth + the mean number of tokens generated so far).

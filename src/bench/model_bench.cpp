@@ -18,7 +18,7 @@ nlohmann::json run_model_benchmark(const ModelBenchConfig& c) {
   floor.kv_bytes_per_token = backend->kv_bytes_per_token();
   floor.bandwidth = measure_bandwidth(*backend, c.threads);
 
-  const std::vector<Measurement> measurements = run_benchmark(*backend, tests, c.options.policy);
+  const std::vector<Measurement> measurements = run_benchmark(*backend, tests, c.options.policy, c.options.sampling);
 
   nlohmann::json results = nlohmann::json::array();
   for (const Measurement& m : measurements) results.push_back(model_result_json(m, floor));
@@ -43,7 +43,8 @@ nlohmann::json run_model_benchmark(const ModelBenchConfig& c) {
           {"method", {{"warmup", p.warmup},
                       {"repetitions", p.repetitions},
                       {"cv_target", p.cv_target},
-                      {"max_repetitions", p.max_repetitions}}},
+                      {"max_repetitions", p.max_repetitions},
+                      {"sampling", describe_sampling(c.options.sampling)}}},
           {"results", results},
           {"baselines", c.baselines}};
 }

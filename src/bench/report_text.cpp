@@ -173,6 +173,7 @@ std::string model_markdown(const json& doc) {
                                        method["max_repetitions"].get<int>())
                          : "",
                      env["date"].get<std::string>());
+  if (method.contains("sampling")) out += "- tokens picked: " + method["sampling"].get<std::string>() + "\n";
   const json& baselines = doc["baselines"];
   for (const json& b : baselines) {
     out += fmt::format("- {}: {} ({}, build {}, {}, {} threads)\n", b["name"].get<std::string>(),

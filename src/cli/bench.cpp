@@ -20,6 +20,7 @@
 #include "bench/synth_cache.h"
 #include "cli/command.h"
 #include "cli/options.h"
+#include "realizar/hub.h"
 #include "realizar/error.h"
 
 namespace realizar::cli {
@@ -36,6 +37,7 @@ struct ModelArgs {
   std::string tokenizer;
   DeviceArgs device;
   bench::BenchOptions options;
+  SamplingArgs sampling;
   std::vector<std::string> prompt_generate;
   std::vector<std::string> imports;
 };
@@ -119,7 +121,7 @@ int run_model(ModelArgs args, const OutputFiles& files) {
   } else if (args.model.empty()) {
     fail("bench: give a MODEL file, --synth PRESET, or a subcommand (serve, compare)");
   } else {
-    config.model = args.model;
+    config.model = hub::resolve_model(args.model);
   }
   for (const std::string& pg : args.prompt_generate) {
     args.options.prompt_generate.push_back(parse_prompt_generate(pg));
@@ -127,6 +129,7 @@ int run_model(ModelArgs args, const OutputFiles& files) {
   config.device = parse_device(args.device.device);
   config.threads = args.device.threads;
   config.options = args.options;
+  config.options.sampling = sampling_params(args.sampling);
   for (const std::string& i : args.imports) config.baselines.push_back(import_baseline(i));
   emit(bench::run_model_benchmark(config), files);
   return 0;
@@ -229,7 +232,7 @@ CommandRunner setup(CLI::App& app) {
   auto files = std::make_shared<OutputFiles>();
   bench::BenchOptions& o = args->options;
   app.require_subcommand(0, 1);
-  app.add_option("model", args->model, "GGUF model file");
+  app.add_option("model", args->model, kModelHelp);
   app.add_option("--synth", args->synth,
                  "benchmark the random-weight model of this apr synth preset instead (built once, "
                  "cached under $REALIZAR_HOME/synth)");
@@ -251,6 +254,8 @@ CommandRunner setup(CLI::App& app) {
       ->delimiter(',')->check(kPositive)->capture_default_str();
   add_method_options(app, o.policy, "measured runs per test (with --cv, the least)",
                      "warm-up runs per test, discarded");
+  args->sampling.params = bench::BenchOptions::greedy();  // greedy unless sampling flags are given
+  add_sampling_options(app, args->sampling);
   app.add_option("--cv", o.policy.cv_target,
                  "measure until the coefficient of variation of the mean is below this (0: off)")
       ->check(kNonNegative)->capture_default_str();
