@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bench/compare.h"
+#include "bench/engine_bench.h"
 #include "bench/llama_bench_import.h"
 #include "bench/model_bench.h"
 #include "bench/report_json.h"
@@ -20,8 +21,8 @@
 #include "bench/synth_cache.h"
 #include "cli/command.h"
 #include "cli/options.h"
-#include "realizar/hub.h"
 #include "realizar/error.h"
+#include "realizar/hub.h"
 
 namespace realizar::cli {
 namespace {
@@ -42,14 +43,35 @@ struct ModelArgs {
   std::vector<std::string> imports;
 };
 
+// The serving workload's flags, shared by `bench serve` and `bench engine`.
+struct WorkloadArgs {
+  bench::ServeOptions options;
+  std::string prompt_len = "128-1024";
+  std::string output_len = "64-256";
+
+  void apply() {
+    options.workload.prompt_tokens = bench::parse_token_range(prompt_len, "--prompt-len");
+    options.workload.output_tokens = bench::parse_token_range(output_len, "--output-len");
+  }
+};
+
 struct ServeArgs {
   std::string subject;
   std::vector<std::string> baselines;
-  bench::ServeOptions options;
+  WorkloadArgs workload;
   std::string endpoint = "completions";
-  std::string prompt_len = "128-1024";
-  std::string output_len = "64-256";
   std::string tokenizer;
+};
+
+struct EngineArgs {
+  std::string model;
+  DeviceArgs device;
+  int64_t context = 0;
+  int parallel = 32;
+  int64_t max_batch_tokens = 512;
+  bool no_prefix_cache = false;
+  SamplingArgs sampling;
+  WorkloadArgs workload;
 };
 
 struct CompareArgs {
@@ -145,11 +167,11 @@ int run_serve(ServeArgs args, const OutputFiles& files) {
       }
     }
   }
-  args.options.api = bench::parse_api(args.endpoint);
-  args.options.workload.prompt_tokens = bench::parse_token_range(args.prompt_len, "--prompt-len");
-  args.options.workload.output_tokens = bench::parse_token_range(args.output_len, "--output-len");
-  if (!args.tokenizer.empty()) args.options.tokenizer = args.tokenizer;
-  const nlohmann::json doc = bench::run_serve_benchmark(targets, args.options);
+  args.workload.apply();
+  bench::ServeOptions& options = args.workload.options;
+  options.api = bench::parse_api(args.endpoint);
+  if (!args.tokenizer.empty()) options.tokenizer = args.tokenizer;
+  const nlohmann::json doc = bench::run_serve_benchmark(targets, options);
   emit(doc, files);
   int64_t failed = 0, total = 0;
   for (const nlohmann::json& s : doc["servers"]) {
@@ -186,18 +208,13 @@ void add_method_options(CLI::App& app, bench::RepetitionPolicy& policy, const ch
   app.add_option("--warmup", policy.warmup, warmup_help)->check(kNonNegative)->capture_default_str();
 }
 
-CommandRunner setup_serve(CLI::App& app, std::shared_ptr<OutputFiles> files) {
-  auto args = std::make_shared<ServeArgs>();
-  bench::ServeOptions& o = args->options;
-  app.add_option("url", args->subject, "[NAME=]URL of the OpenAI-compatible server to measure")->required();
-  app.add_option("--baseline", args->baselines,
-                 "[NAME=]URL of another server to run the same workload against (repeatable)");
-  app.add_option("--model", o.model, "model to request (default: the first one /v1/models lists)");
-  app.add_option("--endpoint", args->endpoint, "completions or chat")
-      ->check(CLI::IsMember({"completions", "chat"}))->capture_default_str();
+// --requests, --prompt-len, --output-len, --rate, --concurrency, --seed, --ignore-eos,
+// -r/--repetitions, --warmup, --timeout.
+void add_workload_options(CLI::App& app, WorkloadArgs& args) {
+  bench::ServeOptions& o = args.options;
   app.add_option("--requests", o.workload.requests, "requests per run")->check(kPositive)->capture_default_str();
-  app.add_option("--prompt-len", args->prompt_len, "prompt tokens, MIN-MAX (uniform) or N")->capture_default_str();
-  app.add_option("--output-len", args->output_len, "tokens to generate, MIN-MAX (uniform) or N")->capture_default_str();
+  app.add_option("--prompt-len", args.prompt_len, "prompt tokens, MIN-MAX (uniform) or N")->capture_default_str();
+  app.add_option("--output-len", args.output_len, "tokens to generate, MIN-MAX (uniform) or N")->capture_default_str();
   app.add_option("--rate", o.workload.rate, "requests per second, Poisson arrivals (0: all at once)")
       ->check(kNonNegative)->capture_default_str();
   app.add_option("--concurrency", o.workload.concurrency, "most requests in flight (0: no limit)")
@@ -205,16 +222,62 @@ CommandRunner setup_serve(CLI::App& app, std::shared_ptr<OutputFiles> files) {
   app.add_option("--seed", o.workload.seed, "seed of the lengths, arrivals and prompts")->capture_default_str();
   app.add_flag("--ignore-eos,!--no-ignore-eos", o.ignore_eos,
                "ask for exactly the planned output length (ignore_eos, llama.cpp and vLLM; default on)");
+  app.add_option("-r,--repetitions", o.repetitions, "runs of the workload")
+      ->check(kPositive)->capture_default_str();
+  app.add_option("--warmup", o.warmup_requests, "short warm-up requests, not measured")
+      ->check(kNonNegative)->capture_default_str();
+  app.add_option("--timeout", o.timeout_seconds, "seconds one request may take")->check(kPositive)->capture_default_str();
+}
+
+CommandRunner setup_serve(CLI::App& app, std::shared_ptr<OutputFiles> files) {
+  auto args = std::make_shared<ServeArgs>();
+  bench::ServeOptions& o = args->workload.options;
+  app.add_option("url", args->subject, "[NAME=]URL of the OpenAI-compatible server to measure")->required();
+  app.add_option("--baseline", args->baselines,
+                 "[NAME=]URL of another server to run the same workload against (repeatable)");
+  app.add_option("--model", o.model, "model to request (default: the first one /v1/models lists)");
+  app.add_option("--endpoint", args->endpoint, "completions or chat")
+      ->check(CLI::IsMember({"completions", "chat"}))->capture_default_str();
+  add_workload_options(app, args->workload);
   app.add_option("--tokenizer", args->tokenizer,
                  "tokenizer.json or GGUF of the served model: prompts of exactly the planned length "
                  "(default: about one token per word, counted by the server)");
-  app.add_option("-r,--repetitions", o.repetitions, "runs of the workload per server")
-      ->check(kPositive)->capture_default_str();
-  app.add_option("--warmup", o.warmup_requests, "short warm-up requests per server, not measured")
-      ->check(kNonNegative)->capture_default_str();
-  app.add_option("--timeout", o.timeout_seconds, "seconds one request may take")->check(kPositive)->capture_default_str();
   add_output_options(app, *files);
   return [args, files] { return run_serve(*args, *files); };
+}
+
+int run_engine(EngineArgs args, const OutputFiles& files) {
+  args.workload.apply();
+  bench::EngineBenchConfig config;
+  config.model = hub::resolve_model(args.model);
+  config.engine = engine_options(args.device, args.context);
+  config.engine.max_sequences = args.parallel;
+  config.engine.max_batch_tokens = args.max_batch_tokens;
+  config.engine.prefix_caching = !args.no_prefix_cache;
+  config.options = args.workload.options;
+  args.sampling.seed = args.workload.options.workload.seed;
+  config.sampling = sampling_params(args.sampling);
+  const nlohmann::json doc = bench::run_engine_benchmark(config);
+  emit(doc, files);
+  const int64_t failed = doc["servers"][0]["failed"].get<int64_t>();
+  if (failed > 0) fail("bench engine: {} measured requests failed (errors above)", failed);
+  return 0;
+}
+
+CommandRunner setup_engine(CLI::App& app, std::shared_ptr<OutputFiles> files) {
+  auto args = std::make_shared<EngineArgs>();
+  app.add_option("model", args->model, kModelHelp)->required();
+  add_device_options(app, args->device);
+  add_context_option(app, args->context);
+  app.add_option("--parallel", args->parallel, "sequences the engine runs at once")->check(kPositive)->capture_default_str();
+  app.add_option("--max-batch-tokens", args->max_batch_tokens, "tokens per step: decode rows and prompt chunks")
+      ->check(kPositive)->capture_default_str();
+  app.add_flag("--no-prefix-cache", args->no_prefix_cache, "do not reuse the KV cache of shared prompt prefixes");
+  args->sampling.params = bench::BenchOptions::greedy();
+  add_sampling_options(app, args->sampling, /*seed=*/false);  // --seed is the workload's
+  add_workload_options(app, args->workload);
+  add_output_options(app, *files);
+  return [args, files] { return run_engine(*args, *files); };
 }
 
 CommandRunner setup_compare(CLI::App& app) {
@@ -268,12 +331,16 @@ CommandRunner setup(CLI::App& app) {
 
   CLI::App* serve = app.add_subcommand(
       "serve", "run the serving workload against OpenAI-compatible servers (TTFT, ITL, throughput)");
+  CLI::App* engine = app.add_subcommand(
+      "engine", "run the serving workload on the engine in-process, as apr serve would (TTFT, ITL, throughput)");
   CLI::App* compare = app.add_subcommand(
       "compare", "differences between two apr bench JSON results; exit code 1 on a regression");
   CommandRunner run_serve_command = setup_serve(*serve, std::make_shared<OutputFiles>());
+  CommandRunner run_engine_command = setup_engine(*engine, std::make_shared<OutputFiles>());
   CommandRunner run_compare_command = setup_compare(*compare);
   return [=] {
     if (serve->parsed()) return run_serve_command();
+    if (engine->parsed()) return run_engine_command();
     if (compare->parsed()) return run_compare_command();
     return run_model(*args, *files);
   };

@@ -79,7 +79,7 @@ void add_context_option(CLI::App& app, int64_t& context) {
       ->capture_default_str();
 }
 
-void add_sampling_options(CLI::App& app, SamplingArgs& args) {
+void add_sampling_options(CLI::App& app, SamplingArgs& args, bool seed) {
   SamplingParams& s = args.params;
   app.add_option("--temp,--temperature", s.temperature, "temperature (0: greedy)")
       ->check(kNonNegative)
@@ -98,7 +98,7 @@ void add_sampling_options(CLI::App& app, SamplingArgs& args) {
       ->capture_default_str();
   app.add_option("--presence-penalty", s.presence_penalty, "presence penalty (0: off)")->capture_default_str();
   app.add_option("--frequency-penalty", s.frequency_penalty, "frequency penalty (0: off)")->capture_default_str();
-  app.add_option("--seed", args.seed, "random seed (default: random)");
+  if (seed) app.add_option("--seed", args.seed, "random seed (default: random)");
 }
 
 SamplingParams sampling_params(const SamplingArgs& args) {

@@ -39,8 +39,8 @@ struct SamplingArgs {
 };
 
 // --temp (alias --temperature), --top-k, --top-p, --min-p, --repeat-penalty, --presence-penalty,
-// --frequency-penalty, --seed; defaults are SamplingParams's (llama.cpp's).
-void add_sampling_options(CLI::App& app, SamplingArgs& args);
+// --frequency-penalty and, with `seed`, --seed; defaults are SamplingParams's (llama.cpp's).
+void add_sampling_options(CLI::App& app, SamplingArgs& args, bool seed = true);
 
 // The parameters with the seed filled in: --seed, else a random one.
 SamplingParams sampling_params(const SamplingArgs& args);
