@@ -3,10 +3,12 @@
 // with and without split key ranges, against a float64 reference of causal GQA attention over a
 // paged float16 cache (blocks from a shuffled pool, in random order, slots outside the tables
 // filled with random values too). Shapes: the Qwen2.5 models (14/2, 12/2, 28/4, 40/8 heads, head
-// dims 64 and 128), phi-2 (32/32, head 80) and odd ones (head dims 16, 40, 72; groups 1, 3, 7, 8);
-// chunks of 1, 17, 64, 100 and 512 tokens starting at 0 or continuing cached keys, up to 15,517
-// keys. Outputs and partial buffers are poisoned (NaN) before each run. The split plan and the
-// launcher's refusals are checked on the host. Skips the GPU cases without a GPU.
+// dims 64 and 128), phi-2 (32/32, head 80) and odd ones (head dims 8-120; groups 1-8); chunks of
+// 1, 17, 64, 100 and 512 tokens starting at 0 or continuing cached keys, up to 17,000 keys; steps
+// of up to 32 decode tokens of different sequences. Every decode candidate (decode_attention.h)
+// runs every decode-only step, with its own split plan and with given splits (up to 128, ranges
+// left empty). Outputs and partial buffers are poisoned (NaN) before each run. The split plans and
+// the launchers' refusals are checked on the host. Skips the GPU cases without a GPU.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -23,6 +25,7 @@
 #ifdef REALIZAR_HAVE_CUDA
 #include <cuda_runtime_api.h>
 
+#include "backend/cuda/decode_attention.h"
 #include "backend/cuda/kernels.h"
 #include "gpu/cuda_test_support.h"
 #endif
@@ -125,21 +128,27 @@ struct PagedStep {
   }
 };
 
-// The float64 attention of every step token and head, and for tile tokens a bound on the kernel's
-// error. Decode tokens keep float32 queries and probabilities: relative error well under 1e-4.
-// Tile tokens: the kernel rounds q * scale * log2(e) to float16 (mirrored here: the reference uses
+// Whether a decode kernel rounds queries and probabilities to float16 as the tile kernel does (the
+// tensor-core kernels), or keeps them in float32 (the warp-per-head kernel).
+bool rounds_to_half(cuda::DecodeKernel kernel) { return kernel != cuda::DecodeKernel::kWarpPerHead; }
+
+// The float64 attention of every step token and head, and for tokens computed in float16 (tile
+// tokens, and decode tokens when `decode_in_half`) a bound on the kernel's error. Decode tokens of
+// a float32 kernel: relative error well under 1e-4. Float16 tokens: the kernel rounds q * scale * log2(e) to float16 (mirrored here: the reference uses
 // those queries, so only the float32 dot products remain, at most head_dim * 2^-22 of
 // sum_d |q_d k_d| in each base-2 score, which moves weight w_j by that times ln 2 and output e by
 // that times |v_je - o_e|) and the probabilities to float16 before P V (relative 2^-11, or 2^-25
 // absolute for probabilities below 2^-14, which float16 holds as subnormals); the float32
 // accumulation of P V, one rounding (up to 2^-21 of the accumulated magnitude, as tensor cores
 // may truncate) per 16-key mma, and the 2^-22 of ex2.approx add (keys / 16 + 16) * 2^-21 of
-// sum_j w_j |v_je|. The bound is twice the first-order sum of those terms.
+// sum_j w_j |v_je|. The bound is twice the first-order sum of those terms. (The tensor-core decode
+// kernels compute as the tiles do, one 16-key mma per group of keys; their merges of warps and
+// ranges add float32 roundings far inside the factor 2.)
 struct Reference {
-  std::vector<double> out, bound;
+  std::vector<double> out, bound;  // bound 0: the token is held to the float32 rule
 };
 
-Reference reference_attention(const StepCase& c, const PagedStep& s, float scale) {
+Reference reference_attention(const StepCase& c, const PagedStep& s, float scale, bool decode_in_half) {
   Reference r;
   r.out.assign(s.q.size(), 0.0);
   r.bound.assign(s.q.size(), 0.0);
@@ -149,7 +158,7 @@ Reference reference_attention(const StepCase& c, const PagedStep& s, float scale
   std::vector<double> weight, weight_error;
   for (int t = 0; t < s.tokens(); ++t) {
     const int keys = s.positions[t] + 1;
-    const bool tiled = s.in_tile[t];
+    const bool tiled = s.in_tile[t] || decode_in_half;  // float16 queries and probabilities
     for (int h = 0; h < c.heads; ++h) {
       const float* qh = s.q.data() + static_cast<size_t>(t) * s.q_dim + h * hd;
       for (int d = 0; d < hd; ++d) {
@@ -200,6 +209,96 @@ Reference reference_attention(const StepCase& c, const PagedStep& s, float scale
   return r;
 }
 
+constexpr int64_t kScratchRows = 2048;
+
+// A step's inputs on the device, and a run of some attention over them into outputs poisoned
+// (NaN) beforehand, checked against the reference.
+struct DeviceStep {
+  const StepCase& c;
+  const PagedStep& s;
+  cuda::AttentionParams p;
+  DeviceVector<float> q;
+  DeviceVector<uint16_t> keys, values;
+  DeviceVector<int32_t> positions, rows, tables, stride, decode, tiles;
+
+  DeviceStep(const StepCase& step_case, const PagedStep& step)
+      : c(step_case), s(step),
+        p{c.heads, c.kv_heads, c.head_dim, kBlock, static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.head_dim)))},
+        q(s.q), keys(s.keys), values(s.values), positions(s.positions), rows(s.seq_rows), tables(s.tables),
+        stride(std::vector<int32_t>{s.stride}), decode(std::max<size_t>(s.decode_tokens.size(), 1)),
+        tiles(std::max<size_t>(s.tiles.size(), 4)) {
+    if (!s.decode_tokens.empty()) {
+      EXPECT_EQ(cudaMemcpy(decode.get(), s.decode_tokens.data(), s.decode_tokens.size() * 4, cudaMemcpyHostToDevice),
+                cudaSuccess);
+    }
+    if (!s.tiles.empty()) {
+      EXPECT_EQ(cudaMemcpy(tiles.get(), s.tiles.data(), s.tiles.size() * 4, cudaMemcpyHostToDevice), cudaSuccess);
+    }
+  }
+
+  // Steps without tiles pass no decode list (their decode tokens are the step's tokens in order).
+  cuda::AttentionStep step() const {
+    return {positions.get(), rows.get(), tables.get(), stride.get(), s.tiles.empty() ? nullptr : decode.get(),
+            tiles.get()};
+  }
+
+  // enqueue(step, scratch, out, copy) enqueues the attention; with `quantize` the copy asks for the
+  // int8 blocks too (whole 32-value head blocks, decode tokens only). Checks the output against
+  // the float64 reference, decode tokens in float16 or float32 as `decode_in_half` says, and the
+  // copies against the output.
+  template <class Enqueue>
+  void run_and_check(bool quantize, bool decode_in_half, Enqueue&& enqueue) const {
+    const DeviceVector<float> out(s.q.size()), po(static_cast<size_t>(kScratchRows) * s.q_dim),
+        pml(static_cast<size_t>(kScratchRows) * c.heads * 2), ods(s.q.size() / 16);
+    const DeviceVector<uint16_t> half(s.q.size());
+    const DeviceVector<int8_t> oq(s.q.size());
+    enqueue(step(), cuda::AttentionScratch{po.get(), pml.get(), kScratchRows}, out.get(),
+            cuda::InputCopy{quantize ? cuda::ActivationsQ8{oq.get(), ods.get()} : cuda::ActivationsQ8{}, half.get()});
+    const std::vector<float> result = out.read();
+
+    const Reference ref = reference_attention(c, s, p.scale, decode_in_half);
+    double float32_diff = 0.0, float32_ref = 0.0, worst_ratio = 0.0;
+    int reported = 0;
+    for (size_t i = 0; i < result.size(); ++i) {
+      const int t = static_cast<int>(i / s.q_dim);
+      ASSERT_FALSE(std::isnan(result[i])) << "token " << t << " element " << i % s.q_dim << " was not written";
+      const double diff = std::abs(result[i] - ref.out[i]);
+      if (!s.in_tile[t] && !decode_in_half) {
+        float32_diff = std::max(float32_diff, diff);
+        float32_ref = std::max(float32_ref, std::abs(ref.out[i]));
+        continue;
+      }
+      worst_ratio = std::max(worst_ratio, diff / ref.bound[i]);
+      if (diff > ref.bound[i] && reported++ < 10) {
+        ADD_FAILURE() << (s.in_tile[t] ? "tile" : "decode") << " token " << t << " (position " << s.positions[t]
+                      << ") head " << (i % s.q_dim) / c.head_dim << " dim " << i % c.head_dim << ": " << result[i]
+                      << " against " << ref.out[i] << ", bound " << ref.bound[i];
+      }
+    }
+    if (float32_ref > 0.0) {
+      EXPECT_LE(float32_diff / float32_ref, 1e-4) << "decode tokens in float32";
+    }
+    std::cout << "  float16 tokens: largest error / bound " << worst_ratio << "\n";
+    testing::expect_half_of(result, half);
+    if (quantize) testing::expect_q8_of(result, oq, ods);
+  }
+
+  int64_t decode_max_length() const { return max_length(false); }
+  int64_t tile_max_length() const { return max_length(true); }
+
+ private:
+  int64_t max_length(bool tiled) const {
+    int64_t most = 0;
+    for (int t = 0; t < s.tokens(); ++t) {
+      if (s.in_tile[t] == tiled) most = std::max<int64_t>(most, s.positions[t] + 1);
+    }
+    return most;
+  }
+};
+
+int multiprocessors() { return cuda::list_devices()[0].multiprocessors; }
+
+// The production launcher: plan_attention's plan (splits as the case gives), `attention`.
 class CudaAttentionStep : public ::testing::TestWithParam<StepCase> {};
 
 TEST_P(CudaAttentionStep, MatchesFloat64CausalAttentionOverThePagedCache) {
@@ -207,85 +306,100 @@ TEST_P(CudaAttentionStep, MatchesFloat64CausalAttentionOverThePagedCache) {
   const StepCase& c = GetParam();
   std::mt19937_64 rng(std::hash<std::string>{}(c.name));
   const PagedStep s(c, rng);
-  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.head_dim)));
-  const cuda::AttentionParams p{c.heads, c.kv_heads, c.head_dim, kBlock, scale};
-  int multiprocessors = cuda::list_devices()[0].multiprocessors;
-  constexpr int64_t kScratchRows = 2048;
-  int64_t decode_max_length = 0, tile_max_length = 0;
-  for (int t = 0; t < s.tokens(); ++t) {
-    (s.in_tile[t] ? tile_max_length : decode_max_length) =
-        std::max<int64_t>(s.in_tile[t] ? tile_max_length : decode_max_length, s.positions[t] + 1);
-  }
+  const DeviceStep d(c, s);
   cuda::AttentionPlan plan = cuda::plan_attention(
-      p, {static_cast<int64_t>(s.decode_tokens.size()), decode_max_length, s.tile_count(), tile_max_length},
-      multiprocessors, kScratchRows);
+      d.p, {static_cast<int64_t>(s.decode_tokens.size()), d.decode_max_length(), s.tile_count(), d.tile_max_length()},
+      multiprocessors(), kScratchRows);
   if (c.decode_splits > 0) plan.decode_splits = c.decode_splits;
   if (c.tile_splits > 0) plan.tile_splits = c.tile_splits;
   std::cout << "  " << plan.decode_tokens << " decode tokens x " << plan.decode_splits << " splits, " << plan.tiles
             << " tiles x " << plan.tile_splits << " splits\n";
-
-  const DeviceVector<float> dq(s.q), out(s.q.size());
-  const DeviceVector<uint16_t> dk(s.keys), dv(s.values), half(s.q.size());
-  const DeviceVector<int32_t> dpos(s.positions), drows(s.seq_rows), dtables(s.tables),
-      dstride(std::vector<int32_t>{s.stride}), ddecode(std::max<size_t>(s.decode_tokens.size(), 1)),
-      dtiles(std::max<size_t>(s.tiles.size(), 4));
-  if (!s.decode_tokens.empty()) {
-    ASSERT_EQ(cudaMemcpy(ddecode.get(), s.decode_tokens.data(), s.decode_tokens.size() * 4, cudaMemcpyHostToDevice),
-              cudaSuccess);
-  }
-  if (!s.tiles.empty()) {
-    ASSERT_EQ(cudaMemcpy(dtiles.get(), s.tiles.data(), s.tiles.size() * 4, cudaMemcpyHostToDevice), cudaSuccess);
-  }
-  const DeviceVector<float> po(static_cast<size_t>(kScratchRows) * s.q_dim),
-      pml(static_cast<size_t>(kScratchRows) * c.heads * 2);
   // A step of decode tokens only with whole 32-value head blocks also writes the int8 blocks.
   const bool quantize = c.head_dim % 32 == 0 && plan.tiles == 0;
-  const DeviceVector<int8_t> oq(s.q.size());
-  const DeviceVector<float> ods(s.q.size() / 16);
-  // Steps without tiles pass no decode list (their decode tokens are the step's tokens in order).
-  const cuda::AttentionStep step{dpos.get(),    drows.get(), dtables.get(), dstride.get(),
-                                 plan.tiles > 0 ? ddecode.get() : nullptr, dtiles.get()};
-  cuda::attention(p, dq.get(), dk.get(), dv.get(), step, plan, {po.get(), pml.get(), kScratchRows}, out.get(),
-                  {quantize ? cuda::ActivationsQ8{oq.get(), ods.get()} : cuda::ActivationsQ8{}, half.get()}, nullptr);
-  const std::vector<float> result = out.read();
-
-  const Reference ref = reference_attention(c, s, scale);
-  double decode_diff = 0.0, decode_ref = 0.0, worst_ratio = 0.0;
-  int reported = 0;
-  for (size_t i = 0; i < result.size(); ++i) {
-    const int t = static_cast<int>(i / s.q_dim);
-    ASSERT_FALSE(std::isnan(result[i])) << "token " << t << " element " << i % s.q_dim << " was not written";
-    const double diff = std::abs(result[i] - ref.out[i]);
-    if (!s.in_tile[t]) {
-      decode_diff = std::max(decode_diff, diff);
-      decode_ref = std::max(decode_ref, std::abs(ref.out[i]));
-      continue;
-    }
-    worst_ratio = std::max(worst_ratio, diff / ref.bound[i]);
-    if (diff > ref.bound[i] && reported++ < 10) {
-      ADD_FAILURE() << "tile token " << t << " (position " << s.positions[t] << ") head " << (i % s.q_dim) / c.head_dim
-                    << " dim " << i % c.head_dim << ": " << result[i] << " against " << ref.out[i] << ", bound "
-                    << ref.bound[i];
-    }
-  }
-  if (decode_ref > 0.0) {
-    EXPECT_LE(decode_diff / decode_ref, 1e-4) << "decode tokens";
-  }
-  std::cout << "  tile tokens: largest error / bound " << worst_ratio << "\n";
-  testing::expect_half_of(result, half);
-  if (quantize) testing::expect_q8_of(result, oq, ods);
+  d.run_and_check(quantize, rounds_to_half(cuda::kDecodeKernel),
+                  [&](const cuda::AttentionStep& step, const cuda::AttentionScratch& scratch, float* out,
+                      cuda::InputCopy copy) { cuda::attention(d.p, d.q.get(), d.keys.get(), d.values.get(), step, plan,
+                                                              scratch, out, copy, nullptr); });
 }
 
-// Qwen2.5 shapes: 0.5B 14/2 heads of 64, 1.5B 12/2 of 128, 7B 28/4 of 128, 32B 40/8 of 128.
-std::vector<StepCase> step_cases() {
-  return {
-      // Decode tokens only (the flash-decoding kernel), splits as given.
+// Every decode candidate, called directly (enqueue_decode) with its own split plan or the case's.
+class CudaDecodeCandidates : public ::testing::TestWithParam<std::tuple<StepCase, cuda::DecodeKernel>> {};
+
+TEST_P(CudaDecodeCandidates, MatchFloat64CausalAttentionOverThePagedCache) {
+  SKIP_WITHOUT_GPU();
+  const auto& [c, kernel] = GetParam();
+  std::mt19937_64 rng(std::hash<std::string>{}(c.name));
+  const PagedStep s(c, rng);
+  ASSERT_EQ(s.tile_count(), 0) << "a decode-only case";
+  const DeviceStep d(c, s);
+  const int64_t tokens = s.tokens();
+  const int splits = c.decode_splits > 0 ? c.decode_splits
+                                         : cuda::decode_splits(kernel, d.p, tokens, d.decode_max_length(),
+                                                               multiprocessors(), kScratchRows);
+  std::cout << "  " << cuda::decode_kernel_name(kernel) << ": " << tokens << " decode tokens x " << splits
+            << " splits\n";
+  // The warp-per-head kernel has no unsplit int8 copy at head_dim 96 (decode_attention.h).
+  const bool quantize = c.head_dim % 32 == 0 && !(kernel == cuda::DecodeKernel::kWarpPerHead && c.head_dim == 96);
+  d.run_and_check(quantize, rounds_to_half(kernel),
+                  [&](const cuda::AttentionStep& step, const cuda::AttentionScratch& scratch, float* out,
+                      cuda::InputCopy copy) {
+                    cuda::enqueue_decode(kernel, d.p, d.q.get(), d.keys.get(), d.values.get(), step, tokens, splits,
+                                         scratch, out, copy, nullptr);
+                  });
+}
+
+// `count` decode tokens of as many sequences, positions spread over [first, first + spread).
+std::vector<Chunk> decode_rows(int count, int first, int spread) {
+  std::vector<Chunk> rows;
+  for (int i = 0; i < count; ++i) rows.push_back({i, first + (i * 7919) % spread, 1});
+  return rows;
+}
+
+// Steps of decode tokens only. Qwen2.5 shapes: 0.5B 14/2 heads of 64, 1.5B 12/2 of 128, 7B 28/4
+// of 128, 32B 40/8 of 128; phi-2 32/32 of 80.
+std::vector<StepCase> decode_cases() {
+  std::vector<StepCase> cases = {
+      // Splits as given (0: the kernel's plan).
       {"decode_05b", 14, 2, 64, {{0, 0, 1}, {1, 99, 1}, {2, 999, 1}}, 16, 1, 0},
       {"decode_7b_split5", 28, 4, 128, {{0, 0, 1}, {1, 299, 1}, {2, 2048, 1}}, 16, 5, 0},
       {"decode_15b_split3", 12, 2, 128, {{0, 16, 1}}, 16, 3, 0},
       {"decode_32b_split8", 40, 8, 128, {{0, 39, 1}, {1, 3999, 1}}, 16, 8, 0},
       {"decode_phi2_head80", 32, 32, 80, {{0, 32, 1}, {1, 64, 1}}, 16, 2, 0},
       {"decode_7b_16k_plan", 28, 4, 128, {{0, 16383, 1}}},
+      // The longest contexts, split by the plan and not at all (a warp walks 266 groups).
+      {"decode_7b_17000_keys", 28, 4, 128, {{0, 16999, 1}}},
+      {"decode_7b_17000_keys_unsplit", 28, 4, 128, {{0, 16999, 1}}, 16, 1, 0},
+      // The most splits, most of them empty for the short token; empty ranges at 8 splits.
+      {"decode_7b_split128", 28, 4, 128, {{0, 3999, 1}, {1, 77, 1}}, 16, 128, 0},
+      {"decode_05b_empty_ranges", 14, 2, 64, {{0, 0, 1}, {1, 20, 1}, {2, 200, 1}}, 16, 8, 0},
+      // Parallel decode: 32 sequences at 500-700 keys, planned and unsplit; 0.5B at 1-4,000.
+      {"parallel32_7b", 28, 4, 128, decode_rows(32, 500, 200)},
+      {"parallel32_7b_unsplit", 28, 4, 128, decode_rows(32, 500, 200), 16, 1, 0},
+      {"parallel32_05b", 14, 2, 64, decode_rows(32, 0, 4000)},
+      // Odd head dims (8-120: 16-byte pieces short of the padded width) and groups.
+      {"head8_group2", 2, 1, 8, {{0, 0, 1}, {1, 40, 1}, {2, 700, 1}}},
+      {"head16_group1", 4, 4, 16, {{0, 5, 1}, {1, 333, 1}}},
+      {"head24_group3", 3, 1, 24, {{0, 17, 1}, {1, 250, 1}}, 16, 3, 0},
+      {"head40_group7", 7, 1, 40, {{0, 9, 1}, {1, 1000, 1}}},
+      {"head72_group3", 6, 2, 72, {{0, 69, 1}, {1, 600, 1}}},
+      {"head96_group4", 8, 2, 96, {{0, 15, 1}, {1, 2100, 1}}},
+      {"head96_group4_unsplit", 8, 2, 96, {{0, 15, 1}, {1, 2100, 1}}, 16, 1, 0},
+      {"head120_group5", 10, 2, 120, {{0, 31, 1}, {1, 1234, 1}}},
+  };
+  // Groups 1-8 at head dims 64 and 128, four sequences of 1 to 1,501 keys, the plan's splits.
+  for (const int head_dim : {64, 128}) {
+    for (int group = 1; group <= 8; ++group) {
+      const int kv_heads = group == 5 || group == 7 ? 1 : 2;
+      cases.push_back({"group" + std::to_string(group) + "_head" + std::to_string(head_dim), group * kv_heads, kv_heads,
+                       head_dim, {{0, 0, 1}, {1, 16, 1}, {2, 300, 1}, {3, 1500, 1}}});
+    }
+  }
+  return cases;
+}
+
+// Steps with prompt chunks (tiles), alone or mixed with decode tokens.
+std::vector<StepCase> tile_cases() {
+  return {
       // A whole 512-token prompt chunk, and mixed steps of chunks (first positions 0 and > 0) and
       // decode rows, with the plan's splits.
       {"prefill_7b_512", 28, 4, 128, {{0, 0, 512}}},
@@ -297,10 +411,10 @@ std::vector<StepCase> step_cases() {
       {"mixed_32b_split8_2", 40, 8, 128, {{0, 64, 64}, {1, 3999, 1}, {2, 0, 100}}, 16, 8, 2},
       // Odd shapes: head 72 with groups of 3, head 40 with 7, head 16 and head 80 without GQA,
       // groups of 8 (16-token tiles).
-      {"head72_group3", 6, 2, 72, {{0, 0, 17}, {1, 33, 100}, {2, 69, 1}}},
-      {"head72_group3_split2", 6, 2, 72, {{0, 0, 17}, {1, 33, 100}}, 16, 0, 2},
-      {"head40_group7", 7, 1, 40, {{0, 5, 64}, {1, 9, 1}}},
-      {"head16_group1", 4, 4, 16, {{0, 0, 100}, {1, 200, 17}}},
+      {"chunks_head72_group3", 6, 2, 72, {{0, 0, 17}, {1, 33, 100}, {2, 69, 1}}},
+      {"chunks_head72_group3_split2", 6, 2, 72, {{0, 0, 17}, {1, 33, 100}}, 16, 0, 2},
+      {"chunks_head40_group7", 7, 1, 40, {{0, 5, 64}, {1, 9, 1}}},
+      {"chunks_head16_group1", 4, 4, 16, {{0, 0, 100}, {1, 200, 17}}},
       {"phi2_head80_group1", 32, 32, 80, {{0, 0, 64}, {1, 130, 20}}, 16, 0, 4},
       {"group8", 16, 2, 128, {{0, 0, 40}, {1, 77, 16}}},
       // Every token a tile (1-token and 3-token tiles), split and not.
@@ -309,8 +423,29 @@ std::vector<StepCase> step_cases() {
   };
 }
 
+std::vector<StepCase> step_cases() {
+  std::vector<StepCase> cases = decode_cases();
+  for (StepCase& c : tile_cases()) cases.push_back(std::move(c));
+  return cases;
+}
+
 INSTANTIATE_TEST_SUITE_P(Steps, CudaAttentionStep, ::testing::ValuesIn(step_cases()),
                          [](const auto& info) { return info.param.name; });
+
+std::string kernel_label(cuda::DecodeKernel kernel) {
+  switch (kernel) {
+    case cuda::DecodeKernel::kWarpPerHead: return "warp_per_head";
+    case cuda::DecodeKernel::kTensorCores4: return "mma4";
+    case cuda::DecodeKernel::kTensorCores8: return "mma8";
+  }
+  return "unknown";
+}
+
+INSTANTIATE_TEST_SUITE_P(Decode, CudaDecodeCandidates,
+                         ::testing::Combine(::testing::ValuesIn(decode_cases()), ::testing::ValuesIn(cuda::kDecodeKernels)),
+                         [](const auto& info) {
+                           return std::get<0>(info.param).name + "_" + kernel_label(std::get<1>(info.param));
+                         });
 
 std::string error_of(const std::function<void()>& action) {
   try {
@@ -341,28 +476,73 @@ TEST(CudaAttention, RefusesShapesSplitsAndCopiesItHasNoKernelFor) {
   EXPECT_EQ(run(qwen, {0, 1, 1, 1}, {{&q8, &ds}, nullptr}), "CUDA attention: no kernel for an int8 copy with tiles, tiles 1");
   EXPECT_EQ(run({28, 4, 72, kBlock, 0.1f}, {1, 1, 0, 1}, {{&q8, &ds}, nullptr}),
             "CUDA attention: no kernel for an int8 copy with head_dim 72");
+  // The candidates' own limits.
+  const auto decode = [&](cuda::DecodeKernel kernel, cuda::AttentionParams p, cuda::InputCopy copy = {}) {
+    return error_of([&] {
+      cuda::enqueue_decode(kernel, p, nullptr, nullptr, nullptr, step, 1, 1, scratch, nullptr, copy, nullptr);
+    });
+  };
+  for (const cuda::DecodeKernel kernel : {cuda::DecodeKernel::kTensorCores4, cuda::DecodeKernel::kTensorCores8}) {
+    EXPECT_EQ(decode(kernel, {28, 4, 128, 8, 0.088f}),
+              "CUDA attention: no kernel for decode tokens with a KV block size not a multiple of 16, block size 8");
+  }
+  EXPECT_EQ(decode(cuda::DecodeKernel::kWarpPerHead, {8, 2, 96, kBlock, 0.1f}, {{&q8, &ds}, nullptr}),
+            "CUDA attention (warp per head): no kernel for an unsplit int8 copy with head_dim 96");
+}
+
+// decode_splits on an H200 (132 multiprocessors), 7B shape (4 KV heads) unless said, 2048 scratch
+// rows: one wave of CTAs, ranges long enough for the kernel.
+TEST(CudaAttention, DecodeSplitsFillTheMultiprocessorsOnce) {
+  using K = cuda::DecodeKernel;
+  const cuda::AttentionParams p{28, 4, 128, kBlock, 0.088f}, p05{14, 2, 64, kBlock, 0.125f};
+  const auto splits = [&](K kernel, int64_t tokens, int64_t keys, int64_t rows = 2048) {
+    return cuda::decode_splits(kernel, p, tokens, keys, 132, rows);
+  };
+  // Warp per head: CTAs up to 2 per multiprocessor (rounded up), ranges of at least 128 keys, at most 64.
+  EXPECT_EQ(splits(K::kWarpPerHead, 1, 100), 1);       // too few keys to split
+  EXPECT_EQ(splits(K::kWarpPerHead, 1, 4096), 32);     // 4096 / 128 keys
+  EXPECT_EQ(splits(K::kWarpPerHead, 1, 16384), 64);    // the cap: 256 CTAs
+  EXPECT_EQ(splits(K::kWarpPerHead, 32, 576), 3);      // 128 CTAs: 3 splits reach 2 per multiprocessor
+  EXPECT_EQ(splits(K::kWarpPerHead, 66, 16384), 1);    // 264 CTAs
+  EXPECT_EQ(splits(K::kWarpPerHead, 64, 16384, 100), 1);  // the scratch holds 100 rows: 64 x 2 do not fit
+  // Tensor cores: as many CTAs as fit at once (by shared memory), rounded down; ranges of at least
+  // two 16-key groups per warp.
+  EXPECT_EQ(cuda::decode_ctas_per_multiprocessor(4, 128), 2);  // 104 KiB each
+  EXPECT_EQ(cuda::decode_ctas_per_multiprocessor(4, 64), 4);
+  EXPECT_EQ(cuda::decode_ctas_per_multiprocessor(8, 128), 1);  // 204 KiB
+  EXPECT_EQ(splits(K::kTensorCores4, 1, 128), 1);
+  EXPECT_EQ(splits(K::kTensorCores4, 1, 4096), 32);     // 4096 / 128 keys
+  EXPECT_EQ(splits(K::kTensorCores4, 1, 16384), 66);    // 264 CTAs
+  EXPECT_EQ(splits(K::kTensorCores4, 32, 600), 2);      // 256 of 264 CTAs; 3 would start a second wave
+  EXPECT_EQ(splits(K::kTensorCores4, 66, 16384), 1);    // 264 CTAs
+  EXPECT_EQ(splits(K::kTensorCores4, 2, 16384, 20), 10);  // 20 scratch rows for 2 tokens
+  EXPECT_EQ(splits(K::kTensorCores4, 3, 2049), 17);     // ceil(2049 / 128)
+  EXPECT_EQ(cuda::decode_splits(K::kTensorCores4, p05, 1, 16384, 132, 2048), 128);  // the most: 256 of 528 CTAs
+  EXPECT_EQ(splits(K::kTensorCores8, 1, 256), 1);
+  EXPECT_EQ(splits(K::kTensorCores8, 1, 4096), 16);     // 4096 / 256 keys
+  EXPECT_EQ(splits(K::kTensorCores8, 1, 16384), 33);    // 132 CTAs
+  EXPECT_EQ(splits(K::kTensorCores8, 32, 600), 1);      // 128 CTAs
 }
 
 // plan_attention on an H200 (132 multiprocessors), 7B shape (4 KV heads, tiles of 18 tokens),
-// 2048 scratch rows.
+// 2048 scratch rows: decode tokens as decode_splits gives for kDecodeKernel, tiles split where
+// (tiles x KV heads) CTAs would leave multiprocessors idle.
 TEST(CudaAttention, PlanSplitsKeysWhereTheGridWouldLeaveMultiprocessorsIdle) {
   const cuda::AttentionParams p{28, 4, 128, kBlock, 0.088f};
   const auto plan = [&](int64_t decode, int64_t decode_keys, int64_t tiles, int64_t tile_keys, int64_t rows = 2048) {
     return cuda::plan_attention(p, {decode, decode_keys, tiles, tile_keys}, 132, rows);
   };
-  EXPECT_EQ(plan(1, 100, 0, 0).decode_splits, 1);      // too few keys to split
-  EXPECT_EQ(plan(1, 4096, 0, 0).decode_splits, 32);    // 4096 / 128 keys
-  EXPECT_EQ(plan(1, 16384, 0, 0).decode_splits, 64);   // the cap: 256 CTAs
-  EXPECT_EQ(plan(32, 576, 0, 0).decode_splits, 3);     // 128 CTAs: 3 splits reach 2 per multiprocessor
-  EXPECT_EQ(plan(66, 16384, 0, 0).decode_splits, 1);   // 264 CTAs
-  EXPECT_EQ(plan(64, 16384, 0, 0, 100).decode_splits, 1);  // the scratch holds 100 rows: 64 x 2 do not fit
+  for (const auto& [tokens, keys] : {std::pair<int64_t, int64_t>{1, 100}, {1, 4096}, {1, 16384}, {32, 576}, {3, 2049}}) {
+    EXPECT_EQ(plan(tokens, keys, 0, 0).decode_splits, cuda::decode_splits(cuda::kDecodeKernel, p, tokens, keys, 132, 2048))
+        << tokens << " tokens, " << keys << " keys";
+  }
   EXPECT_EQ(plan(0, 0, 29, 16384).tile_splits, 1);     // a 512-token chunk: 116 CTAs
   EXPECT_EQ(plan(0, 0, 1, 15517).tile_splits, 33);     // a 17-token chunk after 15,500 keys: 132 CTAs
   EXPECT_EQ(plan(0, 0, 1, 700).tile_splits, 3);        // ranges of at least 256 keys
   EXPECT_EQ(plan(0, 0, 1, 15517, 256).tile_splits, 14);  // 256 scratch rows / 18 per tile
   const cuda::AttentionPlan mixed = plan(3, 2049, 8, 1100);
   EXPECT_EQ(mixed.decode_tokens, 3);
-  EXPECT_EQ(mixed.decode_splits, 17);  // ceil(2049 / 128)
+  EXPECT_EQ(mixed.decode_splits, cuda::decode_splits(cuda::kDecodeKernel, p, 3, 2049, 132, 2048));
   EXPECT_EQ(mixed.tiles, 8);
   EXPECT_EQ(mixed.tile_splits, 4);     // 32 CTAs: 132 / 32
 }

@@ -1,6 +1,7 @@
 // Paged causal GQA attention of a step (kernels.h, `attention`): the launcher that decides which
-// kernel serves which tokens, the decode kernel (tokens that attend one by one), the merge of split
-// key ranges (flash-decoding) and the split plan. The tile kernel for prompt chunks lives in
+// kernel serves which tokens, the decode candidates' dispatch (decode_attention.h) with the
+// warp-per-head decode kernel, the merge of split key ranges (flash-decoding) and the split plan.
+// The tensor-core decode kernel lives in decode_attention.cu, the tile kernel for prompt chunks in
 // flash_attention.cu. Formulas as in the reference backend (src/backend/reference).
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -10,6 +11,7 @@
 #include <type_traits>
 
 #include "backend/cuda/async_copy.cuh"
+#include "backend/cuda/decode_attention.h"
 #include "backend/cuda/flash_attention.h"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/launch.cuh"
@@ -182,7 +184,7 @@ __global__ void __launch_bounds__(kMaxGroup * 32)
   }
 }
 
-constexpr int kMergeThreads = 128;  // >= head_dim and >= kMaxAttentionSplits
+constexpr int kMergeThreads = 256;  // >= kMaxAttentionSplits, and 8 x the float4 columns of head_dim 128
 static_assert(kMergeThreads >= kMaxAttentionSplits, "one merge thread per split");
 
 // The maximum (kMax) or the sum over the merge CTA's threads; every thread gets the result.
@@ -202,11 +204,13 @@ __device__ float merge_reduce(float v, float* scratch) {
 
 // Grid (partial row groups, heads): merges the `splits` partial states of one (token, head) into
 // the output. Group x holds rows x * splits + s; its token is decode_tokens[x] (or x without the
-// list; kTiles false), or
-// token x % tile_tokens of tile x / tile_tokens (kTiles; groups past a tile's end exit). Thread s
-// reads split s's (max, sum), so that the splits' reads are all in flight at once; then thread d
-// sums dim d over the splits, weighted by exp(max_s - max). Both kernels write every row they are
-// given, empty ranges as max -inf, sum 0 and zeros.
+// list; kTiles false), or token x % tile_tokens of tile x / tile_tokens (kTiles; groups past a
+// tile's end exit). Thread s reads split s's (max, sum), so that the splits' reads are all in
+// flight at once. Then the head's dims are read as float4 columns: thread (slice, column) sums
+// column `column` over the splits s = slice, slice + slices, ..., weighted by exp(max_s - max), so
+// that every thread has its few loads in flight together (one dim per thread over all splits was
+// 64 dependent rounds at 64 splits), and warp 0 adds the slices. The decode and tile kernels write
+// every row they are given, empty ranges as max -inf, sum 0 and zeros.
 template <bool kTiles>
 __global__ void __launch_bounds__(kMergeThreads)
     attention_merge_kernel(AttentionParams p, AttentionStep step, int tile_tokens, int splits,
@@ -214,6 +218,7 @@ __global__ void __launch_bounds__(kMergeThreads)
                            float* out, InputCopy copy) {
   __shared__ float weight[kMaxAttentionSplits];
   __shared__ float scratch[kMergeThreads / 32];
+  __shared__ float4 slice_sums[kMergeThreads];
   wait_then_allow_next_kernel();
   const int x = blockIdx.x, head = blockIdx.y, hd = p.head_dim;
   int t = 0;
@@ -235,18 +240,47 @@ __global__ void __launch_bounds__(kMergeThreads)
   const float f = ms == -INFINITY ? 0.0f : __expf(ms - mx);  // an empty range weighs nothing
   if (s < splits) weight[s] = f;
   const float total = merge_reduce<false>(ls * f, scratch);  // its barriers also publish weight[]
-  for (int d = threadIdx.x; d < hd; d += blockDim.x) {
-    float sum = 0.0f;
-    // Independent loads, 16 in flight per thread (an empty range's row holds zeros, weight 0).
-#pragma unroll 16
-    for (int r = 0; r < splits; ++r) sum += partial_o[((first + r) * p.head_count + head) * hd + d] * weight[r];
-    const float v = sum / total;
-    const int64_t at = static_cast<int64_t>(t) * p.head_count * hd + head * hd + d;
-    out[at] = v;
-    if (copy.half != nullptr) store_half(v, copy.half, at);
-    if (copy.q8.q != nullptr) {  // head_dim % 32 == 0: whole warps, one block each
-      store_q8_block(v, at / 32, copy.q8.q, reinterpret_cast<float2*>(copy.q8.ds));
+
+  // head_dim % 8 == 0: rows of float4 columns, 16-byte aligned.
+  const int columns = hd / 4, slices = kMergeThreads / columns;
+  const int column = threadIdx.x % columns, slice = threadIdx.x / columns;
+  float4 sum = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  if (slice < slices) {
+#pragma unroll 8
+    for (int r = slice; r < splits; r += slices) {  // an empty range's row holds zeros, weight 0
+      const float4 v = reinterpret_cast<const float4*>(partial_o + ((first + r) * p.head_count + head) * hd)[column];
+      const float w = weight[r];
+      sum.x += w * v.x;
+      sum.y += w * v.y;
+      sum.z += w * v.z;
+      sum.w += w * v.w;
     }
+  }
+  slice_sums[threadIdx.x] = sum;
+  __syncthreads();
+  if (threadIdx.x >= 32) return;
+  // Warp 0: lane i < columns writes dims [4 i, 4 i + 4); lanes 8b .. 8b + 7 hold 32-value block b.
+  const int lane = threadIdx.x;
+  const bool here = lane < columns;
+  float v[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  if (here) {
+    for (int k = 0; k < slices; ++k) {
+      const float4 part = slice_sums[k * columns + lane];
+      v[0] += part.x;
+      v[1] += part.y;
+      v[2] += part.z;
+      v[3] += part.w;
+    }
+    for (float& value : v) value /= total;
+  }
+  const int64_t at = static_cast<int64_t>(t) * p.head_count * hd + head * hd + 4 * lane;
+  if (here) {
+    *reinterpret_cast<float4*>(out + at) = make_float4(v[0], v[1], v[2], v[3]);
+    if (copy.half != nullptr) store_halves<4>(v, static_cast<__half*>(copy.half) + at);
+  }
+  if (copy.q8.q != nullptr) {  // head_dim % 32 == 0: whole blocks; lanes past the row only join the reductions
+    store_q8_block<4>(v, (static_cast<int64_t>(t) * p.head_count * hd + head * hd) / 32 + lane / 8, copy.q8.q,
+                      reinterpret_cast<float2*>(copy.q8.ds), here);
   }
 }
 
@@ -270,14 +304,17 @@ void check_splits(const char* what, int splits, int64_t rows_needed, const Atten
   }
 }
 
-void enqueue_decode(const AttentionParams& p, const float* q, const __half* keys, const __half* values,
-                    const AttentionStep& step, const AttentionPlan& plan, const AttentionScratch& scratch,
-                    float* out, InputCopy copy, cudaStream_t stream) {
-  const int splits = plan.decode_splits;
-  const dim3 grid(static_cast<unsigned>(plan.decode_tokens), static_cast<unsigned>(p.head_count_kv),
-                  static_cast<unsigned>(splits));
+// The warp-per-head kernel's launch (decode_attention.h, kWarpPerHead). Its int8 copy needs
+// whole 32-value blocks per 32 / kDims lanes, which head_dim 96 (3 dims per lane) does not give.
+void enqueue_warp_per_head(const AttentionParams& p, const float* q, const __half* keys, const __half* values,
+                           const AttentionStep& step, int64_t tokens, int splits, const AttentionScratch& scratch,
+                           float* out, InputCopy copy, cudaStream_t stream) {
+  const dim3 grid(static_cast<unsigned>(tokens), static_cast<unsigned>(p.head_count_kv), static_cast<unsigned>(splits));
   const unsigned threads = static_cast<unsigned>(32 * (p.head_count / p.head_count_kv));
   const InputCopy fused = splits > 1 ? InputCopy{} : copy;  // with splits the merge writes the copy
+  if (fused.q8.q != nullptr && (p.head_dim + 31) / 32 == 3) {
+    unhandled_case("attention (warp per head)", "an unsplit int8 copy with head_dim", p.head_dim);
+  }
   auto run = [&](auto kernel) {
     check_launch(launch(kernel, grid, threads, stream, p, q, keys, values, step, scratch.partial_o,
                         scratch.partial_ml, out, fused),
@@ -290,31 +327,86 @@ void enqueue_decode(const AttentionParams& p, const float* q, const __half* keys
     case 4: run(decode_attention_kernel<4>); break;
     default: unhandled_case("attention", "head_dim", p.head_dim);
   }
+}
+
+}  // namespace
+
+const char* decode_kernel_name(DecodeKernel kernel) {
+  switch (kernel) {
+    case DecodeKernel::kWarpPerHead: return "warp per head";
+    case DecodeKernel::kTensorCores4: return "tensor cores, 4 warps";
+    case DecodeKernel::kTensorCores8: return "tensor cores, 8 warps";
+  }
+  unhandled_case("attention", "decode kernel", static_cast<long long>(kernel));
+}
+
+int decode_splits(DecodeKernel kernel, const AttentionParams& p, int64_t tokens, int64_t max_length,
+                  int multiprocessors, int64_t scratch_rows) {
+  if (tokens < 1) return 1;
+  const int64_t sms = std::max(multiprocessors, 1), ctas = tokens * p.head_count_kv;
+  int64_t target = 0, min_keys = 0, most = kMaxAttentionSplits, splits = 0;
+  switch (kernel) {
+    case DecodeKernel::kWarpPerHead:  // at least 2 CTAs per multiprocessor, rounded up
+      target = 2 * sms;
+      min_keys = 128;
+      most = 64;
+      if (ctas >= target || max_length <= min_keys) return 1;
+      splits = ceil_div(target, ctas);
+      break;
+    case DecodeKernel::kTensorCores4:
+    case DecodeKernel::kTensorCores8: {  // one wave of as many CTAs as fit: never a second, partial one
+      const int warps = kernel == DecodeKernel::kTensorCores4 ? 4 : 8;
+      target = int64_t{decode_ctas_per_multiprocessor(warps, p.head_dim)} * sms;
+      min_keys = 2 * kDecodeGroupKeys * warps;
+      if (ctas >= target || max_length <= min_keys) return 1;
+      splits = target / ctas;
+      break;
+    }
+    default: unhandled_case("attention", "decode kernel", static_cast<long long>(kernel));
+  }
+  splits = std::min({splits, ceil_div(max_length, min_keys), most, scratch_rows / tokens});
+  return static_cast<int>(std::max<int64_t>(splits, 1));
+}
+
+void enqueue_decode(DecodeKernel kernel, const AttentionParams& p, const float* q, const void* key_cache,
+                    const void* value_cache, const AttentionStep& step, int64_t tokens, int splits,
+                    const AttentionScratch& scratch, float* out, InputCopy copy, cudaStream_t stream) {
+  check_attention_shape(p);
+  if (copy.q8.q != nullptr && p.head_dim % 32 != 0) unhandled_case("attention", "an int8 copy with head_dim", p.head_dim);
+  check_splits("decode splits", splits, tokens * splits, scratch);
+  const __half* keys = static_cast<const __half*>(key_cache);
+  const __half* values = static_cast<const __half*>(value_cache);
+  switch (kernel) {
+    case DecodeKernel::kWarpPerHead:
+      enqueue_warp_per_head(p, q, keys, values, step, tokens, splits, scratch, out, copy, stream);
+      break;
+    case DecodeKernel::kTensorCores4:
+    case DecodeKernel::kTensorCores8:
+      if (p.block_size % kDecodeGroupKeys != 0) {
+        unhandled_case("attention", "decode tokens with a KV block size not a multiple of 16, block size", p.block_size);
+      }
+      enqueue_decode_tensor_cores(kernel == DecodeKernel::kTensorCores4 ? 4 : 8, p, q, keys, values, step, tokens,
+                                  splits, scratch, out, copy, stream);
+      break;
+    default: unhandled_case("attention", "decode kernel", static_cast<long long>(kernel));
+  }
   if (splits > 1) {
-    const dim3 merge_grid(static_cast<unsigned>(plan.decode_tokens), static_cast<unsigned>(p.head_count));
+    const dim3 merge_grid(static_cast<unsigned>(tokens), static_cast<unsigned>(p.head_count));
     check_launch(launch(attention_merge_kernel<false>, merge_grid, kMergeThreads, stream, p, step, 0, splits,
                         scratch.partial_o, scratch.partial_ml, out, copy),
                  "attention_merge_kernel");
   }
 }
 
-}  // namespace
-
 AttentionPlan plan_attention(const AttentionParams& p, const AttentionWork& work, int multiprocessors,
                              int64_t scratch_rows) {
-  constexpr int64_t kDecodeSplitKeys = 128, kMaxDecodeSplits = 64, kTileSplitKeys = 256;
+  constexpr int64_t kTileSplitKeys = 256;
   AttentionPlan plan;
   plan.decode_tokens = work.decode_tokens;
   plan.tiles = work.tiles;
   const int64_t sms = std::max(multiprocessors, 1);
-  if (work.decode_tokens > 0) {
-    const int64_t ctas = work.decode_tokens * p.head_count_kv, target = 2 * sms;
-    if (ctas < target && work.decode_max_length > kDecodeSplitKeys) {
-      const int64_t splits = std::min({ceil_div(work.decode_max_length, kDecodeSplitKeys), ceil_div(target, ctas),
-                                       kMaxDecodeSplits, scratch_rows / work.decode_tokens});
-      plan.decode_splits = static_cast<int>(std::max<int64_t>(splits, 1));
-    }
-  }
+  plan.decode_splits = decode_splits(kDecodeKernel, p, work.decode_tokens, work.decode_max_length, multiprocessors,
+                                     scratch_rows);
   if (work.tiles > 0) {
     const int64_t ctas = work.tiles * p.head_count_kv;
     const int64_t tile_rows = work.tiles * flash_tile_tokens(p.head_count / std::max(p.head_count_kv, 1));
@@ -334,16 +426,14 @@ void attention(const AttentionParams& p, const float* q, const void* key_cache, 
                    plan.tiles > 0 ? plan.tiles : p.head_dim);
   }
   const int group = p.head_count / p.head_count_kv;
-  const __half* keys = static_cast<const __half*>(key_cache);
-  const __half* values = static_cast<const __half*>(value_cache);
   if (plan.decode_tokens > 0) {
-    check_splits("decode splits", plan.decode_splits, plan.decode_tokens * plan.decode_splits, scratch);
-    enqueue_decode(p, q, keys, values, step, plan, scratch, out, copy, stream);
+    enqueue_decode(kDecodeKernel, p, q, key_cache, value_cache, step, plan.decode_tokens, plan.decode_splits, scratch,
+                   out, copy, stream);
   }
   if (plan.tiles > 0) {
     const int64_t groups = plan.tiles * flash_tile_tokens(group);
     check_splits("tile splits", plan.tile_splits, groups * plan.tile_splits, scratch);
-    enqueue_flash_attention(p, q, keys, values, step, plan.tiles, plan.tile_splits, scratch, out, copy.half, stream);
+    enqueue_flash_attention(p, q, key_cache, value_cache, step, plan.tiles, plan.tile_splits, scratch, out, copy.half, stream);
     if (plan.tile_splits > 1) {
       const dim3 merge_grid(static_cast<unsigned>(groups), static_cast<unsigned>(p.head_count));
       check_launch(launch(attention_merge_kernel<true>, merge_grid, kMergeThreads, stream, p, step,

@@ -216,9 +216,9 @@ struct AttentionWork {
   int64_t tile_max_length = 0;
 };
 
-// Split counts that keep the GPU busy: decode tokens are split when (decode tokens x KV heads)
-// CTAs would fill less than two per multiprocessor, into ranges of at least 128 keys, at most 64
-// ranges; tiles when (tiles x KV heads) CTAs would leave multiprocessors idle (one CTA per
+// Split counts that keep the GPU busy: decode tokens as decode_splits (decode_attention.h) gives
+// for the production decode kernel (one wave of as many CTAs as fit on the multiprocessors);
+// tiles when (tiles x KV heads) CTAs would leave multiprocessors idle (one CTA per
 // multiprocessor), into ranges of at least 256 keys. Both stay within `scratch_rows`.
 AttentionPlan plan_attention(const AttentionParams& p, const AttentionWork& work, int multiprocessors,
                              int64_t scratch_rows);
@@ -228,15 +228,19 @@ AttentionPlan plan_attention(const AttentionParams& p, const AttentionWork& work
 // of position j: block j / block_size, entry j % block_size). q: [step tokens x q_dim] float32
 // (RoPE applied), caches float16 [slot][kv_dim]; out: [step tokens x q_dim] float32 and `copy`
 // (InputCopy) for every decode token and tile token (others untouched).
-// - Decode tokens: one CTA per (token, KV head, key range), one warp per query head, online
-//   softmax (Milakov & Gimelshein 2018) in float32 over 32-key chunks staged in shared memory.
+// - Decode tokens: one CTA per (token, KV head, key range) whose warps split the range into 16-key
+//   groups streamed through shared memory by cp.async; the KV head's query heads are the rows of
+//   one tensor-core tile: queries rounded to float16, S = Q K^T and O += P V with mma.m16n8k16
+//   (float32 accumulation), online softmax (Milakov & Gimelshein 2018) in float32 (base 2), P
+//   rounded to float16 (decode_attention.h names the kernel and its candidates).
 // - Tiles: FlashAttention-2 (Dao 2023, arXiv:2307.08691), one CTA of 8 warps per (tile, KV head,
 //   key range): queries rounded to float16, S = Q K^T and O += P V on the tensor cores
 //   (mma.m16n8k16, float32 accumulation) over 64-key blocks double-buffered by cp.async, online
 //   softmax in float32 (base 2), P rounded to float16. The tiles take only a float16 copy.
 // Throws realizar::Error for what it has no kernel for: head_dim not a multiple of 8 in [8, 128],
-// more than 8 query heads per KV head, splits outside [1, kMaxAttentionSplits] or beyond
-// scratch.rows, an int8 copy with tiles or with head_dim not a multiple of 32, a launch failure.
+// more than 8 query heads per KV head, decode tokens with a block_size not a multiple of 16,
+// splits outside [1, kMaxAttentionSplits] or beyond scratch.rows, an int8 copy with tiles or with
+// head_dim not a multiple of 32, a launch failure.
 void attention(const AttentionParams& p, const float* q, const void* key_cache, const void* value_cache,
                const AttentionStep& step, const AttentionPlan& plan, const AttentionScratch& scratch,
                float* out, InputCopy copy, cudaStream_t stream);

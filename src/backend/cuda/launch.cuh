@@ -68,6 +68,23 @@ template <class... Params, class... Args>
   return cudaLaunchKernelEx(&config, kernel, static_cast<Params>(args)...);
 }
 
+// Raises kKernel's dynamic shared memory limit to `bytes` (over 48 KiB needs it), once per process
+// and kernel (the backend uses device 0 only); `bytes` must be the same at every call. The call is
+// not stream-ordered but may synchronize, which a thread capturing a graph in thread-local mode
+// may not do: it is made in relaxed capture mode. Returns the error of the first call.
+template <auto kKernel>
+cudaError_t allow_dynamic_shared_bytes(size_t bytes) {
+  static const cudaError_t status = [bytes] {
+    cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+    cudaThreadExchangeStreamCaptureMode(&mode);
+    const cudaError_t set =
+        cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
+    cudaThreadExchangeStreamCaptureMode(&mode);
+    return set;
+  }();
+  return status;
+}
+
 // kernel<<<grid, block, 0, stream>>>(args...) with the PDL attribute. Returns the launch's error,
 // which the caller checks (check_launch) or returns.
 template <class... Params, class... Args>
