@@ -4,12 +4,12 @@
 //
 // - Prompt chunks at the 7B shape (28 query heads, 4 KV heads, head_dim 128): a chunk after 0,
 //   4,096 and 15,872 cached keys through the query tiles (FlashAttention-2 kernel, plan_attention's
-//   splits) against the same tokens as decode tokens (the production decode kernel and plan);
+//   splits) against the same tokens as decode tokens (the decode kernel and its plan);
 //   chunks of 16 and 64 tokens after 16,384 keys both ways.
-// - Decode: every decode candidate (decode_attention.h), called directly with its own split plan,
-//   at the 7B and 0.5B (14/2 heads of 64) shapes, 1 and 32 tokens (each its own sequence) after 600,
-//   4,096 and 16,384 keys; and 1 token after 4,096 and 16,384 keys at 16-128 splits. The "x" column
-//   is the speed against the warp-per-head kernel (the kernel before) on the same row.
+// - Decode: the decode kernel (decode_attention.h, enqueue_decode) with its split plan
+//   (decode_splits) at the 7B and 0.5B (14/2 heads of 64) shapes, 1 and 32 tokens (each its own
+//   sequence) after 600, 4,096 and 16,384 keys; and at the 7B shape 1 token after 4,096 and 16,384
+//   keys at 16-128 splits, to show whether the plan picks well.
 //
 // Method (as cuda_matvec_bench_test.cpp): kCopies launches in a CUDA graph, each over its own
 // shuffled cache blocks (blocks are reused only after the whole 1.1 GB pool, far beyond L2);
@@ -126,10 +126,10 @@ struct Bench {
     return rows;
   }
 
-  // One decode token per sequence, `sequences` sequences at `keys` keys each, through `kernel`
-  // with `splits` ranges (0: its plan). Returns seconds per launch; `used` gets the splits.
-  double decode_seconds(cuda::DecodeKernel kernel, int sequences, int keys, int splits, int& used) {
-    if (splits == 0) splits = cuda::decode_splits(kernel, p, sequences, keys, multiprocessors, kScratchRows);
+  // One decode token per sequence, `sequences` sequences at `keys` keys each, through the decode
+  // kernel with `splits` ranges (0: its plan). Returns seconds per launch; `used` gets the splits.
+  double decode_seconds(int sequences, int keys, int splits, int& used) {
+    if (splits == 0) splits = cuda::decode_splits(p, sequences, keys, multiprocessors, kScratchRows);
     used = splits;
     const DeviceVector<int32_t> positions(std::vector<int32_t>(static_cast<size_t>(sequences), keys - 1));
     const auto rows = rows_per_copy(sequences, sequences);
@@ -140,7 +140,7 @@ struct Bench {
     return testing::median_launch_seconds(kCopies, stream, [&](int c) {
       const cuda::AttentionStep step{positions.get(), rows[static_cast<size_t>(c)]->get(), tables->get(), stride->get(),
                                      nullptr, nullptr};
-      cuda::enqueue_decode(kernel, p, q->get(), keys_ptr(), values_ptr(), step, sequences, splits, scratch(),
+      cuda::enqueue_decode(p, q->get(), keys_ptr(), values_ptr(), step, sequences, splits, scratch(),
                            out->get(), copy, stream);
     });
   }
@@ -221,42 +221,26 @@ TEST(CudaAttentionBench, PromptChunksAtLongContexts) {
   b.expect_written(kMaxTokens);
 }
 
-TEST(CudaAttentionBench, DecodeCandidates) {
+TEST(CudaAttentionBench, DecodeTokensAtLongContexts) {
   if (!bench_enabled()) GTEST_SKIP() << "REALIZAR_CUDA_BENCH=1 runs it";
   SKIP_WITHOUT_GPU();
-  std::printf("decode, one layer; median of 20 graph replays over %d launches on distinct blocks; "
-              "production kernel: %s\n",
-              kCopies, cuda::decode_kernel_name(cuda::kDecodeKernel));
-  std::printf("%-5s %6s %6s %-24s %6s %10s %9s %6s\n", "shape", "tokens", "keys", "kernel", "split", "us/layer", "GB/s",
-              "x");
+  std::printf("decode, one layer; median of 20 graph replays over %d launches on distinct blocks\n", kCopies);
+  std::printf("%-5s %6s %6s %6s %10s %9s\n", "shape", "tokens", "keys", "split", "us/layer", "GB/s");
   for (const Shape& shape : {k7B, k05B}) {
     Bench b(shape);
-    // One row; `before`: the warp-per-head kernel's time for the same tokens and keys (its plan).
-    const auto row = [&](cuda::DecodeKernel kernel, int tokens, int keys, int splits, double before) {
+    const auto row = [&](int tokens, int keys, int splits) {
       int used = 0;
-      const double s = b.decode_seconds(kernel, tokens, keys, splits, used);
+      const double s = b.decode_seconds(tokens, keys, splits, used);
       const double bytes = 2.0 * tokens * keys * b.kv_dim * 2;  // keys and values, float16
-      std::printf("%-5s %6d %6d %-24s %6d %10.1f %9.0f %6.2f%s\n", shape.name, tokens, keys,
-                  cuda::decode_kernel_name(kernel), used, s * 1e6, bytes / s / 1e9, (before > 0.0 ? before : s) / s,
+      std::printf("%-5s %6d %6d %6d %10.1f %9.0f%s\n", shape.name, tokens, keys, used, s * 1e6, bytes / s / 1e9,
                   splits == 0 ? "  (plan)" : "");
-      return s;
-    };
-    const auto before_of = [&](int tokens, int keys) {
-      int used = 0;
-      return b.decode_seconds(cuda::DecodeKernel::kWarpPerHead, tokens, keys, 0, used);
     };
     for (const int tokens : {1, 32}) {
-      for (const int keys : {600, 4096, 16384}) {
-        const double before = before_of(tokens, keys);
-        for (const cuda::DecodeKernel kernel : cuda::kDecodeKernels) row(kernel, tokens, keys, 0, before);
-      }
+      for (const int keys : {600, 4096, 16384}) row(tokens, keys, 0);
     }
     if (shape.head_dim == k7B.head_dim) {
       for (const int keys : {4096, 16384}) {
-        const double before = before_of(1, keys);
-        for (const cuda::DecodeKernel kernel : cuda::kDecodeKernels) {
-          for (const int splits : {16, 32, 64, 128}) row(kernel, 1, keys, splits, before);
-        }
+        for (const int splits : {16, 32, 64, 128}) row(1, keys, splits);
       }
     }
     b.expect_written(kMaxSequences);

@@ -5,10 +5,12 @@
 // filled with random values too). Shapes: the Qwen2.5 models (14/2, 12/2, 28/4, 40/8 heads, head
 // dims 64 and 128), phi-2 (32/32, head 80) and odd ones (head dims 8-120; groups 1-8); chunks of
 // 1, 17, 64, 100 and 512 tokens starting at 0 or continuing cached keys, up to 17,000 keys; steps
-// of up to 32 decode tokens of different sequences. Every decode candidate (decode_attention.h)
-// runs every decode-only step, with its own split plan and with given splits (up to 128, ranges
-// left empty). Outputs and partial buffers are poisoned (NaN) before each run. The split plans and
-// the launchers' refusals are checked on the host. Skips the GPU cases without a GPU.
+// of up to 32 decode tokens of different sequences. Every step runs through the launcher with
+// plan_attention's plan or given splits (up to 128, ranges left empty); every decode-only step
+// also through the decode entry (decode_attention.h, enqueue_decode) with its tokens listed in
+// reverse order (CTA x serves step token tokens - 1 - x). Outputs and partial buffers are poisoned
+// (NaN) before each run. The split plans and the launchers' refusals are checked on the host.
+// Skips the GPU cases without a GPU.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -128,27 +130,23 @@ struct PagedStep {
   }
 };
 
-// Whether a decode kernel rounds queries and probabilities to float16 as the tile kernel does (the
-// tensor-core kernels), or keeps them in float32 (the warp-per-head kernel).
-bool rounds_to_half(cuda::DecodeKernel kernel) { return kernel != cuda::DecodeKernel::kWarpPerHead; }
-
-// The float64 attention of every step token and head, and for tokens computed in float16 (tile
-// tokens, and decode tokens when `decode_in_half`) a bound on the kernel's error. Decode tokens of
-// a float32 kernel: relative error well under 1e-4. Float16 tokens: the kernel rounds q * scale * log2(e) to float16 (mirrored here: the reference uses
-// those queries, so only the float32 dot products remain, at most head_dim * 2^-22 of
+// The float64 attention of every step token and head, and a bound on the kernels' error (decode
+// and tile tokens alike are computed in float16 on the tensor cores). The kernels round q * scale
+// * log2(e) to float16 (mirrored here: the reference uses those queries, so only the float32 dot
+// products remain, at most head_dim * 2^-22 of
 // sum_d |q_d k_d| in each base-2 score, which moves weight w_j by that times ln 2 and output e by
 // that times |v_je - o_e|) and the probabilities to float16 before P V (relative 2^-11, or 2^-25
 // absolute for probabilities below 2^-14, which float16 holds as subnormals); the float32
 // accumulation of P V, one rounding (up to 2^-21 of the accumulated magnitude, as tensor cores
 // may truncate) per 16-key mma, and the 2^-22 of ex2.approx add (keys / 16 + 16) * 2^-21 of
-// sum_j w_j |v_je|. The bound is twice the first-order sum of those terms. (The tensor-core decode
-// kernels compute as the tiles do, one 16-key mma per group of keys; their merges of warps and
-// ranges add float32 roundings far inside the factor 2.)
+// sum_j w_j |v_je|. The bound is twice the first-order sum of those terms. (The decode kernel
+// computes as the tiles do, one 16-key mma per group of keys; its merges of warps and ranges add
+// float32 roundings far inside the factor 2.)
 struct Reference {
-  std::vector<double> out, bound;  // bound 0: the token is held to the float32 rule
+  std::vector<double> out, bound;
 };
 
-Reference reference_attention(const StepCase& c, const PagedStep& s, float scale, bool decode_in_half) {
+Reference reference_attention(const StepCase& c, const PagedStep& s, float scale) {
   Reference r;
   r.out.assign(s.q.size(), 0.0);
   r.bound.assign(s.q.size(), 0.0);
@@ -158,12 +156,9 @@ Reference reference_attention(const StepCase& c, const PagedStep& s, float scale
   std::vector<double> weight, weight_error;
   for (int t = 0; t < s.tokens(); ++t) {
     const int keys = s.positions[t] + 1;
-    const bool tiled = s.in_tile[t] || decode_in_half;  // float16 queries and probabilities
     for (int h = 0; h < c.heads; ++h) {
       const float* qh = s.q.data() + static_cast<size_t>(t) * s.q_dim + h * hd;
-      for (int d = 0; d < hd; ++d) {
-        query[d] = tiled ? fp16_to_fp32(fp32_to_fp16(qh[d] * q_scale)) : static_cast<double>(qh[d]) * scale;
-      }
+      for (int d = 0; d < hd; ++d) query[d] = fp16_to_fp32(fp32_to_fp16(qh[d] * q_scale));
       const size_t kv_off = static_cast<size_t>(h / s.group) * hd;
       const auto value_row = [&](int j) { return s.values.data() + s.slot(t, j) * s.kv_dim + kv_off; };
       weight.assign(static_cast<size_t>(keys), 0.0);
@@ -177,7 +172,7 @@ Reference reference_attention(const StepCase& c, const PagedStep& s, float scale
           dot += product;
           magnitude += std::abs(product);
         }
-        weight[j] = tiled ? dot * std::log(2.0) : dot;  // natural log units
+        weight[j] = dot * std::log(2.0);  // natural log units
         weight_error[j] = hd * 0x1p-22 * magnitude * std::log(2.0);
         mx = std::max(mx, weight[j]);
       }
@@ -191,7 +186,6 @@ Reference reference_attention(const StepCase& c, const PagedStep& s, float scale
       for (double& x : o) x /= total;
       double* out = r.out.data() + static_cast<size_t>(t) * s.q_dim + h * hd;
       std::copy(o.begin(), o.end(), out);
-      if (!tiled) continue;
       std::fill(error.begin(), error.end(), 0.0);
       const double block_terms = (keys / 16.0 + 16.0) * 0x1p-21;
       for (int j = 0; j < keys; ++j) {
@@ -244,10 +238,9 @@ struct DeviceStep {
 
   // enqueue(step, scratch, out, copy) enqueues the attention; with `quantize` the copy asks for the
   // int8 blocks too (whole 32-value head blocks, decode tokens only). Checks the output against
-  // the float64 reference, decode tokens in float16 or float32 as `decode_in_half` says, and the
-  // copies against the output.
+  // the float64 reference within its float16 bound, and the copies against the output.
   template <class Enqueue>
-  void run_and_check(bool quantize, bool decode_in_half, Enqueue&& enqueue) const {
+  void run_and_check(bool quantize, Enqueue&& enqueue) const {
     const DeviceVector<float> out(s.q.size()), po(static_cast<size_t>(kScratchRows) * s.q_dim),
         pml(static_cast<size_t>(kScratchRows) * c.heads * 2), ods(s.q.size() / 16);
     const DeviceVector<uint16_t> half(s.q.size());
@@ -256,18 +249,13 @@ struct DeviceStep {
             cuda::InputCopy{quantize ? cuda::ActivationsQ8{oq.get(), ods.get()} : cuda::ActivationsQ8{}, half.get()});
     const std::vector<float> result = out.read();
 
-    const Reference ref = reference_attention(c, s, p.scale, decode_in_half);
-    double float32_diff = 0.0, float32_ref = 0.0, worst_ratio = 0.0;
+    const Reference ref = reference_attention(c, s, p.scale);
+    double worst_ratio = 0.0;
     int reported = 0;
     for (size_t i = 0; i < result.size(); ++i) {
       const int t = static_cast<int>(i / s.q_dim);
       ASSERT_FALSE(std::isnan(result[i])) << "token " << t << " element " << i % s.q_dim << " was not written";
       const double diff = std::abs(result[i] - ref.out[i]);
-      if (!s.in_tile[t] && !decode_in_half) {
-        float32_diff = std::max(float32_diff, diff);
-        float32_ref = std::max(float32_ref, std::abs(ref.out[i]));
-        continue;
-      }
       worst_ratio = std::max(worst_ratio, diff / ref.bound[i]);
       if (diff > ref.bound[i] && reported++ < 10) {
         ADD_FAILURE() << (s.in_tile[t] ? "tile" : "decode") << " token " << t << " (position " << s.positions[t]
@@ -275,10 +263,7 @@ struct DeviceStep {
                       << " against " << ref.out[i] << ", bound " << ref.bound[i];
       }
     }
-    if (float32_ref > 0.0) {
-      EXPECT_LE(float32_diff / float32_ref, 1e-4) << "decode tokens in float32";
-    }
-    std::cout << "  float16 tokens: largest error / bound " << worst_ratio << "\n";
+    std::cout << "  largest error / bound " << worst_ratio << "\n";
     testing::expect_half_of(result, half);
     if (quantize) testing::expect_q8_of(result, oq, ods);
   }
@@ -316,36 +301,36 @@ TEST_P(CudaAttentionStep, MatchesFloat64CausalAttentionOverThePagedCache) {
             << " tiles x " << plan.tile_splits << " splits\n";
   // A step of decode tokens only with whole 32-value head blocks also writes the int8 blocks.
   const bool quantize = c.head_dim % 32 == 0 && plan.tiles == 0;
-  d.run_and_check(quantize, rounds_to_half(cuda::kDecodeKernel),
-                  [&](const cuda::AttentionStep& step, const cuda::AttentionScratch& scratch, float* out,
+  d.run_and_check(quantize, [&](const cuda::AttentionStep& step, const cuda::AttentionScratch& scratch, float* out,
                       cuda::InputCopy copy) { cuda::attention(d.p, d.q.get(), d.keys.get(), d.values.get(), step, plan,
                                                               scratch, out, copy, nullptr); });
 }
 
-// Every decode candidate, called directly (enqueue_decode) with its own split plan or the case's.
-class CudaDecodeCandidates : public ::testing::TestWithParam<std::tuple<StepCase, cuda::DecodeKernel>> {};
+// The decode entry called directly (enqueue_decode) with the decode_splits plan or the case's
+// splits, the step's tokens listed in reverse order: CTA x and partial rows x * splits + s serve
+// step token tokens - 1 - x, which the kernel and the merge must not confuse.
+class CudaDecode : public ::testing::TestWithParam<StepCase> {};
 
-TEST_P(CudaDecodeCandidates, MatchFloat64CausalAttentionOverThePagedCache) {
+TEST_P(CudaDecode, MatchesFloat64CausalAttentionThroughTheDecodeList) {
   SKIP_WITHOUT_GPU();
-  const auto& [c, kernel] = GetParam();
+  const StepCase& c = GetParam();
   std::mt19937_64 rng(std::hash<std::string>{}(c.name));
   const PagedStep s(c, rng);
   ASSERT_EQ(s.tile_count(), 0) << "a decode-only case";
   const DeviceStep d(c, s);
   const int64_t tokens = s.tokens();
-  const int splits = c.decode_splits > 0 ? c.decode_splits
-                                         : cuda::decode_splits(kernel, d.p, tokens, d.decode_max_length(),
-                                                               multiprocessors(), kScratchRows);
-  std::cout << "  " << cuda::decode_kernel_name(kernel) << ": " << tokens << " decode tokens x " << splits
-            << " splits\n";
-  // The warp-per-head kernel has no unsplit int8 copy at head_dim 96 (decode_attention.h).
-  const bool quantize = c.head_dim % 32 == 0 && !(kernel == cuda::DecodeKernel::kWarpPerHead && c.head_dim == 96);
-  d.run_and_check(quantize, rounds_to_half(kernel),
-                  [&](const cuda::AttentionStep& step, const cuda::AttentionScratch& scratch, float* out,
-                      cuda::InputCopy copy) {
-                    cuda::enqueue_decode(kernel, d.p, d.q.get(), d.keys.get(), d.values.get(), step, tokens, splits,
-                                         scratch, out, copy, nullptr);
-                  });
+  const int splits = c.decode_splits > 0
+                         ? c.decode_splits
+                         : cuda::decode_splits(d.p, tokens, d.decode_max_length(), multiprocessors(), kScratchRows);
+  std::cout << "  " << tokens << " decode tokens x " << splits << " splits, listed in reverse\n";
+  std::vector<int32_t> reversed(s.decode_tokens.rbegin(), s.decode_tokens.rend());
+  const DeviceVector<int32_t> order(reversed);
+  d.run_and_check(c.head_dim % 32 == 0, [&](cuda::AttentionStep step, const cuda::AttentionScratch& scratch,
+                                            float* out, cuda::InputCopy copy) {
+    step.decode_tokens = order.get();
+    cuda::enqueue_decode(d.p, d.q.get(), d.keys.get(), d.values.get(), step, tokens, splits, scratch, out, copy,
+                         nullptr);
+  });
 }
 
 // `count` decode tokens of as many sequences, positions spread over [first, first + spread).
@@ -432,20 +417,8 @@ std::vector<StepCase> step_cases() {
 INSTANTIATE_TEST_SUITE_P(Steps, CudaAttentionStep, ::testing::ValuesIn(step_cases()),
                          [](const auto& info) { return info.param.name; });
 
-std::string kernel_label(cuda::DecodeKernel kernel) {
-  switch (kernel) {
-    case cuda::DecodeKernel::kWarpPerHead: return "warp_per_head";
-    case cuda::DecodeKernel::kTensorCores4: return "mma4";
-    case cuda::DecodeKernel::kTensorCores8: return "mma8";
-  }
-  return "unknown";
-}
-
-INSTANTIATE_TEST_SUITE_P(Decode, CudaDecodeCandidates,
-                         ::testing::Combine(::testing::ValuesIn(decode_cases()), ::testing::ValuesIn(cuda::kDecodeKernels)),
-                         [](const auto& info) {
-                           return std::get<0>(info.param).name + "_" + kernel_label(std::get<1>(info.param));
-                         });
+INSTANTIATE_TEST_SUITE_P(Decode, CudaDecode, ::testing::ValuesIn(decode_cases()),
+                         [](const auto& info) { return info.param.name; });
 
 std::string error_of(const std::function<void()>& action) {
   try {
@@ -476,56 +449,51 @@ TEST(CudaAttention, RefusesShapesSplitsAndCopiesItHasNoKernelFor) {
   EXPECT_EQ(run(qwen, {0, 1, 1, 1}, {{&q8, &ds}, nullptr}), "CUDA attention: no kernel for an int8 copy with tiles, tiles 1");
   EXPECT_EQ(run({28, 4, 72, kBlock, 0.1f}, {1, 1, 0, 1}, {{&q8, &ds}, nullptr}),
             "CUDA attention: no kernel for an int8 copy with head_dim 72");
-  // The candidates' own limits.
-  const auto decode = [&](cuda::DecodeKernel kernel, cuda::AttentionParams p, cuda::InputCopy copy = {}) {
+  // Decode tokens read whole 16-key groups, which must not straddle a cache block (the backend's
+  // blocks hold 16 keys); tiles read key by key and take any block size.
+  EXPECT_EQ(run({28, 4, 128, 8, 0.088f}, {1, 1, 0, 1}),
+            "CUDA attention: no kernel for decode tokens with a KV block size not a multiple of 16, block size 8");
+  EXPECT_EQ(run({28, 4, 128, 24, 0.088f}, {2, 1, 1, 1}),
+            "CUDA attention: no kernel for decode tokens with a KV block size not a multiple of 16, block size 24");
+  // The decode entry checks as the launcher does.
+  const auto decode = [&](cuda::AttentionParams p, int splits, cuda::InputCopy copy = {}) {
     return error_of([&] {
-      cuda::enqueue_decode(kernel, p, nullptr, nullptr, nullptr, step, 1, 1, scratch, nullptr, copy, nullptr);
+      cuda::enqueue_decode(p, nullptr, nullptr, nullptr, step, 1, splits, scratch, nullptr, copy, nullptr);
     });
   };
-  for (const cuda::DecodeKernel kernel : {cuda::DecodeKernel::kTensorCores4, cuda::DecodeKernel::kTensorCores8}) {
-    EXPECT_EQ(decode(kernel, {28, 4, 128, 8, 0.088f}),
-              "CUDA attention: no kernel for decode tokens with a KV block size not a multiple of 16, block size 8");
-  }
-  EXPECT_EQ(decode(cuda::DecodeKernel::kWarpPerHead, {8, 2, 96, kBlock, 0.1f}, {{&q8, &ds}, nullptr}),
-            "CUDA attention (warp per head): no kernel for an unsplit int8 copy with head_dim 96");
+  EXPECT_EQ(decode({28, 4, 128, 8, 0.088f}, 1),
+            "CUDA attention: no kernel for decode tokens with a KV block size not a multiple of 16, block size 8");
+  EXPECT_EQ(decode({28, 4, 136, kBlock, 0.08f}, 1), "CUDA attention: no kernel for head_dim 136");
+  EXPECT_EQ(decode(qwen, 129), "CUDA attention: no kernel for decode splits 129");
+  EXPECT_EQ(decode(qwen, 2), "CUDA attention: no kernel for split partial rows beyond the scratch, rows 2");
+  EXPECT_EQ(decode({28, 4, 72, kBlock, 0.1f}, 1, {{&q8, &ds}, nullptr}),
+            "CUDA attention: no kernel for an int8 copy with head_dim 72");
 }
 
 // decode_splits on an H200 (132 multiprocessors), 7B shape (4 KV heads) unless said, 2048 scratch
-// rows: one wave of CTAs, ranges long enough for the kernel.
+// rows: one wave of as many CTAs as fit at once (by shared memory), rounded down; ranges of at
+// least two 16-key groups per warp (128 keys).
 TEST(CudaAttention, DecodeSplitsFillTheMultiprocessorsOnce) {
-  using K = cuda::DecodeKernel;
   const cuda::AttentionParams p{28, 4, 128, kBlock, 0.088f}, p05{14, 2, 64, kBlock, 0.125f};
-  const auto splits = [&](K kernel, int64_t tokens, int64_t keys, int64_t rows = 2048) {
-    return cuda::decode_splits(kernel, p, tokens, keys, 132, rows);
+  const auto splits = [&](int64_t tokens, int64_t keys, int64_t rows = 2048) {
+    return cuda::decode_splits(p, tokens, keys, 132, rows);
   };
-  // Warp per head: CTAs up to 2 per multiprocessor (rounded up), ranges of at least 128 keys, at most 64.
-  EXPECT_EQ(splits(K::kWarpPerHead, 1, 100), 1);       // too few keys to split
-  EXPECT_EQ(splits(K::kWarpPerHead, 1, 4096), 32);     // 4096 / 128 keys
-  EXPECT_EQ(splits(K::kWarpPerHead, 1, 16384), 64);    // the cap: 256 CTAs
-  EXPECT_EQ(splits(K::kWarpPerHead, 32, 576), 3);      // 128 CTAs: 3 splits reach 2 per multiprocessor
-  EXPECT_EQ(splits(K::kWarpPerHead, 66, 16384), 1);    // 264 CTAs
-  EXPECT_EQ(splits(K::kWarpPerHead, 64, 16384, 100), 1);  // the scratch holds 100 rows: 64 x 2 do not fit
-  // Tensor cores: as many CTAs as fit at once (by shared memory), rounded down; ranges of at least
-  // two 16-key groups per warp.
-  EXPECT_EQ(cuda::decode_ctas_per_multiprocessor(4, 128), 2);  // 104 KiB each
-  EXPECT_EQ(cuda::decode_ctas_per_multiprocessor(4, 64), 4);
-  EXPECT_EQ(cuda::decode_ctas_per_multiprocessor(8, 128), 1);  // 204 KiB
-  EXPECT_EQ(splits(K::kTensorCores4, 1, 128), 1);
-  EXPECT_EQ(splits(K::kTensorCores4, 1, 4096), 32);     // 4096 / 128 keys
-  EXPECT_EQ(splits(K::kTensorCores4, 1, 16384), 66);    // 264 CTAs
-  EXPECT_EQ(splits(K::kTensorCores4, 32, 600), 2);      // 256 of 264 CTAs; 3 would start a second wave
-  EXPECT_EQ(splits(K::kTensorCores4, 66, 16384), 1);    // 264 CTAs
-  EXPECT_EQ(splits(K::kTensorCores4, 2, 16384, 20), 10);  // 20 scratch rows for 2 tokens
-  EXPECT_EQ(splits(K::kTensorCores4, 3, 2049), 17);     // ceil(2049 / 128)
-  EXPECT_EQ(cuda::decode_splits(K::kTensorCores4, p05, 1, 16384, 132, 2048), 128);  // the most: 256 of 528 CTAs
-  EXPECT_EQ(splits(K::kTensorCores8, 1, 256), 1);
-  EXPECT_EQ(splits(K::kTensorCores8, 1, 4096), 16);     // 4096 / 256 keys
-  EXPECT_EQ(splits(K::kTensorCores8, 1, 16384), 33);    // 132 CTAs
-  EXPECT_EQ(splits(K::kTensorCores8, 32, 600), 1);      // 128 CTAs
+  EXPECT_EQ(cuda::decode_ctas_per_multiprocessor(128), 2);  // 104 KiB each
+  EXPECT_EQ(cuda::decode_ctas_per_multiprocessor(64), 4);
+  EXPECT_EQ(splits(1, 128), 1);          // too few keys to split
+  EXPECT_EQ(splits(1, 4096), 32);        // 4096 / 128 keys
+  EXPECT_EQ(splits(1, 16384), 66);       // 264 CTAs
+  EXPECT_EQ(splits(32, 600), 2);         // 256 of 264 CTAs; 3 would start a second wave
+  EXPECT_EQ(splits(66, 16384), 1);       // 264 CTAs
+  EXPECT_EQ(splits(2, 16384, 20), 10);   // 20 scratch rows for 2 tokens
+  EXPECT_EQ(splits(3, 2049), 17);        // ceil(2049 / 128)
+  EXPECT_EQ(splits(0, 4096), 1);         // no decode tokens
+  EXPECT_EQ(cuda::decode_splits(p05, 1, 16384, 132, 2048), 128);  // the most: 256 of 528 CTAs
+  EXPECT_EQ(cuda::decode_splits(p05, 32, 4096, 132, 2048), 8);    // 512 of 528 CTAs
 }
 
 // plan_attention on an H200 (132 multiprocessors), 7B shape (4 KV heads, tiles of 18 tokens),
-// 2048 scratch rows: decode tokens as decode_splits gives for kDecodeKernel, tiles split where
+// 2048 scratch rows: decode tokens as decode_splits gives, tiles split where
 // (tiles x KV heads) CTAs would leave multiprocessors idle.
 TEST(CudaAttention, PlanSplitsKeysWhereTheGridWouldLeaveMultiprocessorsIdle) {
   const cuda::AttentionParams p{28, 4, 128, kBlock, 0.088f};
@@ -533,7 +501,7 @@ TEST(CudaAttention, PlanSplitsKeysWhereTheGridWouldLeaveMultiprocessorsIdle) {
     return cuda::plan_attention(p, {decode, decode_keys, tiles, tile_keys}, 132, rows);
   };
   for (const auto& [tokens, keys] : {std::pair<int64_t, int64_t>{1, 100}, {1, 4096}, {1, 16384}, {32, 576}, {3, 2049}}) {
-    EXPECT_EQ(plan(tokens, keys, 0, 0).decode_splits, cuda::decode_splits(cuda::kDecodeKernel, p, tokens, keys, 132, 2048))
+    EXPECT_EQ(plan(tokens, keys, 0, 0).decode_splits, cuda::decode_splits(p, tokens, keys, 132, 2048))
         << tokens << " tokens, " << keys << " keys";
   }
   EXPECT_EQ(plan(0, 0, 29, 16384).tile_splits, 1);     // a 512-token chunk: 116 CTAs
@@ -542,7 +510,7 @@ TEST(CudaAttention, PlanSplitsKeysWhereTheGridWouldLeaveMultiprocessorsIdle) {
   EXPECT_EQ(plan(0, 0, 1, 15517, 256).tile_splits, 14);  // 256 scratch rows / 18 per tile
   const cuda::AttentionPlan mixed = plan(3, 2049, 8, 1100);
   EXPECT_EQ(mixed.decode_tokens, 3);
-  EXPECT_EQ(mixed.decode_splits, cuda::decode_splits(cuda::kDecodeKernel, p, 3, 2049, 132, 2048));
+  EXPECT_EQ(mixed.decode_splits, cuda::decode_splits(p, 3, 2049, 132, 2048));
   EXPECT_EQ(mixed.tiles, 8);
   EXPECT_EQ(mixed.tile_splits, 4);     // 32 CTAs: 132 / 32
 }

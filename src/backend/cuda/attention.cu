@@ -1,16 +1,14 @@
 // Paged causal GQA attention of a step (kernels.h, `attention`): the launcher that decides which
-// kernel serves which tokens, the decode candidates' dispatch (decode_attention.h) with the
-// warp-per-head decode kernel, the merge of split key ranges (flash-decoding) and the split plan.
-// The tensor-core decode kernel lives in decode_attention.cu, the tile kernel for prompt chunks in
-// flash_attention.cu. Formulas as in the reference backend (src/backend/reference).
+// kernel serves which tokens, the decode tokens' launch (decode_attention.h, enqueue_decode), the
+// merge of split key ranges (flash-decoding) and the split plan. The decode kernel and its split
+// plan live in decode_attention.cu, the tile kernel for prompt chunks in flash_attention.cu.
+// Formulas as in the reference backend (src/backend/reference).
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cmath>
-#include <type_traits>
 
-#include "backend/cuda/async_copy.cuh"
 #include "backend/cuda/decode_attention.h"
 #include "backend/cuda/flash_attention.h"
 #include "backend/cuda/kernels.h"
@@ -21,168 +19,6 @@ namespace realizar::cuda {
 namespace {
 
 constexpr int kMaxGroup = 8;  // query heads per KV head
-constexpr int kChunk = 32;    // keys per step of a warp: lane j scores key j
-
-// kDims consecutive float16 values of a row (2 kDims-byte aligned for kDims = 1, 2, 4), loaded in
-// one instruction where the alignment allows.
-template <int kDims>
-struct HalfDims {
-  using Raw = std::conditional_t<kDims == 4, uint2, std::conditional_t<kDims == 2, uint32_t, uint16_t>>;
-  static constexpr int kLoads = kDims == 3 ? 3 : 1;
-  Raw raw[kLoads];
-  // `count` of the kDims values exist (a lane past head_dim has none).
-  __device__ void load(const __half* p, int count) {
-    if constexpr (kDims == 3) {
-#pragma unroll
-      for (int d = 0; d < 3; ++d) raw[d] = d < count ? *reinterpret_cast<const uint16_t*>(p + d) : 0;
-    } else {
-      raw[0] = count > 0 ? *reinterpret_cast<const Raw*>(p) : Raw{};
-    }
-  }
-  __device__ float at(int d) const {
-    const __half_raw h{reinterpret_cast<const uint16_t*>(raw)[d]};
-    return __half2float(__half(h));
-  }
-};
-
-// Grid (decode tokens, KV heads, splits), one warp per query head of the KV head's group; CTA x
-// serves step token decode_tokens[x] (x without the list). Each warp keeps its own online softmax (Milakov &
-// Gimelshein 2018) over the split's keys, in chunks of 32. The CTA stages each chunk's key and
-// value rows in shared memory with cp.async one chunk ahead, and every warp of the group reads
-// them there: one copy of the rows per CTA instead of one per query head, and the next chunk's
-// loads in flight while this one is computed. Per chunk, lane j dots key j's row with the query;
-// then lane l accumulates dims [kDims l, kDims l + kDims) over the chunk's values. kDims =
-// ceil(head_dim / 32). Measured on the H200 (docs/perf-notes.md): the previous version, each warp
-// loading its rows from global memory itself, ran the 7B parallel-32 step's attention (576 keys)
-// at 364 GB/s, 27 % of the step.
-template <int kDims>
-__global__ void __launch_bounds__(kMaxGroup * 32)
-    decode_attention_kernel(AttentionParams p, const float* __restrict__ q, const __half* key_cache,
-                            const __half* value_cache, AttentionStep step, float* partial_o,
-                            float* partial_ml, float* out, InputCopy copy) {
-  constexpr int kMaxDim = 32 * kDims;
-  // Key rows padded by 16 bytes: the 16-byte reads of lanes j = 0..7 (one row each, same column)
-  // then fall on distinct banks.
-  constexpr int kKeyStride = kMaxDim + 8;
-  __shared__ __align__(16) float q_s[kMaxGroup][kMaxDim];
-  __shared__ __align__(16) __half keys_s[2][kChunk][kKeyStride];
-  __shared__ __align__(16) __half values_s[2][kChunk][kMaxDim];
-  wait_then_allow_next_kernel();
-  const int t = step.decode_tokens != nullptr ? step.decode_tokens[blockIdx.x] : static_cast<int>(blockIdx.x);
-  const int kv_head = blockIdx.y, split = blockIdx.z, splits = gridDim.z;
-  const int group = p.head_count / p.head_count_kv, hd = p.head_dim;
-  const int kv_dim = p.head_count_kv * hd;
-  const int g = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int head = kv_head * group + g;
-  const int length = step.positions[t] + 1;
-  const int range = (length + splits - 1) / splits;
-  const int begin = split * range, end = min(length, begin + range);
-  const int32_t* table = step.block_tables + static_cast<int64_t>(step.seq_rows[t]) * (*step.table_stride);
-  const float* qh = q + static_cast<int64_t>(t) * p.head_count * hd + head * hd;
-  for (int d = lane; d < hd; d += 32) q_s[g][d] = qh[d] * p.scale;
-
-  const __half* keys = key_cache + kv_head * hd;
-  const __half* values = value_cache + kv_head * hd;
-  // Rows [chunk, chunk + 32) clipped to the split, 16 bytes per copy (head_dim % 8 == 0).
-  const int row_pieces = hd / 8;
-  const auto stage = [&](int chunk, int buffer) {
-    const int rows = min(kChunk, end - chunk);
-    for (int i = threadIdx.x; i < rows * row_pieces; i += blockDim.x) {
-      const int r = i / row_pieces, c = 8 * (i % row_pieces), j = chunk + r;
-      const int64_t slot = static_cast<int64_t>(table[j / p.block_size]) * p.block_size + j % p.block_size;
-      cp_async16(&keys_s[buffer][r][c], keys + slot * kv_dim + c);
-      cp_async16(&values_s[buffer][r][c], values + slot * kv_dim + c);
-    }
-  };
-
-  const int first_dim = kDims * lane;
-  const int dims_here = max(0, min(kDims, hd - first_dim));
-  float m = -INFINITY, l = 0.0f, o[kDims] = {};
-  const int chunks = max(0, (end - begin + kChunk - 1) / kChunk);
-  if (chunks > 0) stage(begin, 0);
-  cp_async_commit();
-  for (int c = 0; c < chunks; ++c) {
-    const int chunk = begin + c * kChunk, buffer = c % 2;
-    if (c + 1 < chunks) stage(chunk + kChunk, buffer ^ 1);
-    cp_async_commit();
-    cp_async_wait<1>();
-    __syncthreads();  // chunk c (and, the first time, q_s) visible to every warp
-    const int j = chunk + lane;
-    // Score of key j.
-    float s = -INFINITY;
-    if (j < end) {
-      const uint4* krow = reinterpret_cast<const uint4*>(keys_s[buffer][lane]);
-      float dot = 0.0f;
-#pragma unroll
-      for (int piece = 0; piece < kMaxDim / 8; ++piece) {
-        if (piece >= row_pieces) break;
-        const uint4 raw = krow[piece];
-        const float4 q0 = *reinterpret_cast<const float4*>(&q_s[g][8 * piece]);
-        const float4 q1 = *reinterpret_cast<const float4*>(&q_s[g][8 * piece + 4]);
-        const __half2* h2 = reinterpret_cast<const __half2*>(&raw);
-        const float2 k0 = __half22float2(h2[0]), k1 = __half22float2(h2[1]);
-        const float2 k2 = __half22float2(h2[2]), k3 = __half22float2(h2[3]);
-        dot += q0.x * k0.x + q0.y * k0.y + q0.z * k1.x + q0.w * k1.y +
-               q1.x * k2.x + q1.y * k2.y + q1.z * k3.x + q1.w * k3.y;
-      }
-      s = dot;
-    }
-    // Online softmax over the chunk.
-    float chunk_max = s;
-#pragma unroll
-    for (int off = 16; off > 0; off /= 2) chunk_max = fmaxf(chunk_max, __shfl_xor_sync(0xFFFFFFFFu, chunk_max, off));
-    const float new_m = fmaxf(m, chunk_max);
-    const float correction = __expf(m - new_m);
-    const float pj = j < end ? __expf(s - new_m) : 0.0f;
-    float chunk_sum = pj;
-#pragma unroll
-    for (int off = 16; off > 0; off /= 2) chunk_sum += __shfl_xor_sync(0xFFFFFFFFu, chunk_sum, off);
-    l = l * correction + chunk_sum;
-    m = new_m;
-#pragma unroll
-    for (int d = 0; d < kDims; ++d) o[d] *= correction;
-    // Values of the chunk's keys: lane l's dims of every row.
-    const int keys_here = min(kChunk, end - chunk);
-#pragma unroll
-    for (int jj = 0; jj < kChunk; ++jj) {
-      const float pk = __shfl_sync(0xFFFFFFFFu, pj, jj);
-      if (jj < keys_here) {
-        HalfDims<kDims> v;
-        v.load(&values_s[buffer][jj][first_dim], dims_here);
-#pragma unroll
-        for (int d = 0; d < kDims; ++d) o[d] += pk * v.at(d);
-      }
-    }
-    __syncthreads();  // every warp is done with `buffer` before chunk c + 2 is staged into it
-  }
-
-  if (splits == 1) {
-    const int64_t at = static_cast<int64_t>(t) * p.head_count * hd + head * hd + first_dim;
-    float v[kDims];
-#pragma unroll
-    for (int d = 0; d < kDims; ++d) {
-      v[d] = o[d] / l;
-      if (first_dim + d < hd) out[at + d] = v[d];
-      if (first_dim + d < hd && copy.half != nullptr) store_half(v[d], copy.half, at + d);
-    }
-    // head_dim == 32 kDims: the warp's values are whole 32-value blocks, 32 / kDims lanes each.
-    if constexpr (kDims != 3) {
-      if (copy.q8.q != nullptr) {
-        store_q8_block<kDims>(v, at / 32, copy.q8.q, reinterpret_cast<float2*>(copy.q8.ds));
-      }
-    }
-  } else {
-    const int64_t part = (static_cast<int64_t>(blockIdx.x) * splits + split) * p.head_count + head;
-#pragma unroll
-    for (int d = 0; d < kDims; ++d) {
-      if (first_dim + d < hd) partial_o[part * hd + first_dim + d] = o[d];
-    }
-    if (lane == 0) {
-      partial_ml[2 * part] = m;
-      partial_ml[2 * part + 1] = l;
-    }
-  }
-}
 
 constexpr int kMergeThreads = 256;  // >= kMaxAttentionSplits, and 8 x the float4 columns of head_dim 128
 static_assert(kMergeThreads >= kMaxAttentionSplits, "one merge thread per split");
@@ -304,92 +140,18 @@ void check_splits(const char* what, int splits, int64_t rows_needed, const Atten
   }
 }
 
-// The warp-per-head kernel's launch (decode_attention.h, kWarpPerHead). Its int8 copy needs
-// whole 32-value blocks per 32 / kDims lanes, which head_dim 96 (3 dims per lane) does not give.
-void enqueue_warp_per_head(const AttentionParams& p, const float* q, const __half* keys, const __half* values,
-                           const AttentionStep& step, int64_t tokens, int splits, const AttentionScratch& scratch,
-                           float* out, InputCopy copy, cudaStream_t stream) {
-  const dim3 grid(static_cast<unsigned>(tokens), static_cast<unsigned>(p.head_count_kv), static_cast<unsigned>(splits));
-  const unsigned threads = static_cast<unsigned>(32 * (p.head_count / p.head_count_kv));
-  const InputCopy fused = splits > 1 ? InputCopy{} : copy;  // with splits the merge writes the copy
-  if (fused.q8.q != nullptr && (p.head_dim + 31) / 32 == 3) {
-    unhandled_case("attention (warp per head)", "an unsplit int8 copy with head_dim", p.head_dim);
-  }
-  auto run = [&](auto kernel) {
-    check_launch(launch(kernel, grid, threads, stream, p, q, keys, values, step, scratch.partial_o,
-                        scratch.partial_ml, out, fused),
-                 "decode_attention_kernel");
-  };
-  switch ((p.head_dim + 31) / 32) {
-    case 1: run(decode_attention_kernel<1>); break;
-    case 2: run(decode_attention_kernel<2>); break;
-    case 3: run(decode_attention_kernel<3>); break;
-    case 4: run(decode_attention_kernel<4>); break;
-    default: unhandled_case("attention", "head_dim", p.head_dim);
-  }
-}
-
 }  // namespace
 
-const char* decode_kernel_name(DecodeKernel kernel) {
-  switch (kernel) {
-    case DecodeKernel::kWarpPerHead: return "warp per head";
-    case DecodeKernel::kTensorCores4: return "tensor cores, 4 warps";
-    case DecodeKernel::kTensorCores8: return "tensor cores, 8 warps";
-  }
-  unhandled_case("attention", "decode kernel", static_cast<long long>(kernel));
-}
-
-int decode_splits(DecodeKernel kernel, const AttentionParams& p, int64_t tokens, int64_t max_length,
-                  int multiprocessors, int64_t scratch_rows) {
-  if (tokens < 1) return 1;
-  const int64_t sms = std::max(multiprocessors, 1), ctas = tokens * p.head_count_kv;
-  int64_t target = 0, min_keys = 0, most = kMaxAttentionSplits, splits = 0;
-  switch (kernel) {
-    case DecodeKernel::kWarpPerHead:  // at least 2 CTAs per multiprocessor, rounded up
-      target = 2 * sms;
-      min_keys = 128;
-      most = 64;
-      if (ctas >= target || max_length <= min_keys) return 1;
-      splits = ceil_div(target, ctas);
-      break;
-    case DecodeKernel::kTensorCores4:
-    case DecodeKernel::kTensorCores8: {  // one wave of as many CTAs as fit: never a second, partial one
-      const int warps = kernel == DecodeKernel::kTensorCores4 ? 4 : 8;
-      target = int64_t{decode_ctas_per_multiprocessor(warps, p.head_dim)} * sms;
-      min_keys = 2 * kDecodeGroupKeys * warps;
-      if (ctas >= target || max_length <= min_keys) return 1;
-      splits = target / ctas;
-      break;
-    }
-    default: unhandled_case("attention", "decode kernel", static_cast<long long>(kernel));
-  }
-  splits = std::min({splits, ceil_div(max_length, min_keys), most, scratch_rows / tokens});
-  return static_cast<int>(std::max<int64_t>(splits, 1));
-}
-
-void enqueue_decode(DecodeKernel kernel, const AttentionParams& p, const float* q, const void* key_cache,
-                    const void* value_cache, const AttentionStep& step, int64_t tokens, int splits,
-                    const AttentionScratch& scratch, float* out, InputCopy copy, cudaStream_t stream) {
+void enqueue_decode(const AttentionParams& p, const float* q, const void* key_cache, const void* value_cache,
+                    const AttentionStep& step, int64_t tokens, int splits, const AttentionScratch& scratch,
+                    float* out, InputCopy copy, cudaStream_t stream) {
   check_attention_shape(p);
   if (copy.q8.q != nullptr && p.head_dim % 32 != 0) unhandled_case("attention", "an int8 copy with head_dim", p.head_dim);
-  check_splits("decode splits", splits, tokens * splits, scratch);
-  const __half* keys = static_cast<const __half*>(key_cache);
-  const __half* values = static_cast<const __half*>(value_cache);
-  switch (kernel) {
-    case DecodeKernel::kWarpPerHead:
-      enqueue_warp_per_head(p, q, keys, values, step, tokens, splits, scratch, out, copy, stream);
-      break;
-    case DecodeKernel::kTensorCores4:
-    case DecodeKernel::kTensorCores8:
-      if (p.block_size % kDecodeGroupKeys != 0) {
-        unhandled_case("attention", "decode tokens with a KV block size not a multiple of 16, block size", p.block_size);
-      }
-      enqueue_decode_tensor_cores(kernel == DecodeKernel::kTensorCores4 ? 4 : 8, p, q, keys, values, step, tokens,
-                                  splits, scratch, out, copy, stream);
-      break;
-    default: unhandled_case("attention", "decode kernel", static_cast<long long>(kernel));
+  if (p.block_size % kDecodeGroupKeys != 0) {
+    unhandled_case("attention", "decode tokens with a KV block size not a multiple of 16, block size", p.block_size);
   }
+  check_splits("decode splits", splits, tokens * splits, scratch);
+  enqueue_decode_tensor_cores(p, q, key_cache, value_cache, step, tokens, splits, scratch, out, copy, stream);
   if (splits > 1) {
     const dim3 merge_grid(static_cast<unsigned>(tokens), static_cast<unsigned>(p.head_count));
     check_launch(launch(attention_merge_kernel<false>, merge_grid, kMergeThreads, stream, p, step, 0, splits,
@@ -405,8 +167,7 @@ AttentionPlan plan_attention(const AttentionParams& p, const AttentionWork& work
   plan.decode_tokens = work.decode_tokens;
   plan.tiles = work.tiles;
   const int64_t sms = std::max(multiprocessors, 1);
-  plan.decode_splits = decode_splits(kDecodeKernel, p, work.decode_tokens, work.decode_max_length, multiprocessors,
-                                     scratch_rows);
+  plan.decode_splits = decode_splits(p, work.decode_tokens, work.decode_max_length, multiprocessors, scratch_rows);
   if (work.tiles > 0) {
     const int64_t ctas = work.tiles * p.head_count_kv;
     const int64_t tile_rows = work.tiles * flash_tile_tokens(p.head_count / std::max(p.head_count_kv, 1));
@@ -427,8 +188,8 @@ void attention(const AttentionParams& p, const float* q, const void* key_cache, 
   }
   const int group = p.head_count / p.head_count_kv;
   if (plan.decode_tokens > 0) {
-    enqueue_decode(kDecodeKernel, p, q, key_cache, value_cache, step, plan.decode_tokens, plan.decode_splits, scratch,
-                   out, copy, stream);
+    enqueue_decode(p, q, key_cache, value_cache, step, plan.decode_tokens, plan.decode_splits, scratch, out, copy,
+                   stream);
   }
   if (plan.tiles > 0) {
     const int64_t groups = plan.tiles * flash_tile_tokens(group);

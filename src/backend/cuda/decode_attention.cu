@@ -1,14 +1,14 @@
-// Decode attention on the tensor cores (decode_attention.h, enqueue_decode_tensor_cores): tokens
-// that attend one by one against their sequence's keys in the paged float16 cache, built to
-// stream keys and values near the memory bandwidth at long contexts (docs/perf-notes.md, "Decode
-// attention at long contexts").
+// Decode attention on the tensor cores (decode_attention.h: enqueue_decode_tensor_cores and its
+// split plan, decode_splits): tokens that attend one by one against their sequence's keys in the
+// paged float16 cache, built to stream keys and values near the memory bandwidth at long contexts
+// (docs/perf-notes.md, "Decode attention at long contexts").
 //
-// One CTA of kWarps warps per (token, KV head, key range). The group's query heads (at most 8) are
-// the rows of one m16 tile, so one mma serves all of them and every key and value row is read
-// once per CTA; rows 8-15 of the tile stay zero. The warps split the range: warp w takes the
-// 16-key groups w, w + kWarps, w + 2 kWarps, ... and streams them through its own ring of
-// kDecodeStages shared-memory buffers with cp.async, kDecodeStages - 1 groups in flight while one
-// is computed, with no barrier but __syncwarp in the loop. Per group: S = Q K^T (one m16n16 tile,
+// One CTA of kWarps (kDecodeWarps, 4) warps per (token, KV head, key range). The group's query
+// heads (at most 8) are the rows of one m16 tile, so one mma serves all of them and every key and
+// value row is read once per CTA; rows 8-15 of the tile stay zero. The warps split the range:
+// warp w takes the 16-key groups w, w + kWarps, w + 2 kWarps, ... and streams them through its own
+// ring of kDecodeStages shared-memory buffers with cp.async, kDecodeStages - 1 groups in flight
+// while one is computed, with no barrier but __syncwarp in the loop. Per group: S = Q K^T (one m16n16 tile,
 // head_dim / 16 k-steps of mma.m16n8k16 on ldmatrix'd key rows), the online softmax of each head's
 // row (Milakov & Gimelshein 2018; base 2, queries pre-scaled by scale * log2 e), O += P V (one
 // k-step, P rounded to float16 straight from the S accumulators as in FlashAttention-2, Dao 2023,
@@ -16,13 +16,18 @@
 // shared memory (over the ring, which is no longer needed) into the output, or into the range's
 // partial state for attention.cu's merge kernel.
 //
-// Why (measured in the perf notes): the warp-per-head kernel before did every query head's dot
-// products on the CUDA cores, 7 warps waiting on each staged chunk, and reached 792 GB/s at 16k
-// keys; here the arithmetic per key is a few tensor-core instructions per warp, so the loop is
-// bound by the bytes in flight: kWarps x (kDecodeStages - 1) groups of 8.5 KiB per CTA.
+// Why (measured on the H200, docs/perf-notes.md): the warp-per-head kernel before did every query
+// head's dot products on the CUDA cores, 7 warps waiting on each staged chunk, and reached 949 GB/s
+// at 16k keys (35.3 us per 7B layer); here the arithmetic per key is a few tensor-core
+// instructions per warp, so the loop is bound by the bytes in flight, kWarps x (kDecodeStages - 1)
+// groups of 8.5 KiB per CTA: 2.0 TB/s (16.6 us). 8 warps per CTA (one CTA per multiprocessor,
+// half the splits) was 1 % faster at 1 token x 4k-16k keys, 14 % slower at 600 keys, and 20 %
+// faster only for 32 tokens x 600 keys (15.0 against 18.7 us), ~2 % of such a step: not worth a
+// second kernel.
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "backend/cuda/async_copy.cuh"
@@ -34,6 +39,7 @@
 namespace realizar::cuda {
 namespace {
 
+constexpr int kWarps = kDecodeWarps;
 constexpr int kMaxGroup = 8;  // query heads per KV head: rows g < 8 of the m16 tile
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
@@ -69,13 +75,13 @@ struct DecodeArgs {
   InputCopy copy;
 };
 
-template <int kDim, int kWarps>
-__global__ void __launch_bounds__(32 * kWarps, decode_ctas_per_multiprocessor(kWarps, kDim))
+template <int kDim>
+__global__ void __launch_bounds__(32 * kWarps, decode_ctas_per_multiprocessor(kDim))
     decode_attention_mma_kernel(DecodeArgs a) {
   constexpr int kSteps = kDim / 16;    // k-steps of Q K^T over the head dims
   constexpr int kDimTiles = kDim / 8;  // n8 tiles of O over the head dims
   constexpr int kPieces = kDim / 8;    // 16-byte pieces of a staged row
-  static_assert(sizeof(GroupRows<kDim>) * kDecodeStages * kWarps == decode_shared_bytes(kWarps, kDim),
+  static_assert(sizeof(GroupRows<kDim>) * kDecodeStages * kWarps == decode_shared_bytes(kDim),
                 "the plan's shared memory size (decode_attention.h) is the kernel's");
   static_assert(sizeof(WarpState<kDim>) <= sizeof(GroupRows<kDim>) * kDecodeStages, "the merge fits the ring");
   extern __shared__ __align__(16) unsigned char shared_bytes[];
@@ -299,28 +305,30 @@ __global__ void __launch_bounds__(32 * kWarps, decode_ctas_per_multiprocessor(kW
   }
 }
 
-template <int kDim, int kWarps>
+template <int kDim>
 void launch_decode(const DecodeArgs& args, dim3 grid, cudaStream_t stream) {
-  constexpr auto kKernel = decode_attention_mma_kernel<kDim, kWarps>;
-  constexpr size_t kBytes = decode_shared_bytes(kWarps, kDim);
+  constexpr auto kKernel = decode_attention_mma_kernel<kDim>;
+  constexpr size_t kBytes = decode_shared_bytes(kDim);
   check_launch(allow_dynamic_shared_bytes<kKernel>(kBytes), "decode_attention_mma_kernel (shared memory limit)");
   check_launch(launch_with_shared(kKernel, grid, 32 * kWarps, kBytes, stream, args), "decode_attention_mma_kernel");
 }
 
-template <int kWarps>
-void launch_decode_for_dim(const DecodeArgs& args, dim3 grid, cudaStream_t stream) {
-  switch (decode_padded_dim(args.p.head_dim)) {
-    case 32: return launch_decode<32, kWarps>(args, grid, stream);
-    case 64: return launch_decode<64, kWarps>(args, grid, stream);
-    case 96: return launch_decode<96, kWarps>(args, grid, stream);
-    case 128: return launch_decode<128, kWarps>(args, grid, stream);
-    default: unhandled_case("attention (decode)", "head_dim", args.p.head_dim);
-  }
-}
-
 }  // namespace
 
-void enqueue_decode_tensor_cores(int warps, const AttentionParams& p, const float* q, const void* key_cache,
+int decode_splits(const AttentionParams& p, int64_t tokens, int64_t max_length, int multiprocessors,
+                  int64_t scratch_rows) {
+  if (tokens < 1) return 1;
+  const int64_t ctas = tokens * p.head_count_kv;
+  // One wave of as many CTAs as fit: never a second, partial one.
+  const int64_t target = int64_t{decode_ctas_per_multiprocessor(p.head_dim)} * std::max(multiprocessors, 1);
+  constexpr int64_t kMinKeys = 2 * kDecodeGroupKeys * kWarps;
+  if (ctas >= target || max_length <= kMinKeys) return 1;
+  const int64_t splits = std::min({target / ctas, (max_length + kMinKeys - 1) / kMinKeys,
+                                   int64_t{kMaxAttentionSplits}, scratch_rows / tokens});
+  return static_cast<int>(std::max<int64_t>(splits, 1));
+}
+
+void enqueue_decode_tensor_cores(const AttentionParams& p, const float* q, const void* key_cache,
                                  const void* value_cache, const AttentionStep& step, int64_t tokens, int splits,
                                  const AttentionScratch& scratch, float* out, InputCopy copy, cudaStream_t stream) {
   const DecodeArgs args{p,
@@ -333,10 +341,12 @@ void enqueue_decode_tensor_cores(int warps, const AttentionParams& p, const floa
                         out,
                         splits > 1 ? InputCopy{} : copy};  // with splits the merge writes the copy
   const dim3 grid(static_cast<unsigned>(tokens), static_cast<unsigned>(p.head_count_kv), static_cast<unsigned>(splits));
-  switch (warps) {
-    case 4: return launch_decode_for_dim<4>(args, grid, stream);
-    case 8: return launch_decode_for_dim<8>(args, grid, stream);
-    default: unhandled_case("attention (decode)", "warps per CTA", warps);
+  switch (decode_padded_dim(p.head_dim)) {
+    case 32: return launch_decode<32>(args, grid, stream);
+    case 64: return launch_decode<64>(args, grid, stream);
+    case 96: return launch_decode<96>(args, grid, stream);
+    case 128: return launch_decode<128>(args, grid, stream);
+    default: unhandled_case("attention (decode)", "head_dim", p.head_dim);
   }
 }
 

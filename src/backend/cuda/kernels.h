@@ -217,7 +217,7 @@ struct AttentionWork {
 };
 
 // Split counts that keep the GPU busy: decode tokens as decode_splits (decode_attention.h) gives
-// for the production decode kernel (one wave of as many CTAs as fit on the multiprocessors);
+// for the decode kernel (one wave of as many CTAs as fit on the multiprocessors);
 // tiles when (tiles x KV heads) CTAs would leave multiprocessors idle (one CTA per
 // multiprocessor), into ranges of at least 256 keys. Both stay within `scratch_rows`.
 AttentionPlan plan_attention(const AttentionParams& p, const AttentionWork& work, int multiprocessors,
@@ -232,7 +232,7 @@ AttentionPlan plan_attention(const AttentionParams& p, const AttentionWork& work
 //   groups streamed through shared memory by cp.async; the KV head's query heads are the rows of
 //   one tensor-core tile: queries rounded to float16, S = Q K^T and O += P V with mma.m16n8k16
 //   (float32 accumulation), online softmax (Milakov & Gimelshein 2018) in float32 (base 2), P
-//   rounded to float16 (decode_attention.h names the kernel and its candidates).
+//   rounded to float16 (decode_attention.h, decode_attention.cu).
 // - Tiles: FlashAttention-2 (Dao 2023, arXiv:2307.08691), one CTA of 8 warps per (tile, KV head,
 //   key range): queries rounded to float16, S = Q K^T and O += P V on the tensor cores
 //   (mma.m16n8k16, float32 accumulation) over 64-key blocks double-buffered by cp.async, online
