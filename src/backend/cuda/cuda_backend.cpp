@@ -30,14 +30,35 @@ namespace {
 
 constexpr int64_t kMaxStepTokens = 512;     // larger batches run as several steps
 constexpr int64_t kMatvecMaxTokens = 8;     // int8 activations: matvec up to this many tokens,
-constexpr int64_t kMmaMaxTokens = 64;       // float16 tensor-core products on the quantized
-                                            // weights up to this many, above (prefill):
-                                            // dequantize + cuBLAS GEMM
+                                            // above: mma_max_tokens
 constexpr int64_t kMaxOutputRows = 64;      // logits rows computed per LM-head pass
 constexpr int64_t kGraphMaxTokens = 64;     // steps of at most this many tokens are graphed,
 constexpr size_t kMaxGraphs = 256;          // and at most this many graphs are held
 constexpr int64_t kMaxSplitRows = 2048;     // rows of attention partials (split key ranges)
 constexpr int64_t kGemmScratchElements = int64_t{64} << 20;  // float16 weights per GEMM pass
+
+// Steps of more than kMatvecMaxTokens and at most this many tokens multiply weights of ggml type
+// `type` with the float16 tensor-core product on the quantized weights (matmul_dequant_mma); larger
+// ones dequantize each matrix to float16 and call cuBLAS; 0: never (the float types). Predicted,
+// not yet measured (docs/perf-notes.md, "Steps of 65-512 tokens", prediction): with tiles of 128
+// tokens the quantized product turns each weight into fragments once per 128 tokens and writes
+// and reads no float16 copy of the matrix, so it is predicted to win at every step size up to
+// kMaxStepTokens; least sure for the 0.5B model's Q5_0/Q8_0 matrices (896 columns: 28 blocks, a
+// few units per CTA). The bench (`REALIZAR_CUDA_BENCH=1
+// cuda_mma_test --gtest_filter='*Crossover*'`) sets these: the largest token count at which the
+// backend's choice of matmul_dequant_mma_shape still beats the cuBLAS path for that type's shapes.
+int64_t mma_max_tokens(uint32_t type) {
+  switch (static_cast<TensorType>(type)) {
+    case TensorType::Q4_K: return 512;  // Q4_K_M 1.5B/7B/32B q, k, o, gate, up; 0.5B down
+    case TensorType::Q5_K: return 512;
+    case TensorType::Q6_K: return 512;  // v and down in the use_more_bits layers
+    case TensorType::Q4_0: return 512;
+    case TensorType::Q4_1: return 512;
+    case TensorType::Q5_0: return 512;  // 0.5B q, k, v, o, gate, up (896-element rows)
+    case TensorType::Q8_0: return 512;  // 0.5B v in the use_more_bits layers
+    default: return 0;
+  }
+}
 
 void check(cudaError_t status, const char* what) {
   if (status != cudaSuccess) fail("CUDA error in {}: {}", what, cudaGetErrorString(status));
@@ -515,17 +536,21 @@ class CudaBackend final : public Backend {
     bool halved = false;
   };
 
+  // Whether a step of `tokens` tokens multiplies weights of `type` with matmul_dequant_mma.
+  static bool takes_mma(uint32_t type, int64_t tokens) {
+    return tokens > kMatvecMaxTokens && tokens <= mma_max_tokens(type);
+  }
+
   // y = W x (+ bias) (+ y when accumulating) for the input's rows ([tokens x W.cols]).
   void linear(const cuda::DeviceMatrix& w, LinearInput& in, float* y, int64_t ldy, const float* bias,
               bool accumulate) {
     const int64_t tokens = in.tokens;
-    const bool quantized_weights = cuda::matvec_reads_int8(w.type);
-    if (tokens <= kMatvecMaxTokens && quantized_weights) {
+    if (tokens <= kMatvecMaxTokens && cuda::matvec_reads_int8(w.type)) {
       quantize_input(in, w.cols);
       cuda::matvec_int8(w, x_q8_, y, ldy, bias, accumulate, tokens, stream_);
     } else if (tokens <= kMatvecMaxTokens) {
       cuda::matvec(w, in.x, w.cols, y, ldy, bias, accumulate, tokens, stream_);
-    } else if (tokens <= kMmaMaxTokens && quantized_weights) {
+    } else if (takes_mma(w.type, tokens)) {
       cuda::matmul_dequant_mma(w, half_input(in, w.cols), y, ldy, bias, accumulate, tokens, stream_);
     } else {
       linear_gemm(w, in, y, ldy, bias, accumulate);
@@ -555,19 +580,27 @@ class CudaBackend final : public Backend {
     return LinearInput{x, tokens, copy.q8.q != nullptr, copy.half != nullptr};
   }
 
-  // linear() of several matrices reading the same input (Q, K, V; gate, up). Consecutive int8
-  // matrices of one type share a launch.
+  // linear() of several matrices reading the same input (Q, K, V; gate, up). Consecutive
+  // matrices of one type that take the int8 matvec or the tensor-core product share a launch.
   void linear_parts(std::initializer_list<cuda::MatvecPart> parts, LinearInput& in, bool accumulate) {
+    const int64_t tokens = in.tokens;
+    const auto grouped = [&](uint32_t type) {
+      return tokens <= kMatvecMaxTokens ? cuda::matvec_reads_int8(type) : takes_mma(type, tokens);
+    };
     cuda::MatvecPart run[cuda::kMaxMatvecParts];
     int run_size = 0;
     auto flush = [&] {
       if (run_size == 0) return;
-      quantize_input(in, run[0].w.cols);
-      cuda::matvec_int8_parts(run, run_size, x_q8_, accumulate, in.tokens, stream_);
+      if (tokens <= kMatvecMaxTokens) {
+        quantize_input(in, run[0].w.cols);
+        cuda::matvec_int8_parts(run, run_size, x_q8_, accumulate, tokens, stream_);
+      } else {
+        cuda::matmul_dequant_mma_parts(run, run_size, half_input(in, run[0].w.cols), accumulate, tokens, stream_);
+      }
       run_size = 0;
     };
     for (const cuda::MatvecPart& part : parts) {
-      if (in.tokens > kMatvecMaxTokens || !cuda::matvec_reads_int8(part.w.type)) {
+      if (!grouped(part.w.type)) {
         flush();
         linear(part.w, in, part.y, part.ldy, part.bias, accumulate);
         continue;
