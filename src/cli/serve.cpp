@@ -6,8 +6,9 @@
 #include <string>
 
 #include "cli/command.h"
+#include "cli/options.h"
+#include "cli/prompt.h"
 #include "realizar/hub.h"
-#include "realizar/chat_template.h"
 #include "realizar/engine.h"
 #include "server/serve.h"
 #include "util/byte_size.h"
@@ -17,7 +18,8 @@ namespace {
 
 struct ServeArgs {
   server::ServeConfig config;
-  std::string device = "auto";
+  DeviceArgs device;
+  int64_t context = 0;
   std::string kv_memory;
   std::string max_body = "8MiB";
   int max_queue = 64;
@@ -28,7 +30,10 @@ struct ServeArgs {
 int run_serve(ServeArgs& args) {
   server::ServeConfig& c = args.config;
   c.model = hub::resolve_model(c.model.string());
-  c.engine.device = parse_device(args.device);
+  const int parallel = c.engine.max_sequences, max_batch_tokens = static_cast<int>(c.engine.max_batch_tokens);
+  c.engine = engine_options(args.device, args.context);
+  c.engine.max_sequences = parallel;
+  c.engine.max_batch_tokens = max_batch_tokens;
   if (!args.kv_memory.empty()) c.engine.kv_cache_bytes = parse_byte_size(args.kv_memory);
   c.engine.max_waiting = args.max_queue;
   c.engine.prefix_caching = !args.no_prefix_cache;
@@ -49,18 +54,15 @@ const bool registered = register_command({
       app.add_option("--host", c.server.host, "address to listen on (default: 127.0.0.1; 0.0.0.0: every interface)");
       app.add_option("--port", c.server.port, "port to listen on (default: 8080; 0: any free port, printed)")
           ->check(CLI::Range(0, 65535));
-      app.add_option("--device", args->device, "auto, cpu, cuda or reference")
-          ->check(CLI::IsMember({"auto", "cpu", "cuda", "reference"}));
-      app.add_option("--parallel", c.engine.max_sequences, "sequences computed at once (default: 4)")
-          ->check(kPositive);
-      app.add_option("--ctx", c.engine.context_length,
-                     "context length per sequence in tokens (default: min(model, 4096))")
-          ->check(kPositive);
+      add_device_options(app, args->device);
+      app.add_option("--parallel", c.engine.max_sequences, "sequences computed at once")
+          ->check(kPositive)->capture_default_str();
+      add_context_option(app, args->context);
       app.add_option("--kv-memory", args->kv_memory,
                      "KV cache size over all sequences, e.g. 4GiB, 512MiB (default: --ctx x --parallel tokens)");
       app.add_option("--max-batch-tokens", c.engine.max_batch_tokens,
-                     "tokens computed per step, decode rows and prompt chunks (default: 512)")
-          ->check(kPositive);
+                     "tokens computed per step, decode rows and prompt chunks")
+          ->check(kPositive)->capture_default_str();
       app.add_option("--max-queue", args->max_queue,
                      "requests waiting for a sequence before more get 503 (default: 64)")
           ->check(kPositive);
@@ -68,8 +70,7 @@ const bool registered = register_command({
                      "require this key (Authorization: Bearer KEY) on every path but /health")
           ->envname("REALIZAR_API_KEY");
       app.add_option("--alias", c.server.alias, "model name clients see (default: the file name without .gguf)");
-      app.add_option("--chat-template", c.server.chat_template, "use this chat template instead of the model's")
-          ->check(CLI::IsMember(chat_template_names()));
+      add_chat_template_option(app, c.server.chat_template);
       app.add_option("--max-body", args->max_body, "largest request body; larger ones get 413 (default: 8MiB)");
       app.add_option("--grace", c.grace_seconds,
                      "seconds running requests may finish after SIGINT/SIGTERM (default: 10)")
@@ -81,7 +82,6 @@ const bool registered = register_command({
                      "connections served at once (default: --parallel + --max-queue + 8)")
           ->check(kPositive);
       app.add_flag("--no-prefix-cache", args->no_prefix_cache, "do not reuse the KV cache of shared prompt prefixes");
-      app.add_option("-t,--threads", c.engine.threads, "CPU threads (0: all cores)")->check(kNonNegative);
       return [args] { return run_serve(*args); };
     }});
 
