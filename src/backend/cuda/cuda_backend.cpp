@@ -30,35 +30,15 @@ namespace {
 
 constexpr int64_t kMaxStepTokens = 512;     // larger batches run as several steps
 constexpr int64_t kMatvecMaxTokens = 8;     // int8 activations: matvec up to this many tokens,
-                                            // above: mma_max_tokens
+constexpr int64_t kMmaMaxTokens = 64;       // float16 tensor-core products on the quantized
+                                            // weights up to this many, above (prefill):
+                                            // dequantize + cuBLAS GEMM (measured crossover:
+                                            // docs/perf-notes.md, "Second attempt" table)
 constexpr int64_t kMaxOutputRows = 64;      // logits rows computed per LM-head pass
 constexpr int64_t kGraphMaxTokens = 64;     // steps of at most this many tokens are graphed,
 constexpr size_t kMaxGraphs = 256;          // and at most this many graphs are held
 constexpr int64_t kMaxSplitRows = 2048;     // rows of attention partials (split key ranges)
 constexpr int64_t kGemmScratchElements = int64_t{64} << 20;  // float16 weights per GEMM pass
-
-// Steps of more than kMatvecMaxTokens and at most this many tokens multiply weights of ggml type
-// `type` with the float16 tensor-core product on the quantized weights (matmul_dequant_mma); larger
-// ones dequantize each matrix to float16 and call cuBLAS; 0: never (the float types). Predicted,
-// not yet measured (docs/perf-notes.md, "Steps of 65-512 tokens", prediction): with tiles of 128
-// tokens the quantized product turns each weight into fragments once per 128 tokens and writes
-// and reads no float16 copy of the matrix, so it is predicted to win at every step size up to
-// kMaxStepTokens; least sure for the 0.5B model's Q5_0/Q8_0 matrices (896 columns: 28 blocks, a
-// few units per CTA). The bench (`REALIZAR_CUDA_BENCH=1
-// cuda_mma_test --gtest_filter='*Crossover*'`) sets these: the largest token count at which the
-// backend's choice of matmul_dequant_mma_shape still beats the cuBLAS path for that type's shapes.
-int64_t mma_max_tokens(uint32_t type) {
-  switch (static_cast<TensorType>(type)) {
-    case TensorType::Q4_K: return 512;  // Q4_K_M 1.5B/7B/32B q, k, o, gate, up; 0.5B down
-    case TensorType::Q5_K: return 512;
-    case TensorType::Q6_K: return 512;  // v and down in the use_more_bits layers
-    case TensorType::Q4_0: return 512;
-    case TensorType::Q4_1: return 512;
-    case TensorType::Q5_0: return 512;  // 0.5B q, k, v, o, gate, up (896-element rows)
-    case TensorType::Q8_0: return 512;  // 0.5B v in the use_more_bits layers
-    default: return 0;
-  }
-}
 
 void check(cudaError_t status, const char* what) {
   if (status != cudaSuccess) fail("CUDA error in {}: {}", what, cudaGetErrorString(status));
@@ -536,9 +516,11 @@ class CudaBackend final : public Backend {
     bool halved = false;
   };
 
-  // Whether a step of `tokens` tokens multiplies weights of `type` with matmul_dequant_mma.
+  // Whether a step of `tokens` tokens multiplies weights of `type` with matmul_dequant_mma: the
+  // quantized types it has a kernel for (those of matvec_int8, matvec_reads_int8) at
+  // kMatvecMaxTokens < tokens <= kMmaMaxTokens; the float types and larger steps take linear_gemm.
   static bool takes_mma(uint32_t type, int64_t tokens) {
-    return tokens > kMatvecMaxTokens && tokens <= mma_max_tokens(type);
+    return tokens > kMatvecMaxTokens && tokens <= kMmaMaxTokens && cuda::matvec_reads_int8(type);
   }
 
   // y = W x (+ bias) (+ y when accumulating) for the input's rows ([tokens x W.cols]).
