@@ -1,15 +1,18 @@
-// matmul_dequant_mma (tensor-core float16 matrix product on quantized weights, 9-512 tokens)
-// against a float64 dot product of the dequantized weights (the scalar dequantizer) with the
-// float16-rounded activations, so that the only difference is the kernel's float16 weights and
+// matmul_dequant_mma (tensor-core float16 matrix product on quantized weights, meant for 9-64
+// tokens) against a float64 dot product of the dequantized weights (the scalar dequantizer) with
+// the float16-rounded activations, so that the only difference is the kernel's float16 weights and
 // float32 summation; at the Qwen2.5 shapes, odd sizes (rows not a multiple of a tile, token counts
-// around the tiles of 32 and 128, rows of every type's block multiples), with bias and accumulate,
-// one matrix or several parts in one launch. Each case runs the launch shape matmul_dequant_mma
-// picks and several others (warps of 16 or 32 rows, token tiles of 32 or 128, K split over 1 to 8
-// CTAs of a cluster). Skips without a GPU.
+// around the tiles of 32 tokens, rows of every type's block multiples), with bias and accumulate,
+// one matrix or several parts in one launch; a few counts above 64 (several token tiles, which the
+// kernel still computes though the backend sends them to cuBLAS). Each case runs the launch shape
+// matmul_dequant_mma picks and several others (warps of 16 or 32 rows, K split over 1 to 8 CTAs of
+// a cluster). Skips without a GPU.
 //
 // With REALIZAR_CUDA_BENCH=1, CudaMmaBench.Crossover times the backend's choice, the other launch
 // shapes and the dequantize + cuBLAS path side by side at the Qwen2.5 0.5B/1.5B/7B/32B shapes for
-// 32-512 tokens (docs/perf-notes.md, "Steps of 65-512 tokens").
+// 32 and 64 tokens, and the cuBLAS path alone at 96 and 128 (docs/perf-notes.md, "Steps of
+// 65-512 tokens").
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -159,16 +162,14 @@ struct Reference {
 };
 
 std::string shape_name(const cuda::MmaShape& s) {
-  return "warp_rows " + std::to_string(s.warp_rows) + ", tile_tokens " + std::to_string(s.tile_tokens) +
-         ", splits " + std::to_string(s.splits);
+  return "warp_rows " + std::to_string(s.warp_rows) + ", splits " + std::to_string(s.splits);
 }
 
-// The launch shapes a case runs: the chosen one and others of both token tiles (any tile serves any
-// token count).
+// The launch shapes a case runs: the chosen one and others of both warp heights, with K whole or
+// split (a split past the row's units leaves CTAs with none, which must still add nothing wrong).
 std::vector<cuda::MmaShape> shapes_for(int64_t rows, int64_t cols, int64_t tokens) {
   std::vector<cuda::MmaShape> shapes = {cuda::matmul_dequant_mma_shape(rows, cols, tokens)};
-  const std::vector<cuda::MmaShape> others = {{32, 32, 1}, {16, 32, 1}, {32, 32, 3}, {16, 32, 8}, {32, 128, 1},
-                                              {16, 128, 1}, {32, 128, 3}, {16, 128, 8}, {32, 128, 8}};
+  const std::vector<cuda::MmaShape> others = {{32, 1}, {16, 1}, {32, 3}, {16, 8}, {32, 8}};
   shapes.insert(shapes.end(), others.begin(), others.end());
   return shapes;
 }
@@ -213,32 +214,29 @@ std::vector<MmaCase> mma_cases() {
   std::vector<MmaCase> cases;
   for (TensorType t : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q8_0,
                        TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K}) {
-    for (const int64_t tokens : {9, 32, 64, 129, 512}) cases.push_back({t, 3584, 3584, tokens});
-    for (const int64_t tokens : {32, 300}) cases.push_back({t, 18944, 3584, tokens});
+    for (const int64_t tokens : {9, 32, 64}) cases.push_back({t, 3584, 3584, tokens});
+    cases.push_back({t, 18944, 3584, 32});
     cases.push_back({t, 37, 1536, 13});   // rows in one ragged tile, tokens in one ragged tile
     cases.push_back({t, 100, 4864, 33});  // 0.5B FFN width; a second token tile of one token
     cases.push_back({t, 1, 3584, 1});
-    cases.push_back({t, 300, 1536, 65});   // 2 row tiles of 128 and 44 rows; one token past 64
-    cases.push_back({t, 130, 2560, 100});  // a 128-token tile with 100 tokens (12.5 n8 tiles)
-    cases.push_back({t, 200, 4864, 127});  // 19 blocks of 256 a row
-    cases.push_back({t, 45, 1536, 300});   // token tiles of 128, 128 and 44
+    cases.push_back({t, 300, 1536, 57});  // 2 row tiles of 128 and 44 rows; token tiles of 32 and 25
+    cases.push_back({t, 200, 4864, 50});  // 19 blocks of 256 a row
+    cases.push_back({t, 300, 1536, 65});  // above 64: a third token tile of one token
+    cases.push_back({t, 45, 1536, 300});  // ten token tiles, the last of 12 tokens
   }
   for (TensorType t : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q8_0}) {
     cases.push_back({t, 53, 2080, 17});   // 65 blocks: the last 4-block unit holds one
     cases.push_back({t, 71, 896, 40});    // 28 blocks
-    cases.push_back({t, 53, 2080, 129});  // the same with tiles of 128 tokens
-    cases.push_back({t, 896, 896, 512});  // 0.5B q/o
-    cases.push_back({t, 4864, 896, 256});  // 0.5B gate/up
+    cases.push_back({t, 896, 896, 32});   // 0.5B q/o
+    cases.push_back({t, 4864, 896, 64});  // 0.5B gate/up
   }
   cases.push_back({TensorType::Q6_K, 3584, 18944, 32});  // 7B FFN down
   cases.push_back({TensorType::Q6_K, 3584, 18944, 64});
-  cases.push_back({TensorType::Q6_K, 3584, 18944, 100});
-  cases.push_back({TensorType::Q4_K, 3584, 18944, 512});
-  cases.push_back({TensorType::Q4_K, 5120, 5120, 192});   // 32B q/o
-  cases.push_back({TensorType::Q4_K, 8960, 1536, 384});   // 1.5B gate/up
-  cases.push_back({TensorType::Q6_K, 1536, 8960, 200});   // 1.5B down: rows only 2-byte aligned
-  cases.push_back({TensorType::Q6_K, 21, 4864, 19});      // 19 blocks a row: rows only 2-byte aligned
-  cases.push_back({TensorType::Q6_K, 21, 4864, 150});
+  cases.push_back({TensorType::Q4_K, 3584, 18944, 64});
+  cases.push_back({TensorType::Q4_K, 5120, 5120, 48});   // 32B q/o
+  cases.push_back({TensorType::Q4_K, 8960, 1536, 64});   // 1.5B gate/up
+  cases.push_back({TensorType::Q6_K, 1536, 8960, 64});   // 1.5B down: rows only 2-byte aligned
+  cases.push_back({TensorType::Q6_K, 21, 4864, 19});     // 19 blocks a row: rows only 2-byte aligned
   cases.push_back({TensorType::Q4_K, 21, 4864, 9});
   return cases;
 }
@@ -274,7 +272,7 @@ TEST_P(CudaMmaParts, EachPartMatchesItsFloat64Product) {
   int64_t all_rows = 0;
   for (const int64_t r : part_rows) all_rows += r;
   const std::vector<cuda::MmaShape> shapes = {cuda::matmul_dequant_mma_shape(all_rows, c.cols, c.tokens),
-                                              {16, 128, 3}, {32, 32, 2}};
+                                              {16, 3}, {32, 2}};
   for (const cuda::MmaShape shape : shapes) {
     std::vector<std::unique_ptr<DeviceVector<uint8_t>>> dw;
     std::vector<std::unique_ptr<DeviceVector<float>>> dy, db;
@@ -301,53 +299,74 @@ TEST_P(CudaMmaParts, EachPartMatchesItsFloat64Product) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Types, CudaMmaParts,
-                         ::testing::Values(PartsCase{TensorType::Q4_K, 1536, 40}, PartsCase{TensorType::Q4_K, 1536, 200},
-                                           PartsCase{TensorType::Q6_K, 2560, 100}, PartsCase{TensorType::Q5_0, 896, 65},
-                                           PartsCase{TensorType::Q8_0, 896, 512}),
+                         ::testing::Values(PartsCase{TensorType::Q4_K, 1536, 40}, PartsCase{TensorType::Q4_K, 1536, 64},
+                                           PartsCase{TensorType::Q6_K, 2560, 33}, PartsCase{TensorType::Q5_0, 896, 9},
+                                           PartsCase{TensorType::Q8_0, 896, 64}),
                          [](const auto& info) {
                            return std::string(tensor_type_name(info.param.type)) + "_" +
                                   std::to_string(info.param.cols) + "_t" + std::to_string(info.param.tokens);
                          });
 
-// What the launcher has no kernel for is refused (realizar::Error), not skipped: a float weight
-// type, parts of two types or widths, a launch shape outside the list, a part count of 0 or 4.
+// What the launcher has no kernel for is refused (realizar::Error naming it), not skipped: a float
+// weight type, parts of two types or widths, a launch shape outside the list, a part count of 0 or
+// 4, a token count below 1.
 TEST(CudaMma, RefusesWhatItHasNoKernelFor) {
   SKIP_WITHOUT_GPU();
+  using ::testing::HasSubstr;
+  using ::testing::ThrowsMessage;
   std::mt19937_64 rng(3);
   const Activations x(9, 256, rng);
   const DeviceVector<float> y(9 * 4);
   const DeviceVector<uint8_t> dw(std::vector<uint8_t>(4 * 256 * 4));
+  const void* xd = x.device();
   const cuda::DeviceMatrix f32{static_cast<uint32_t>(TensorType::F32), 4, 256, 256 * 4, dw.get()};
-  EXPECT_THROW(cuda::matmul_dequant_mma(f32, x.device(), y.get(), 4, nullptr, false, 9, nullptr), Error);
+  EXPECT_THAT([&] { cuda::matmul_dequant_mma(f32, xd, y.get(), 4, nullptr, false, 9, nullptr); },
+              ThrowsMessage<Error>(HasSubstr("matmul_dequant_mma: no kernel for weight type 0")));
   const cuda::DeviceMatrix q4k{static_cast<uint32_t>(TensorType::Q4_K), 4, 256, 144, dw.get()};
   const cuda::DeviceMatrix q6k{static_cast<uint32_t>(TensorType::Q6_K), 4, 256, 210, dw.get()};
   const cuda::DeviceMatrix q4k_wide{static_cast<uint32_t>(TensorType::Q4_K), 1, 512, 288, dw.get()};
   const cuda::MatvecPart mixed[2] = {{q4k, y.get(), 4, nullptr}, {q6k, y.get(), 4, nullptr}};
-  EXPECT_THROW(cuda::matmul_dequant_mma_parts(mixed, 2, x.device(), false, 9, nullptr), Error);
+  EXPECT_THAT([&] { cuda::matmul_dequant_mma_parts(mixed, 2, xd, false, 9, nullptr); },
+              ThrowsMessage<Error>(HasSubstr("no kernel for mixed weight types, part 1")));
   const cuda::MatvecPart widths[2] = {{q4k, y.get(), 4, nullptr}, {q4k_wide, y.get(), 4, nullptr}};
-  EXPECT_THROW(cuda::matmul_dequant_mma_parts(widths, 2, x.device(), false, 9, nullptr), Error);
+  EXPECT_THAT([&] { cuda::matmul_dequant_mma_parts(widths, 2, xd, false, 9, nullptr); },
+              ThrowsMessage<Error>(HasSubstr("no kernel for mixed widths, part 1")));
   const cuda::MatvecPart one{q4k, y.get(), 4, nullptr};
-  EXPECT_THROW(cuda::matmul_dequant_mma_tiled(&one, 1, x.device(), false, 9, {64, 32, 1}, nullptr), Error);
-  EXPECT_THROW(cuda::matmul_dequant_mma_tiled(&one, 1, x.device(), false, 9, {32, 64, 1}, nullptr), Error);
-  EXPECT_THROW(cuda::matmul_dequant_mma_tiled(&one, 1, x.device(), false, 9, {32, 32, 9}, nullptr), Error);
-  EXPECT_THROW(cuda::matmul_dequant_mma_parts(&one, 0, x.device(), false, 9, nullptr), Error);
+  EXPECT_THAT([&] { cuda::matmul_dequant_mma_tiled(&one, 1, xd, false, 9, {64, 1}, nullptr); },
+              ThrowsMessage<Error>(HasSubstr("no kernel for warp_rows 64")));
+  EXPECT_THAT([&] { cuda::matmul_dequant_mma_tiled(&one, 1, xd, false, 9, {32, 9}, nullptr); },
+              ThrowsMessage<Error>(HasSubstr("no kernel for splits 9")));
+  EXPECT_THAT([&] { cuda::matmul_dequant_mma_parts(&one, 0, xd, false, 9, nullptr); },
+              ThrowsMessage<Error>(HasSubstr("no kernel for part count 0")));
   const cuda::MatvecPart four[4] = {one, one, one, one};
-  EXPECT_THROW(cuda::matmul_dequant_mma_parts(four, 4, x.device(), false, 9, nullptr), Error);
+  EXPECT_THAT([&] { cuda::matmul_dequant_mma_parts(four, 4, xd, false, 9, nullptr); },
+              ThrowsMessage<Error>(HasSubstr("no kernel for part count 4")));
+  for (const int64_t tokens : {0, -1}) {
+    EXPECT_THAT([&] { cuda::matmul_dequant_mma(q4k, xd, y.get(), 4, nullptr, false, tokens, nullptr); },
+                ThrowsMessage<Error>(HasSubstr("no kernel for token count " + std::to_string(tokens))));
+  }
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
 }
 
-// The launch shape follows the token count: tiles of 32 tokens up to 64, of 128 above; every
-// choice is one the launcher takes.
-TEST(CudaMma, ShapeChoiceUsesTilesOf32UpTo64TokensAnd128Above) {
+// Every shape the chooser gives is one the launcher takes, and its split of K keeps the launch
+// within one wave of four CTAs per multiprocessor (the rule in dequant_mma.cu).
+TEST(CudaMma, ShapeChoiceSplitsKWithinOneWave) {
   SKIP_WITHOUT_GPU();
+  int device = 0, sms = 0;
+  ASSERT_EQ(cudaGetDevice(&device), cudaSuccess);
+  ASSERT_EQ(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), cudaSuccess);
   for (const int64_t rows : {128, 896, 3584, 4608, 18944, 37888}) {
     for (const int64_t cols : {896, 1536, 3584, 18944}) {
-      for (const int64_t tokens : {9, 64, 65, 128, 300, 512}) {
+      for (const int64_t tokens : {9, 32, 33, 64}) {
         const cuda::MmaShape s = cuda::matmul_dequant_mma_shape(rows, cols, tokens);
-        EXPECT_EQ(s.tile_tokens, tokens <= 64 ? 32 : 128) << rows << "x" << cols << " t" << tokens;
-        EXPECT_TRUE(s.warp_rows == 16 || s.warp_rows == 32);
-        EXPECT_GE(s.splits, 1);
-        EXPECT_LE(s.splits, std::max<int64_t>(1, std::min<int64_t>(8, cols / 256)));
+        const std::string where = std::to_string(rows) + "x" + std::to_string(cols) + " t" + std::to_string(tokens);
+        EXPECT_TRUE(s.warp_rows == 16 || s.warp_rows == 32) << where;
+        EXPECT_GE(s.splits, 1) << where;
+        EXPECT_LE(s.splits, std::max<int64_t>(1, std::min<int64_t>(8, cols / 256))) << where;
+        const int64_t ctas = (rows + 4 * s.warp_rows - 1) / (4 * s.warp_rows) * ((tokens + 31) / 32);
+        if (s.splits > 1) {
+          EXPECT_LE(ctas * s.splits, 4 * sms) << where;
+        }
       }
     }
   }
@@ -360,7 +379,7 @@ bool env_is_one(const char* name) {
   return value != nullptr && std::string_view(value) == "1";
 }
 
-// One launch of the 7B gate matrix at 32 and 128 tokens with the shape matmul_dequant_mma picks,
+// One launch of the 7B gate matrix at 32 and 64 tokens with the shape matmul_dequant_mma picks,
 // outside any graph, for a profiler (REALIZAR_CUDA_PROFILE=1 ncu ... cuda_mma_test
 // --gtest_filter=*ProfileOnce*).
 TEST(CudaMmaBench, ProfileOnce) {
@@ -370,9 +389,9 @@ TEST(CudaMmaBench, ProfileOnce) {
   for (const TensorType type : {TensorType::Q4_K, TensorType::Q6_K}) {
     const QuantMatrix w(type, 18944, 3584, rng);
     const DeviceVector<uint8_t> dw(w.bytes);
-    const Activations x(128, 3584, rng);
-    const DeviceVector<float> y(static_cast<size_t>(128 * 18944));
-    for (const int64_t tokens : {32, 128}) {
+    const Activations x(64, 3584, rng);
+    const DeviceVector<float> y(static_cast<size_t>(64 * 18944));
+    for (const int64_t tokens : {32, 64}) {
       cuda::matmul_dequant_mma(w.on_device(dw.get()), x.device(), y.get(), 18944, nullptr, false, tokens, nullptr);
       ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
     }
@@ -424,21 +443,22 @@ void gemm_path(cublasHandle_t cublas, const cuda::DeviceMatrix& w, const void* x
   }
 }
 
-// Each case's parts at 32-512 tokens through (1) the backend's choice (matmul_dequant_mma_parts,
-// marked *), (2) other launch shapes of both token tiles, (3) the dequantize + cuBLAS path, one
-// GEMM per part. Copies of the weights over 200 MB (3x L2) rotate in one CUDA graph so that each
+// Each case's parts at 32 and 64 tokens through (1) the backend's choice
+// (matmul_dequant_mma_parts, marked *), (2) other launch shapes, (3) the dequantize + cuBLAS path,
+// one GEMM per part; at 96 and 128 tokens, for the record, the cuBLAS path alone (what the backend
+// runs there). Copies of the weights over 200 MB (3x L2) rotate in one CUDA graph so that each
 // launch reads them from DRAM; median of 20 replays (cuda_test_support.h). The summary lines give,
 // per case and token count, the choice against cuBLAS, and per weight type the largest token count
-// up to which the choice beat cuBLAS at every case of that type: mma_max_tokens in
-// cuda_backend.cpp.
+// up to which the choice beat cuBLAS at every case of that type (kMmaMaxTokens in
+// cuda_backend.cpp is 64).
 TEST(CudaMmaBench, Crossover) {
   if (!env_is_one("REALIZAR_CUDA_BENCH")) GTEST_SKIP() << "REALIZAR_CUDA_BENCH=1 runs it";
   SKIP_WITHOUT_GPU();
-  constexpr int64_t kMaxTokens = 512;
-  const std::vector<int64_t> token_counts = {32, 64, 96, 128, 192, 256, 384, 512};
-  const std::vector<cuda::MmaShape> sweep = {{32, 32, 1},  {32, 32, 2},  {16, 32, 1},  {16, 32, 4},
-                                             {32, 128, 1}, {32, 128, 2}, {32, 128, 4}, {32, 128, 8},
-                                             {16, 128, 1}, {16, 128, 2}, {16, 128, 4}, {16, 128, 8}};
+  constexpr int64_t kMmaMaxTokens = 64;  // cuda_backend.cpp
+  const std::vector<int64_t> mma_token_counts = {32, kMmaMaxTokens};
+  const std::vector<int64_t> token_counts = {32, kMmaMaxTokens, 96, 128};
+  const int64_t max_tokens = *std::max_element(token_counts.begin(), token_counts.end());
+  const std::vector<cuda::MmaShape> sweep = {{32, 1}, {32, 2}, {32, 4}, {32, 8}, {16, 1}, {16, 2}, {16, 4}, {16, 8}};
   cudaStream_t stream;
   ASSERT_EQ(cudaStreamCreate(&stream), cudaSuccess);
   cublasHandle_t cublas;
@@ -468,9 +488,9 @@ TEST(CudaMmaBench, Crossover) {
       for (const QuantMatrix& m : mats) all.insert(all.end(), m.bytes.begin(), m.bytes.end());
     }
     const DeviceVector<uint8_t> dw(all);
-    const Activations x(kMaxTokens, bc.cols, rng);
+    const Activations x(max_tokens, bc.cols, rng);
     std::vector<std::unique_ptr<DeviceVector<float>>> ys;
-    for (const int64_t r : bc.part_rows) ys.push_back(std::make_unique<DeviceVector<float>>(static_cast<size_t>(kMaxTokens * r)));
+    for (const int64_t r : bc.part_rows) ys.push_back(std::make_unique<DeviceVector<float>>(static_cast<size_t>(max_tokens * r)));
     // The parts of weight copy c.
     const auto parts_of = [&](int c) {
       std::vector<cuda::MatvecPart> parts;
@@ -490,6 +510,14 @@ TEST(CudaMmaBench, Crossover) {
         std::printf("%-13s %-5s %-17s %4lld %-16s %9.2f %8.1f\n", bc.name, type_name.c_str(), dims.c_str(),
                     static_cast<long long>(tokens), path.c_str(), seconds * 1e6, flop / seconds / 1e12);
       };
+      const double gemm_seconds = testing::median_launch_seconds(copies, stream, [&](int c) {
+        for (const cuda::MatvecPart& p : parts_of(c)) gemm_path(cublas, p.w, x.device(), p.y, p.ldy, tokens, scratch.get(), stream);
+      });
+      report("dequant+cuBLAS", gemm_seconds);
+      if (tokens > kMmaMaxTokens) {
+        std::fflush(stdout);
+        continue;
+      }
       const cuda::MmaShape chosen = cuda::matmul_dequant_mma_shape(rows, bc.cols, tokens);
       const auto time_shape = [&](const cuda::MmaShape& shape) {
         return testing::median_launch_seconds(copies, stream, [&](int c) {
@@ -499,24 +527,19 @@ TEST(CudaMmaBench, Crossover) {
         });
       };
       const auto label = [](const cuda::MmaShape& s, bool is_chosen) {
-        return "mma " + std::to_string(s.warp_rows) + "/" + std::to_string(s.tile_tokens) + "/" +
-               std::to_string(s.splits) + (is_chosen ? "*" : "");
+        return "mma " + std::to_string(s.warp_rows) + "/" + std::to_string(s.splits) + (is_chosen ? "*" : "");
       };
       const double chosen_seconds = time_shape(chosen);
       report(label(chosen, true), chosen_seconds);
       double best_seconds = chosen_seconds;
       cuda::MmaShape best = chosen;
       for (const cuda::MmaShape& shape : sweep) {
-        if (shape.warp_rows == chosen.warp_rows && shape.tile_tokens == chosen.tile_tokens && shape.splits == chosen.splits) continue;
+        if (shape.warp_rows == chosen.warp_rows && shape.splits == chosen.splits) continue;
         if (shape.splits > std::max<int64_t>(1, bc.cols / 256)) continue;
         const double seconds = time_shape(shape);
         report(label(shape, false), seconds);
         if (seconds < best_seconds) best_seconds = seconds, best = shape;
       }
-      const double gemm_seconds = testing::median_launch_seconds(copies, stream, [&](int c) {
-        for (const cuda::MatvecPart& p : parts_of(c)) gemm_path(cublas, p.w, x.device(), p.y, p.ldy, tokens, scratch.get(), stream);
-      });
-      report("dequant+cuBLAS", gemm_seconds);
       std::printf("= %-11s %-5s %-17s %4lld choice %s %.2f us, best %s %.2f us, cuBLAS %.2f us: %s (%.2fx)\n", bc.name,
                   type_name.c_str(), dims.c_str(), static_cast<long long>(tokens), label(chosen, true).c_str(),
                   chosen_seconds * 1e6, label(best, false).c_str(), best_seconds * 1e6, gemm_seconds * 1e6,
@@ -525,15 +548,15 @@ TEST(CudaMmaBench, Crossover) {
       std::fflush(stdout);
     }
   }
-  // mma_max_tokens: the largest measured token count below the first at which the choice lost.
+  // The largest measured mma token count below the first at which the choice lost.
   for (const TensorType type : {TensorType::Q4_K, TensorType::Q6_K, TensorType::Q5_0}) {
     const std::string type_name(tensor_type_name(type));
     const std::vector<int64_t>& l = lost[type_name];
-    const int64_t first_loss = l.empty() ? kMaxTokens + 1 : *std::min_element(l.begin(), l.end());
+    const int64_t first_loss = l.empty() ? kMmaMaxTokens + 1 : *std::min_element(l.begin(), l.end());
     int64_t keep = 0;
-    for (const int64_t t : token_counts) keep = t < first_loss ? t : keep;
+    for (const int64_t t : mma_token_counts) keep = t < first_loss ? t : keep;
     std::printf("crossover %-5s: choice beat cuBLAS in every case up to %lld tokens%s\n", type_name.c_str(),
-                static_cast<long long>(keep), first_loss <= kMaxTokens ? "" : " (all measured)");
+                static_cast<long long>(keep), first_loss <= kMmaMaxTokens ? "" : " (all measured)");
   }
   cublasDestroy(cublas);
   cudaStreamDestroy(stream);

@@ -1,8 +1,8 @@
 // Matrix products of quantized weights with float16 activations on the tensor cores, for steps of
-// 9-512 tokens (kernels.h, matmul_dequant_mma). Each lane reads its share of a weight block from
-// global memory once per token tile (32 or 128 tokens), turns it into float16 A fragments in
-// registers (the block's scale and minimum applied per element: scale * q + offset, one rounding),
-// and multiplies with mma.sync.m16n8k16.f32.f16.f16.f32 (PTX ISA, "Matrix Fragments for
+// 9-64 tokens (kernels.h, matmul_dequant_mma). Each lane reads its share of a weight block from
+// global memory once per token tile of 32 tokens, turns it into float16 A fragments in registers
+// (the block's scale and minimum applied per element: scale * q + offset, one rounding), and
+// multiplies with mma.sync.m16n8k16.f32.f16.f16.f32 (PTX ISA, "Matrix Fragments for
 // mma.m16n8k16"): the products accumulate in float32 across all of K, with no per-block work after
 // the mma.
 //
@@ -15,9 +15,9 @@
 // offset, and product j takes word j: its elements 8t+4j .. 8t+4j+3 as k 2t, 2t+1, 2t+8, 2t+9. So
 // its B values are elements 8t..8t+7 of the token's step: one 16-byte shared-memory read.
 //
-// Tiles: a warp computes 16 or 32 rows (one or two m16 tiles) x 32 or 128 tokens (4 or 16 n8
-// tiles); a CTA is 4 such warps on consecutive rows, so each weight is turned into fragments once
-// per token tile. The tile's activations come through a shared-memory ring of k-steps, filled by
+// Tiles: a warp computes 16 or 32 rows (one or two m16 tiles) x 32 tokens (four n8 tiles); a CTA
+// is 4 such warps on consecutive rows, so each weight is turned into fragments once per 32
+// tokens. The tile's activations come through a shared-memory ring of k-steps, filled by
 // cp.async several steps ahead (one __syncthreads per k-step), so the four warps share one copy and
 // never wait on L2 inside a step. Weights go from global memory to registers once per unit (a
 // block, or four blocks of the 32-element types); each lane asks L2 (cp.async.bulk.prefetch.L2)
@@ -33,8 +33,10 @@
 // scaled every block's integer sum in float32 after each mma; Nsight Compute showed 48 issued
 // instructions per mma (9.6 M float32 of 25.7 M for the 7B gate matrix at 32 tokens, 68 us at
 // 630 GB/s), spills, and 38 % of issue slots used with ~3.5 warps per scheduler. Tiles of 32
-// tokens lost to dequantize + cuBLAS from 128 tokens on (each tile made the fragments again);
-// tiles of 128 tokens are the answer for 65-512 ("Steps of 65-512 tokens").
+// tokens lose to dequantize + cuBLAS from 128 tokens on (each tile makes the fragments again), and
+// tiles of 128 tokens lost too, from ~96-192 tokens on, by up to 3x at 512: bound by the mma.sync
+// issue rate and the in-register dequantization ("Steps of 65-512 tokens", "Second attempt"), so
+// steps of more than 64 tokens go to dequantize + cuBLAS.
 #include <cooperative_groups.h>
 #include <cuda_fp16.h>
 
@@ -305,31 +307,31 @@ constexpr int kRowWarps = 4;    // warps per CTA, each on its own rows
 constexpr int kThreads = kRowWarps * 32;
 constexpr int kMaxSplits = 8;   // portable cluster size
 
-// A CTA's token tile of kNTiles n8 tiles and its activation ring: kStages slots of one k-step
-// (32 k) each, holding the float16 values of the tile's tokens ([token][32]: 64 bytes per token,
-// so that the 16-byte B reads of 8 lanes cover 128 contiguous bytes), filled kStages - 1 steps
-// ahead: 16 KiB for 32 tokens (a step is 16 mma per warp), 32 KiB for 128 (64 mma per warp).
-template <int kNTiles>
+constexpr int kNTiles = 4;      // n8 tiles per warp: 32 tokens
+constexpr int kMinCtas = 4;     // CTAs per multiprocessor (__launch_bounds__): 128 registers
+
+// A CTA's token tile and its activation ring: kStages slots of one k-step (32 k) each, holding
+// the float16 values of the tile's 32 tokens ([token][32]: 64 bytes per token, so that the
+// 16-byte B reads of 8 lanes cover 128 contiguous bytes), filled kStages - 1 steps ahead (16 KiB;
+// a step is 16 mma per warp).
 struct TokenTile {
   static constexpr int kTokens = 8 * kNTiles;
   static constexpr int kSlotBytes = kTokens * 32 * 2;
-  static constexpr int kStages = kNTiles <= 4 ? 8 : 4;
+  static constexpr int kStages = 8;
   static constexpr int kRingBytes = kStages * kSlotBytes;
   static constexpr int kCopies = kTokens * 4 / kThreads;  // 16-byte copies per thread and k-step
   static_assert((kStages & (kStages - 1)) == 0 && kCopies * kThreads == kTokens * 4, "ring layout");
 };
 
-// CTAs per multiprocessor the register budget is set for (__launch_bounds__): 128 registers for
-// up to 32 accumulators, 168 for 64, 255 for 128 (two m16 x sixteen n8 tiles).
-constexpr int min_ctas(int accumulators) { return accumulators <= 32 ? 4 : accumulators <= 64 ? 3 : 2; }
-
 // Shared memory of a CTA: the ring, and after the main loop in the same bytes the partial sums of
-// a split K ([accumulator][thread] floats).
-template <int kMTiles, int kNTiles>
+// a split K ([accumulator][thread] floats). At most 16 KiB: under the 48 KiB a launch may ask for
+// without raising the kernel's limit.
+template <int kMTiles>
 constexpr size_t shared_bytes(int splits) {
   const size_t partial = splits > 1 ? size_t{kMTiles} * kNTiles * 4 * kThreads * sizeof(float) : 0;
-  return std::max(static_cast<size_t>(TokenTile<kNTiles>::kRingBytes), partial);
+  return std::max(static_cast<size_t>(TokenTile::kRingBytes), partial);
 }
+static_assert(shared_bytes<2>(kMaxSplits) <= 48 * 1024, "dynamic shared memory without cudaFuncSetAttribute");
 
 // Elements of each row that a warp asks L2 to fetch ahead of its register loads.
 constexpr int kPrefetchElems = 512;
@@ -401,16 +403,16 @@ __device__ __forceinline__ void step_fragments(const typename Q::Raw (&raw)[2], 
 }
 
 // One CTA: kRowWarps warps of 16 kMTiles rows each (row tile blockIdx.z of its part) x the
-// 8 kNTiles tokens of token tile blockIdx.y, over units [u0, u1) of K: share blockIdx.x of
+// 32 tokens of token tile blockIdx.y, over units [u0, u1) of K: share blockIdx.x of
 // gridDim.x, which is the cluster's size (the CTAs of one cluster split K and add their sums
 // through distributed shared memory, in rank order). The tile's activations come through the
 // shared ring, loaded kStages - 1 k-steps ahead with cp.async; weights go from global memory (L2,
 // prefetched ahead) to registers once per unit, ahead of their use (see the top of the file), and
 // are turned into float16 fragments step by step.
-template <class Q, int kMTiles, int kNTiles>
-__global__ void __launch_bounds__(kThreads, min_ctas(kMTiles * kNTiles * 4))
+template <class Q, int kMTiles>
+__global__ void __launch_bounds__(kThreads, kMinCtas)
     matmul_dequant_mma_kernel(const __grid_constant__ MmaArgs args) {
-  using Tile = TokenTile<kNTiles>;
+  using Tile = TokenTile;
   constexpr int kWarpRows = 16 * kMTiles;
   constexpr int kAcc = kMTiles * kNTiles * 4;  // accumulators per lane
   constexpr bool kAhead = kMTiles == 1;
@@ -608,33 +610,14 @@ int multiprocessor_count() {
   return count;
 }
 
-// Raises the kernel's dynamic shared memory limit to what its largest launch (split K) uses, once
-// per process (the backend uses device 0 only). The call is not stream-ordered but may
-// synchronize, which a thread capturing a graph in thread-local mode may not do: it is made in
-// relaxed capture mode (as flash_attention.cu does).
-template <class Q, int kMTiles, int kNTiles>
-cudaError_t allow_shared_bytes() {
-  static const cudaError_t status = [] {
-    cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
-    cudaThreadExchangeStreamCaptureMode(&mode);
-    const cudaError_t set = cudaFuncSetAttribute(matmul_dequant_mma_kernel<Q, kMTiles, kNTiles>,
-                                                 cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                 static_cast<int>(shared_bytes<kMTiles, kNTiles>(kMaxSplits)));
-    cudaThreadExchangeStreamCaptureMode(&mode);
-    return set;
-  }();
-  return status;
-}
-
-template <class Q, int kMTiles, int kNTiles>
+template <class Q, int kMTiles>
 void launch_mma(const MmaArgs& args, unsigned row_tiles, int splits, cudaStream_t stream) {
-  check_launch(allow_shared_bytes<Q, kMTiles, kNTiles>(), "matmul_dequant_mma_kernel (shared memory limit)");
-  constexpr int64_t kTileTokens = TokenTile<kNTiles>::kTokens;
+  constexpr int64_t kTileTokens = TokenTile::kTokens;
   cudaLaunchConfig_t config{};
   config.gridDim = dim3(static_cast<unsigned>(splits), static_cast<unsigned>((args.tokens + kTileTokens - 1) / kTileTokens),
                         row_tiles);
   config.blockDim = dim3(kThreads);
-  config.dynamicSmemBytes = shared_bytes<kMTiles, kNTiles>(splits);
+  config.dynamicSmemBytes = shared_bytes<kMTiles>(splits);
   config.stream = stream;
   cudaLaunchAttribute attributes[2] = {};
   attributes[0].id = cudaLaunchAttributeClusterDimension;
@@ -645,42 +628,32 @@ void launch_mma(const MmaArgs& args, unsigned row_tiles, int splits, cudaStream_
   attributes[1].val.programmaticStreamSerializationAllowed = 1;
   config.attrs = attributes;
   config.numAttrs = 2;
-  check_launch(cudaLaunchKernelEx(&config, matmul_dequant_mma_kernel<Q, kMTiles, kNTiles>, args),
+  check_launch(cudaLaunchKernelEx(&config, matmul_dequant_mma_kernel<Q, kMTiles>, args),
                "matmul_dequant_mma_kernel");
 }
 
-// The tile's kernel for the shape's warp rows and token tile (kernels.h lists the ones there are).
+// The kernel for the shape's warp rows (kernels.h lists the ones there are).
 template <class Q>
 void launch_shape(const MmaArgs& args, unsigned row_tiles, const MmaShape& shape, cudaStream_t stream) {
-  const auto tokens_of = [&](auto m_tiles) {
-    constexpr int kMTiles = decltype(m_tiles)::value;
-    switch (shape.tile_tokens) {
-      case 32: return launch_mma<Q, kMTiles, 4>(args, row_tiles, shape.splits, stream);
-      case 128: return launch_mma<Q, kMTiles, 16>(args, row_tiles, shape.splits, stream);
-      default: unhandled_case("matmul_dequant_mma", "tile_tokens", shape.tile_tokens);
-    }
-  };
   switch (shape.warp_rows) {
-    case 16: return tokens_of(std::integral_constant<int, 1>{});
-    case 32: return tokens_of(std::integral_constant<int, 2>{});
+    case 16: return launch_mma<Q, 1>(args, row_tiles, shape.splits, stream);
+    case 32: return launch_mma<Q, 2>(args, row_tiles, shape.splits, stream);
     default: unhandled_case("matmul_dequant_mma", "warp_rows", shape.warp_rows);
   }
 }
 
-// Steps of at most this many tokens take tiles of 32 tokens (the shape choice measured for 9-64),
-// larger ones tiles of 128.
-constexpr int64_t kNarrowMaxTokens = 64;
+}  // namespace
 
-// 9-64 tokens: K is split over the most CTAs of a cluster that still fit in one wave of four CTAs
-// per multiprocessor (at most one split per 256 elements of K). Warps of 32 rows (each B fragment
-// used twice) when that gives at least half a wave; else warps of 16 rows, twice the CTAs, with
-// weights loaded a unit ahead (H200: 7B q/o and down at 32 tokens, the 0.5B FFN).
-MmaShape narrow_shape(int64_t rows, int64_t cols, int64_t tokens) {
-  const int64_t slots = 4 * static_cast<int64_t>(multiprocessor_count());
+// K is split over the most CTAs of a cluster that still fit in one wave of four CTAs per
+// multiprocessor (at most one split per 256 elements of K). Warps of 32 rows (each B fragment used
+// twice) when that gives at least half a wave; else warps of 16 rows, twice the CTAs, with weights
+// loaded a unit ahead (H200: 7B q/o and down at 32 tokens, the 0.5B FFN).
+MmaShape matmul_dequant_mma_shape(int64_t rows, int64_t cols, int64_t tokens) {
+  const int64_t slots = int64_t{kMinCtas} * multiprocessor_count();
   const auto fit = [&](int warp_rows) {
-    MmaShape shape{warp_rows, 32, 1};
+    MmaShape shape{warp_rows, 1};
     const int64_t row_tiles = (rows + kRowWarps * warp_rows - 1) / (kRowWarps * warp_rows);
-    const int64_t ctas = row_tiles * ((tokens + 31) / 32);
+    const int64_t ctas = row_tiles * ((tokens + TokenTile::kTokens - 1) / TokenTile::kTokens);
     for (const int splits : {2, 3, 4, 6, 8}) {
       if (ctas * splits > slots || splits > cols / 256) break;
       shape.splits = splits;
@@ -691,51 +664,11 @@ MmaShape narrow_shape(int64_t rows, int64_t cols, int64_t tokens) {
   return 2 * wide.second >= slots ? wide.first : fit(16).first;
 }
 
-// 65 tokens and more: tiles of 128 tokens, and the warp rows and split of K that minimize a model
-// of the launch's time (docs/perf-notes.md, "Steps of 65-512 tokens", prediction): two CTAs per
-// multiprocessor; a CTA's time is its units of 256 elements of K times a cost per unit (1 for
-// warps of 32 rows; 0.6 for warps of 16, half the rows at the cost of twice the shared-memory
-// reads per mma), plus a quarter unit for the cluster's sum when K is split; full waves take a
-// CTA's time each and a last wave that leaves multiprocessors without a second CTA 0.77 of it
-// (a CTA alone on a multiprocessor runs at ~0.65 of its throughput instead of 0.5). Ties go to
-// fewer splits, then to warps of 32 rows.
-MmaShape wide_shape(int64_t rows, int64_t cols, int64_t tokens) {
-  const int64_t sms = multiprocessor_count(), slots = 2 * sms;
-  const int64_t units = std::max<int64_t>(1, cols / 256);
-  const int64_t token_tiles = (tokens + 127) / 128;
-  MmaShape best{32, 128, 1};
-  double best_time = 1e300;
-  for (const int warp_rows : {32, 16}) {
-    const double unit_cost = warp_rows == 32 ? 1.0 : 0.6;
-    const int64_t row_tiles = (rows + kRowWarps * warp_rows - 1) / (kRowWarps * warp_rows);
-    for (int splits = 1; splits <= kMaxSplits && splits <= units; ++splits) {
-      const int64_t ctas = row_tiles * token_tiles * splits;
-      const double cta_time = static_cast<double>((units + splits - 1) / splits) * unit_cost + (splits > 1 ? 0.25 : 0.0);
-      const int64_t rest = ctas % slots;
-      const double waves = static_cast<double>(ctas / slots) + (rest == 0 ? 0.0 : rest <= sms ? 0.77 : 1.0);
-      const double time = waves * cta_time;
-      if (time < best_time - 1e-9) {
-        best_time = time;
-        best = MmaShape{warp_rows, 128, splits};
-      }
-    }
-  }
-  return best;
-}
-
-}  // namespace
-
-MmaShape matmul_dequant_mma_shape(int64_t rows, int64_t cols, int64_t tokens) {
-  return tokens <= kNarrowMaxTokens ? narrow_shape(rows, cols, tokens) : wide_shape(rows, cols, tokens);
-}
-
 void matmul_dequant_mma_tiled(const MatvecPart* parts, int count, const void* x, bool accumulate, int64_t tokens,
                               MmaShape shape, cudaStream_t stream) {
   if (count < 1 || count > kMaxMatvecParts) unhandled_case("matmul_dequant_mma", "part count", count);
+  if (tokens < 1) unhandled_case("matmul_dequant_mma", "token count", tokens);
   if (shape.warp_rows != 16 && shape.warp_rows != 32) unhandled_case("matmul_dequant_mma", "warp_rows", shape.warp_rows);
-  if (shape.tile_tokens != 32 && shape.tile_tokens != 128) {
-    unhandled_case("matmul_dequant_mma", "tile_tokens", shape.tile_tokens);
-  }
   if (shape.splits < 1 || shape.splits > kMaxSplits) unhandled_case("matmul_dequant_mma", "splits", shape.splits);
   const DeviceMatrix& w0 = parts[0].w;
   MmaArgs args{};
@@ -752,9 +685,9 @@ void matmul_dequant_mma_tiled(const MatvecPart* parts, int count, const void* x,
     args.first_tile[i] = row_tiles;
     row_tiles += static_cast<unsigned>((parts[i].w.rows + tile_rows - 1) / tile_rows);
   }
-  if (tokens <= 0 || row_tiles == 0 || w0.cols <= 0) return;
+  if (row_tiles == 0 || w0.cols <= 0) return;
   // Token tiles go over gridDim.y (at most 65535 per launch).
-  const int64_t chunk = int64_t{65535} * shape.tile_tokens;
+  const int64_t chunk = int64_t{65535} * TokenTile::kTokens;
   const bool known = with_mma_type(w0.type, [&](auto q) {
     for (int64_t t0 = 0; t0 < tokens; t0 += chunk) {
       MmaArgs pass = args;

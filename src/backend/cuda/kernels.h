@@ -88,11 +88,12 @@ void matvec_int8_parts(const MatvecPart* parts, int count, ActivationsQ8 x, bool
 // Each weight element is turned into the float16 scale * q + offset of its block in registers
 // (one rounding: scale and offset are the float16 roundings of d * sc and -dmin * m, the element
 // that of scale * q + offset) and the products are summed in float32 in a fixed order
-// (deterministic). Reads each weight byte once per token tile: 32 tokens for steps of up to 64,
-// 128 above (matmul_dequant_mma_shape); meant for steps of 9-512 tokens (matvec_int8 reads it once
-// per 8 but needs no tensor cores; past the crossover the backend measured, dequantize_to_half +
-// cuBLAS). The 2-byte aligned block types may read up to 2 bytes past the matrix's last block, as
-// matvec_int8. Throws realizar::Error (unhandled_case) for a type it has no kernel for.
+// (deterministic). Reads each weight byte once per tile of 32 tokens; meant for steps of 9-64
+// tokens (matvec_int8 reads it once per 8 but needs no tensor cores; above 64, dequantize_to_half
+// + cuBLAS is faster: docs/perf-notes.md, "Steps of 65-512 tokens"). Larger token counts are
+// computed correctly, tile after tile. The 2-byte aligned block types may read up to 2 bytes past
+// the matrix's last block, as matvec_int8. Throws realizar::Error (unhandled_case) for a type it
+// has no kernel for or tokens < 1.
 void matmul_dequant_mma(const DeviceMatrix& w, const void* x, float* y, int64_t ldy, const float* bias,
                         bool accumulate, int64_t tokens, cudaStream_t stream);
 
@@ -104,19 +105,17 @@ void matmul_dequant_mma_parts(const MatvecPart* parts, int count, const void* x,
                               int64_t tokens, cudaStream_t stream);
 
 // The launch shape of matmul_dequant_mma, for tests and benchmarks: CTAs of 4 warps of
-// `warp_rows` (16 or 32) rows x `tile_tokens` (32 or 128) tokens; `splits` (1..8) CTAs of one
-// thread-block cluster share a row tile and split K, adding their sums in a fixed order through
-// distributed shared memory.
+// `warp_rows` (16 or 32) rows x 32 tokens; `splits` (1..8) CTAs of one thread-block cluster share
+// a row tile and split K, adding their sums in a fixed order through distributed shared memory.
 struct MmaShape {
   int warp_rows = 32;
-  int tile_tokens = 32;
   int splits = 1;
 };
 
 // matmul_dequant_mma_parts with an explicit launch shape (throws for a shape outside the list
 // above); matmul_dequant_mma_shape gives the one matmul_dequant_mma picks for `rows` (of all
-// parts together) x `cols` at `tokens`: tiles of 32 tokens up to 64 tokens, 128 above, warp rows
-// and splits from a model of the launch's time (dequant_mma.cu).
+// parts together) x `cols` at `tokens`: the most splits that still fit one wave of CTAs, warps of
+// 32 rows when that fills at least half a wave, else of 16 (dequant_mma.cu).
 void matmul_dequant_mma_tiled(const MatvecPart* parts, int count, const void* x, bool accumulate,
                               int64_t tokens, MmaShape shape, cudaStream_t stream);
 MmaShape matmul_dequant_mma_shape(int64_t rows, int64_t cols, int64_t tokens);
