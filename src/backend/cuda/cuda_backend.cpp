@@ -32,7 +32,8 @@ constexpr int64_t kMaxStepTokens = 512;     // larger batches run as several ste
 constexpr int64_t kMatvecMaxTokens = 8;     // int8 activations: matvec up to this many tokens,
 constexpr int64_t kMmaMaxTokens = 64;       // float16 tensor-core products on the quantized
                                             // weights up to this many, above (prefill):
-                                            // dequantize + cuBLAS GEMM
+                                            // dequantize + cuBLAS GEMM (measured crossover:
+                                            // docs/perf-notes.md, "Second attempt" table)
 constexpr int64_t kMaxOutputRows = 64;      // logits rows computed per LM-head pass
 constexpr int64_t kGraphMaxTokens = 64;     // steps of at most this many tokens are graphed,
 constexpr size_t kMaxGraphs = 256;          // and at most this many graphs are held
@@ -515,17 +516,23 @@ class CudaBackend final : public Backend {
     bool halved = false;
   };
 
+  // Whether a step of `tokens` tokens multiplies weights of `type` with matmul_dequant_mma: the
+  // quantized types it has a kernel for (those of matvec_int8, matvec_reads_int8) at
+  // kMatvecMaxTokens < tokens <= kMmaMaxTokens; the float types and larger steps take linear_gemm.
+  static bool takes_mma(uint32_t type, int64_t tokens) {
+    return tokens > kMatvecMaxTokens && tokens <= kMmaMaxTokens && cuda::matvec_reads_int8(type);
+  }
+
   // y = W x (+ bias) (+ y when accumulating) for the input's rows ([tokens x W.cols]).
   void linear(const cuda::DeviceMatrix& w, LinearInput& in, float* y, int64_t ldy, const float* bias,
               bool accumulate) {
     const int64_t tokens = in.tokens;
-    const bool quantized_weights = cuda::matvec_reads_int8(w.type);
-    if (tokens <= kMatvecMaxTokens && quantized_weights) {
+    if (tokens <= kMatvecMaxTokens && cuda::matvec_reads_int8(w.type)) {
       quantize_input(in, w.cols);
       cuda::matvec_int8(w, x_q8_, y, ldy, bias, accumulate, tokens, stream_);
     } else if (tokens <= kMatvecMaxTokens) {
       cuda::matvec(w, in.x, w.cols, y, ldy, bias, accumulate, tokens, stream_);
-    } else if (tokens <= kMmaMaxTokens && quantized_weights) {
+    } else if (takes_mma(w.type, tokens)) {
       cuda::matmul_dequant_mma(w, half_input(in, w.cols), y, ldy, bias, accumulate, tokens, stream_);
     } else {
       linear_gemm(w, in, y, ldy, bias, accumulate);
@@ -555,19 +562,27 @@ class CudaBackend final : public Backend {
     return LinearInput{x, tokens, copy.q8.q != nullptr, copy.half != nullptr};
   }
 
-  // linear() of several matrices reading the same input (Q, K, V; gate, up). Consecutive int8
-  // matrices of one type share a launch.
+  // linear() of several matrices reading the same input (Q, K, V; gate, up). Consecutive
+  // matrices of one type that take the int8 matvec or the tensor-core product share a launch.
   void linear_parts(std::initializer_list<cuda::MatvecPart> parts, LinearInput& in, bool accumulate) {
+    const int64_t tokens = in.tokens;
+    const auto grouped = [&](uint32_t type) {
+      return tokens <= kMatvecMaxTokens ? cuda::matvec_reads_int8(type) : takes_mma(type, tokens);
+    };
     cuda::MatvecPart run[cuda::kMaxMatvecParts];
     int run_size = 0;
     auto flush = [&] {
       if (run_size == 0) return;
-      quantize_input(in, run[0].w.cols);
-      cuda::matvec_int8_parts(run, run_size, x_q8_, accumulate, in.tokens, stream_);
+      if (tokens <= kMatvecMaxTokens) {
+        quantize_input(in, run[0].w.cols);
+        cuda::matvec_int8_parts(run, run_size, x_q8_, accumulate, tokens, stream_);
+      } else {
+        cuda::matmul_dequant_mma_parts(run, run_size, half_input(in, run[0].w.cols), accumulate, tokens, stream_);
+      }
       run_size = 0;
     };
     for (const cuda::MatvecPart& part : parts) {
-      if (in.tokens > kMatvecMaxTokens || !cuda::matvec_reads_int8(part.w.type)) {
+      if (!grouped(part.w.type)) {
         flush();
         linear(part.w, in, part.y, part.ldy, part.bias, accumulate);
         continue;

@@ -54,7 +54,8 @@ struct InputCopy {
 // Q6_K); the float types (F32, F16, BF16) use matvec.
 bool matvec_reads_int8(uint32_t type);
 
-// One matrix of a grouped matvec: y = W x (+ bias) into y ([tokens x ldy]).
+// One matrix of a grouped product (matvec_int8_parts, matmul_dequant_mma_parts): y = W x (+ bias)
+// into y ([tokens x ldy]).
 struct MatvecPart {
   DeviceMatrix w;
   float* y = nullptr;
@@ -85,12 +86,23 @@ void matvec_int8_parts(const MatvecPart* parts, int count, ActivationsQ8 x, bool
 // w.rows, on the tensor cores (mma.sync.m16n8k16 float16, sm_80 and later), for the types
 // matvec_reads_int8 accepts. x: float16 [tokens x w.cols] (16-byte aligned); y [tokens x ldy].
 // Each weight element is turned into the float16 scale * q + offset of its block in registers
-// (one rounding) and the products are summed in float32 in a fixed order (deterministic). Reads
-// each weight byte once per 32 tokens; meant for batches of 9-64 tokens (matvec_int8 reads it
-// once per 8 but needs no tensor cores). The 2-byte aligned block types may read up to 2 bytes
-// past the matrix's last block, as matvec_int8. Unsupported types launch nothing.
+// (one rounding: scale and offset are the float16 roundings of d * sc and -dmin * m, the element
+// that of scale * q + offset) and the products are summed in float32 in a fixed order
+// (deterministic). Reads each weight byte once per tile of 32 tokens; meant for steps of 9-64
+// tokens (matvec_int8 reads it once per 8 but needs no tensor cores; above 64, dequantize_to_half
+// + cuBLAS is faster: docs/perf-notes.md, "Steps of 65-512 tokens"). Larger token counts are
+// computed correctly, tile after tile. The 2-byte aligned block types may read up to 2 bytes past
+// the matrix's last block, as matvec_int8. Throws realizar::Error (unhandled_case) for a type it
+// has no kernel for or tokens < 1.
 void matmul_dequant_mma(const DeviceMatrix& w, const void* x, float* y, int64_t ldy, const float* bias,
                         bool accumulate, int64_t tokens, cudaStream_t stream);
+
+// matmul_dequant_mma of `count` (1..kMaxMatvecParts) matrices reading the same activations, in one
+// launch (their row tiles laid end to end over the grid): Q, K and V, or gate and up. All parts
+// have the same ggml type and the same cols; part i writes parts[i].y ([tokens x parts[i].ldy])
+// with parts[i].bias. Throws for mixed types or widths.
+void matmul_dequant_mma_parts(const MatvecPart* parts, int count, const void* x, bool accumulate,
+                              int64_t tokens, cudaStream_t stream);
 
 // The launch shape of matmul_dequant_mma, for tests and benchmarks: CTAs of 4 warps of
 // `warp_rows` (16 or 32) rows x 32 tokens; `splits` (1..8) CTAs of one thread-block cluster share
@@ -100,11 +112,12 @@ struct MmaShape {
   int splits = 1;
 };
 
-// matmul_dequant_mma with an explicit launch shape; matmul_dequant_mma_shape gives the one
-// matmul_dequant_mma picks.
-void matmul_dequant_mma_tiled(const DeviceMatrix& w, const void* x, float* y, int64_t ldy,
-                              const float* bias, bool accumulate, int64_t tokens, MmaShape shape,
-                              cudaStream_t stream);
+// matmul_dequant_mma_parts with an explicit launch shape (throws for a shape outside the list
+// above); matmul_dequant_mma_shape gives the one matmul_dequant_mma picks for `rows` (of all
+// parts together) x `cols` at `tokens`: the most splits that still fit one wave of CTAs, warps of
+// 32 rows when that fills at least half a wave, else of 16 (dequant_mma.cu).
+void matmul_dequant_mma_tiled(const MatvecPart* parts, int count, const void* x, bool accumulate,
+                              int64_t tokens, MmaShape shape, cudaStream_t stream);
 MmaShape matmul_dequant_mma_shape(int64_t rows, int64_t cols, int64_t tokens);
 
 // out[r][c] = W[r][c] as float16 for rows [row_begin, row_begin + row_count): out is
