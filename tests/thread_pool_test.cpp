@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <stdexcept>
 #include <vector>
 
@@ -95,6 +96,72 @@ TEST(ThreadPool, NestedCallFromALoopBodyIsRefused) {
   ThreadPool pool(2);
   EXPECT_THAT([&] { pool.parallel_for(2, [&](int64_t, int64_t, int) { pool.parallel_for(2, [](int64_t, int64_t, int) {}); }); },
               ::testing::ThrowsMessage<Error>(::testing::HasSubstr("from inside one of its own loop bodies")));
+}
+
+TEST(ThreadPool, RunCallsTheTaskOnceOnEveryThread) {
+  ThreadPool pool(4);
+  std::vector<std::atomic<int>> calls(4);
+  pool.run([&](int thread) { calls[static_cast<size_t>(thread)]++; });
+  for (const auto& c : calls) EXPECT_EQ(c.load(), 1);
+}
+
+// Each phase, every thread writes its slot, meets the others at the barrier and reads all slots:
+// it must see every write of the phase (and none of the next, which waits for a second barrier).
+TEST(ThreadPool, BarrierMakesEveryThreadsWritesVisible) {
+  for (int threads : {1, 2, 3}) {
+    ThreadPool pool(threads);
+    std::vector<int> slots(static_cast<size_t>(threads), -1);
+    std::atomic<int> wrong{0};
+    pool.run([&](int thread) {
+      for (int phase = 0; phase < 2000; ++phase) {
+        slots[static_cast<size_t>(thread)] = phase;
+        pool.barrier();
+        for (int s : slots) wrong += s != phase;
+        pool.barrier();
+      }
+    });
+    EXPECT_EQ(wrong.load(), 0) << threads << " threads";
+  }
+}
+
+// A thread that arrives late (after the others have stopped spinning and gone to sleep) still
+// releases them.
+TEST(ThreadPool, BarrierWakesSleepingThreads) {
+  ThreadPool pool(3);
+  std::atomic<int> after{0};
+  pool.run([&](int thread) {
+    if (thread == 2) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    pool.barrier();
+    after++;
+  });
+  EXPECT_EQ(after.load(), 3);
+}
+
+// A task that throws before a barrier: the others, waiting there, are released, and run()
+// rethrows the first exception (not a hang).
+TEST(ThreadPool, ExceptionBeforeABarrierReleasesTheOthers) {
+  ThreadPool pool(3);
+  std::atomic<int> passed{0};
+  EXPECT_THAT([&] {
+    pool.run([&](int thread) {
+      if (thread == 1) throw Error("thread 1 failed");
+      pool.barrier();
+      passed++;
+    });
+  }, ::testing::ThrowsMessage<Error>(::testing::HasSubstr("thread 1 failed")));
+  EXPECT_EQ(passed.load(), 0);
+  // The pool and its barrier work afterwards.
+  pool.run([&](int) {
+    pool.barrier();
+    passed++;
+  });
+  EXPECT_EQ(passed.load(), 3);
+}
+
+TEST(ThreadPool, NestedRunIsRefused) {
+  ThreadPool pool(2);
+  EXPECT_THAT([&] { pool.run([&](int) { pool.run([](int) {}); }); },
+              ::testing::ThrowsMessage<Error>(::testing::HasSubstr("run called from inside one of its own loop bodies")));
 }
 
 TEST(ThreadPool, GlobalPoolIsUsable) {

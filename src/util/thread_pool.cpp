@@ -1,14 +1,22 @@
 #include "util/thread_pool.h"
 
 #include <algorithm>
+#include <chrono>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
 #include "realizar/error.h"
 
 namespace realizar {
 namespace {
 
-// The pool whose loop body this thread is running, to refuse nested calls instead of deadlocking.
+// The pool whose task this thread is running, to refuse nested calls instead of deadlocking.
 thread_local const ThreadPool* running_pool = nullptr;
+
+// Thrown by barrier() in the other threads once a task has thrown; never reported.
+struct Aborted {};
 
 // Chunk t of [0, n) split into `parts` contiguous chunks whose sizes differ by at most one.
 std::pair<int64_t, int64_t> chunk_bounds(int64_t n, int parts, int t) {
@@ -16,6 +24,35 @@ std::pair<int64_t, int64_t> chunk_bounds(int64_t n, int parts, int t) {
   const int64_t extra = n % parts;  // the first `extra` chunks get one more index
   const int64_t begin = t * base + std::min<int64_t>(t, extra);
   return {begin, begin + base + (t < extra ? 1 : 0)};
+}
+
+void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#endif
+}
+
+// Returns once `done()` is true, re-checked whenever `word` changes from the value it held:
+// spins for up to kSpinNanoseconds, then sleeps in word.wait (counted in `sleepers`).
+template <typename Done>
+void wait_until(const std::atomic<uint32_t>& word, std::atomic<uint32_t>& sleepers, Done done) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::nanoseconds(ThreadPool::kSpinNanoseconds);
+  for (int spins = 0; !done(); ++spins) {
+    if (spins % 64 != 63 || std::chrono::steady_clock::now() < deadline) {
+      cpu_relax();
+      continue;
+    }
+    const uint32_t seen = word.load(std::memory_order_seq_cst);
+    sleepers.fetch_add(1, std::memory_order_seq_cst);
+    // A waker changes `word` before it reads `sleepers` (both sequentially consistent): either it
+    // sees this sleeper and notifies, or this load sees its change.
+    if (!done() && word.load(std::memory_order_seq_cst) == seen) word.wait(seen, std::memory_order_seq_cst);
+    sleepers.fetch_sub(1, std::memory_order_seq_cst);
+  }
+}
+
+void wake_all(std::atomic<uint32_t>& word, const std::atomic<uint32_t>& sleepers) {
+  if (sleepers.load(std::memory_order_seq_cst) != 0) word.notify_all();
 }
 
 }  // namespace
@@ -29,7 +66,7 @@ ThreadPool::ThreadPool(int n_threads) {
 
 ThreadPool::~ThreadPool() {
   stopping_ = true;
-  generation_.fetch_add(1, std::memory_order_release);
+  generation_.fetch_add(1, std::memory_order_seq_cst);
   generation_.notify_all();
   for (std::thread& worker : workers_) worker.join();
 }
@@ -42,49 +79,71 @@ ThreadPool& ThreadPool::global() {
 void ThreadPool::parallel_for(int64_t n, const Body& body) {
   if (running_pool == this) fail("ThreadPool::parallel_for called from inside one of its own loop bodies");
   if (n <= 0) return;
+  run([&](int thread_index) {
+    const auto [begin, end] = chunk_bounds(n, size(), thread_index);
+    if (begin < end) body(begin, end, thread_index);
+  });
+}
+
+void ThreadPool::run(const Task& task) {
+  if (running_pool == this) fail("ThreadPool::run called from inside one of its own loop bodies");
   std::lock_guard call_lock(call_mutex_);
-  body_ = &body;
-  n_ = n;
+  task_ = &task;
   first_error_ = nullptr;
-  workers_busy_.store(static_cast<int32_t>(workers_.size()), std::memory_order_relaxed);
-  generation_.fetch_add(1, std::memory_order_release);  // publishes body_, n_ to the workers
-  generation_.notify_all();
-  run_chunk(0);
-  wait_for_workers();
-  body_ = nullptr;
+  workers_busy_.store(static_cast<uint32_t>(workers_.size()), std::memory_order_relaxed);
+  generation_.fetch_add(1, std::memory_order_seq_cst);  // publishes task_ to the workers
+  wake_all(generation_, sleepers_);
+  run_task(0);
+  wait_until(workers_busy_, sleepers_, [this] { return workers_busy_.load(std::memory_order_acquire) == 0; });
+  task_ = nullptr;
+  aborted_.store(false, std::memory_order_relaxed);
+  barrier_arrived_.store(0, std::memory_order_relaxed);
   if (first_error_) std::rethrow_exception(first_error_);
 }
 
-void ThreadPool::wait_for_workers() {
-  for (int32_t busy = workers_busy_.load(std::memory_order_acquire); busy != 0;
-       busy = workers_busy_.load(std::memory_order_acquire)) {
-    workers_busy_.wait(busy, std::memory_order_acquire);
+void ThreadPool::barrier() {
+  if (workers_.empty()) return;
+  const uint32_t phase = barrier_phase_.load(std::memory_order_acquire);
+  if (aborted_.load(std::memory_order_acquire)) throw Aborted{};
+  if (barrier_arrived_.fetch_add(1, std::memory_order_acq_rel) + 1 == static_cast<uint32_t>(size())) {
+    barrier_arrived_.store(0, std::memory_order_relaxed);
+    barrier_phase_.fetch_add(1, std::memory_order_seq_cst);  // releases everyone's writes
+    wake_all(barrier_phase_, sleepers_);
+    return;
   }
+  // An abort bumps the phase too (a futex waiter wakes only for a changed value): check it first.
+  wait_until(barrier_phase_, sleepers_, [&] { return barrier_phase_.load(std::memory_order_acquire) != phase; });
+  if (aborted_.load(std::memory_order_acquire)) throw Aborted{};
 }
 
-void ThreadPool::run_chunk(int thread_index) noexcept {
-  const auto [begin, end] = chunk_bounds(n_, size(), thread_index);
-  if (begin == end) return;
+void ThreadPool::run_task(int thread_index) noexcept {
   running_pool = this;
   try {
-    (*body_)(begin, end, thread_index);
+    (*task_)(thread_index);
+  } catch (const Aborted&) {
+    // Another thread's task threw first; its exception is the one reported.
   } catch (...) {
-    std::lock_guard error_lock(error_mutex_);
-    if (!first_error_) first_error_ = std::current_exception();
+    {
+      std::lock_guard error_lock(error_mutex_);
+      if (!first_error_) first_error_ = std::current_exception();
+    }
+    aborted_.store(true, std::memory_order_seq_cst);
+    barrier_phase_.fetch_add(1, std::memory_order_seq_cst);
+    barrier_phase_.notify_all();  // threads waiting at a barrier wake and see aborted_
   }
   running_pool = nullptr;
 }
 
 void ThreadPool::worker_loop(int thread_index) {
-  // The generation at construction: a job (or the shutdown) published before this thread got
+  // The generation at construction: a task (or the shutdown) published before this thread got
   // here has already bumped it, and must not be missed.
   uint32_t seen = 0;
   while (true) {
-    generation_.wait(seen, std::memory_order_acquire);  // returns once the generation changed
+    wait_until(generation_, sleepers_, [&] { return generation_.load(std::memory_order_acquire) != seen; });
     seen = generation_.load(std::memory_order_acquire);
     if (stopping_) return;
-    run_chunk(thread_index);
-    if (workers_busy_.fetch_sub(1, std::memory_order_acq_rel) == 1) workers_busy_.notify_one();
+    run_task(thread_index);
+    if (workers_busy_.fetch_sub(1, std::memory_order_acq_rel) == 1) wake_all(workers_busy_, sleepers_);
   }
 }
 
