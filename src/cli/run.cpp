@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "backend/cpu/cpu_backend.h"
 #include "cli/command.h"
 #include "cli/prompt.h"
 #include "realizar/engine.h"
@@ -31,9 +32,12 @@ int run_generation(RunArgs& args) {
   options.context_length = args.context;
   options.threads = args.threads;
   Engine engine(args.model, options);
+  // "on cpu (avx512-vnni)": the CPU backend's kernel set is chosen at run time.
+  const std::string device = engine.device_name() == "cpu"
+                                 ? fmt::format("cpu ({})", cpu_kernel_set_name())
+                                 : std::string(engine.device_name());
   std::fprintf(stderr, "apr: %s on %s, context %lld tokens\n",
-               engine.model().config.architecture_name.c_str(),
-               std::string(engine.device_name()).c_str(),
+               engine.model().config.architecture_name.c_str(), device.c_str(),
                static_cast<long long>(engine.context_length()));
 
   args.generation.sampling.seed = args.seed ? *args.seed : std::random_device{}();
