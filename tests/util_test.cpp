@@ -58,6 +58,24 @@ TEST(Progress, FormatsAmountsInDecimalUnits) {
   EXPECT_EQ(Progress::format_amount(42, Progress::Unit::Items), "42");
 }
 
+// A note is a line of its own; off a terminal it never carries control codes.
+TEST(Progress, NotesArePlainLinesOffATerminal) {
+  testing::TempDir dir;
+  const auto path = dir / "out.txt";
+  std::FILE* out = std::fopen(path.c_str(), "w");
+  ASSERT_NE(out, nullptr);
+  {
+    Progress progress("get", 10, Progress::Unit::Bytes, out);
+    progress.note("apr: retrying");
+    progress.update(10);
+    progress.finish(/*always_report=*/true);
+  }
+  std::fclose(out);
+  const std::string text = testing::read_file(path);
+  EXPECT_THAT(text, ::testing::StartsWith("apr: retrying\nget: 100% 10 B / 10 B, "));
+  EXPECT_EQ(text.find('\r'), std::string::npos);
+}
+
 TEST(Progress, QuickWorkPrintsNothingUnlessAskedAndPlainOutputHasNoControlCodes) {
   testing::TempDir dir;
   const auto path = dir / "out.txt";

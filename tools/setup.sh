@@ -9,7 +9,9 @@ sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 packages=(
   build-essential cmake ninja-build ccache pkg-config python3 python3-pip
   nlohmann-json3-dev libcpp-httplib-dev libcli11-dev libpcre2-dev libutf8proc-dev
-  libfmt-dev libspdlog-dev libssl-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libfmt-dev libspdlog-dev libssl-dev libcurl4-openssl-dev libgtest-dev libgmock-dev
+  libbenchmark-dev libreadline-dev
+  tmux  # tests/python/test_chat.py drives `apr chat` in a terminal
 )
 missing=()
 for p in "${packages[@]}"; do

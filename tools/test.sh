@@ -14,5 +14,5 @@ ctest --test-dir build -j "$jobs" --output-on-failure
 
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DREALIZAR_SANITIZE=ON \
       -DREALIZAR_CUDA=OFF -DREALIZAR_BENCH=OFF
-cmake --build build-asan -j "$jobs" --target apr gguf_test inspect_test
+cmake --build build-asan -j "$jobs" --target apr gguf_test gguf_split_test inspect_test
 ctest --test-dir build-asan -j "$jobs" --output-on-failure -R '^Gguf'

@@ -19,6 +19,16 @@
 //    contain such tokens). to_json() replaces invalid sequences with U+FFFD.
 //  - `general.alignment` must be a UINT32 power of two (llama.cpp reads it with gguf_get_val_u32).
 //  - arrays may nest at most 16 deep (a guard against stack exhaustion; real files nest 0 or 1).
+//
+// Split models (llama.cpp's gguf-split, and gguf-py's GGUFWriter with split_max_tensors/size):
+// parts named NAME-00001-of-0000N.gguf ... NAME-0000N-of-0000N.gguf, each a complete GGUF file
+// holding its own tensors' infos and data, with the keys split.no (0-based part number),
+// split.count (N) and split.tensors.count (tensors in all parts); the other metadata is in the
+// first part only.
+// File::open of the first part opens every part and presents one tensor table, as llama.cpp's
+// llama_model_loader does. Errors: a missing part, a part whose split.no / split.count disagree
+// with its name, split.tensors.count not matching the tensors found, a tensor in two parts, and
+// opening a part other than the first (the message names the first).
 #pragma once
 
 #include <cstdint>
@@ -123,14 +133,24 @@ struct TensorInfo {
   uint64_t offset = 0;      // bytes from the start of the data section
   uint64_t n_elements = 0;  // product of dims
   uint64_t n_bytes = 0;     // row_bytes(type, dims[0]) * dims[1] * ... (no padding)
-  uint64_t header_offset = 0;  // where this tensor info starts in the file (for messages)
+  uint64_t header_offset = 0;  // where this tensor info starts in its file (for messages)
+  uint32_t part = 0;           // index into File::parts() of the file holding it (0 unless split)
 };
 
-// A GGUF file opened read-only and memory-mapped. Movable, not copyable; unmaps on destruction.
-// Tensor data pointers stay valid while the File lives.
+// One file of a model: the only one, or one part of a split model.
+struct FilePart {
+  std::filesystem::path path;
+  uint64_t size = 0;         // bytes
+  uint64_t data_offset = 0;  // start of this file's data section (tensor offsets count from it)
+};
+
+// A GGUF model opened read-only and memory-mapped: one file, or every part of a split model (see
+// the top of this file). Movable, not copyable; unmaps on destruction. Tensor data pointers stay
+// valid while the File lives.
 class File {
  public:
-  // Maps and validates the whole header (throws realizar::Error, see the top of this file).
+  // Maps and validates the whole header of `path`, and of the other parts when it is the first
+  // part of a split model (throws realizar::Error, see the top of this file).
   static File open(const std::filesystem::path& path);
 
   File(File&& other) noexcept;
@@ -139,13 +159,15 @@ class File {
   File& operator=(const File&) = delete;
   ~File();
 
-  const std::filesystem::path& path() const { return path_; }
+  const std::filesystem::path& path() const { return parts_.front().path; }  // the first part
   uint32_t version() const { return version_; }
-  uint64_t alignment() const { return alignment_; }
-  uint64_t file_size() const { return size_; }
-  uint64_t data_offset() const { return data_offset_; }  // start of the data section
+  uint64_t alignment() const { return alignment_; }  // of the first part
+  uint64_t file_size() const;                        // bytes of all parts together
+  uint64_t data_offset() const { return parts_.front().data_offset; }  // of the first part
+  // The files in part order: one unless the model is split.
+  const std::vector<FilePart>& parts() const { return parts_; }
 
-  // All key/value pairs in file order.
+  // All key/value pairs in file order (of the first part, which holds them for a split model).
   const std::vector<std::pair<std::string, Value>>& metadata() const { return metadata_; }
   const Value* find(std::string_view key) const;  // nullptr when absent
 
@@ -168,26 +190,32 @@ class File {
   std::vector<float> get_float_array(std::string_view key) const;
   std::vector<int64_t> get_int_array(std::string_view key) const;
 
-  // Tensors in file order.
+  // Tensors in file order (part by part for a split model).
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
   const TensorInfo* find_tensor(std::string_view name) const;  // nullptr when absent
   const TensorInfo& tensor(std::string_view name) const;       // throws naming the tensor
-  // Start of the tensor's bytes in the mapping (n_bytes long).
+  // Start of the tensor's bytes in its part's mapping (n_bytes long).
   const uint8_t* tensor_data(const TensorInfo& info) const;
 
  private:
+  struct Mapping {
+    const uint8_t* bytes = nullptr;
+    uint64_t size = 0;
+  };
+
   File() = default;
+  static File open_one(const std::filesystem::path& path);  // a single file, split keys ignored
+  void open_other_parts();  // when this is the first part of a split model (split.cpp)
+  void adopt_part(File part, uint32_t index);
   void unmap();
   const Value& require(std::string_view key) const;
   [[noreturn]] void fail_key(std::string_view key, const Value& value,
                              std::string_view expected) const;
 
-  std::filesystem::path path_;
-  const uint8_t* bytes_ = nullptr;
-  uint64_t size_ = 0;
+  std::vector<FilePart> parts_;   // never empty once opened
+  std::vector<Mapping> mappings_;  // one per part
   uint32_t version_ = 0;
   uint64_t alignment_ = kDefaultAlignment;
-  uint64_t data_offset_ = 0;
   std::vector<std::pair<std::string, Value>> metadata_;
   std::map<std::string, size_t, std::less<>> metadata_index_;
   std::vector<TensorInfo> tensors_;
@@ -195,6 +223,10 @@ class File {
 
   friend class Parser;
 };
+
+// The name of part `index` (0-based) of a model split in `count` parts:
+// "{prefix}-{index + 1:05}-of-{count:05}.gguf" (llama.cpp's llama_split_path).
+std::string split_part_path(std::string_view prefix, uint64_t index, uint64_t count);
 
 // Writes a GGUF file in one pass without holding tensor data in memory:
 //   Writer w(path);  w.set(...)...;  w.add_tensor(...)...;  w.write_header();
@@ -211,6 +243,8 @@ class Writer {
   Writer(const Writer&) = delete;
   Writer& operator=(const Writer&) = delete;
   ~Writer();
+
+  const std::filesystem::path& path() const { return path_; }
 
   // Adds a key in insertion order; a duplicate key throws. `general.alignment` must be a UINT32
   // power of two.

@@ -77,6 +77,17 @@ class Tokenizer {
   // User-defined tokens are always matched. Invalid UTF-8 bytes are encoded as bytes.
   std::vector<int32_t> encode(std::string_view text, bool add_special, bool parse_special) const;
 
+  // A byte range [begin, end) of a text.
+  struct TextRange {
+    size_t begin;
+    size_t end;
+  };
+  // encode(text, add_special, parse_special = true), except that no control token is matched
+  // where it would overlap one of `plain` (sorted, disjoint): the parts of a rendered chat
+  // prompt that hold what users wrote stay text there (user-defined tokens still match).
+  std::vector<int32_t> encode_with_plain_ranges(std::string_view text, bool add_special,
+                                                std::span<const TextRange> plain) const;
+
   // Token ids → UTF-8 text; control tokens render as their text. Byte sequences that are not
   // valid UTF-8 become U+FFFD (one per maximal invalid subpart, like Python's errors="replace").
   // Throws on an id outside [0, vocab_size).
@@ -105,6 +116,8 @@ class Tokenizer {
   bool strips_leading_space() const;
 
  private:
+  std::vector<int32_t> encode_segments(std::string_view text, bool add_special, bool parse_special,
+                                       std::span<const TextRange> plain) const;
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

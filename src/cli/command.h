@@ -24,6 +24,10 @@ bool register_command(Command command);
 
 const std::vector<Command>& registered_commands();
 
+// The help text of every MODEL argument (resolved by hub::resolve_model).
+inline constexpr const char* kModelHelp =
+    "GGUF file or model reference: OWNER/REPO[:QUANT][@REVISION] or an alias (apr pull --help)";
+
 // Option checks for numbers. CLI11's PositiveNumber and NonNegativeNumber report a bad value as
 // "not in range 0.000000 to 1797...(300 digits)"; these say what is wanted instead.
 extern const CLI::Validator kPositive;     // a number greater than 0

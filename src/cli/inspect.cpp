@@ -1,4 +1,4 @@
-// apr inspect MODEL.gguf [--json] [--ctx N]: what a GGUF model is and what it needs to run.
+// apr inspect MODEL [--json] [--ctx N]: what a GGUF model is and what it needs to run.
 #include <fmt/format.h>
 
 #include <memory>
@@ -7,6 +7,7 @@
 #include "cli/command.h"
 #include "realizar/error.h"
 #include "realizar/gguf.h"
+#include "realizar/hub.h"
 #include "realizar/model.h"
 #include "realizar/tokenizer_gguf.h"
 
@@ -122,11 +123,11 @@ void print_text(const json& r) {
 
 CommandRunner setup(CLI::App& app) {
   auto args = std::make_shared<InspectArgs>();
-  app.add_option("model", args->path, "GGUF model file")->required();
+  app.add_option("model", args->path, kModelHelp)->required();
   app.add_flag("--json", args->json, "print one JSON object instead of text");
   app.add_option("--ctx", args->ctx, "context length for the KV cache size (default: the model's)");
   return [args] {
-    const gguf::File file = gguf::File::open(args->path);
+    const gguf::File file = gguf::File::open(hub::resolve_model(args->path));
     const json report = describe(file, args->ctx);
     if (args->json) {
       fmt::print("{}\n", report.dump(1, ' ', false, json::error_handler_t::replace));

@@ -13,6 +13,7 @@
 #include "kv/kv_manager.h"
 #include "realizar/engine.h"
 #include "realizar/error.h"
+#include "realizar/hub.h"
 
 namespace realizar::cli {
 namespace {
@@ -28,7 +29,7 @@ struct PerplexityArgs {
 
 int run_perplexity(const PerplexityArgs& args) {
   const std::string text = read_text_file(args.text_file);
-  const std::unique_ptr<Model> model = Model::load(args.model);
+  const std::unique_ptr<Model> model = Model::load(hub::resolve_model(args.model));
   check_perplexity_context(args.context, model->config.context_length);
   const std::vector<int32_t> tokens = perplexity_tokens(model->tokenizer, text);
 
@@ -63,10 +64,10 @@ int run_perplexity(const PerplexityArgs& args) {
 }
 
 const bool registered = register_command({
-    "perplexity", "Perplexity of a model over a text file (llama-perplexity's method)",
+    "perplexity", "measure a model's perplexity over a text file (llama-perplexity's method)",
     [](CLI::App& app) -> CommandRunner {
       auto args = std::make_shared<PerplexityArgs>();
-      app.add_option("model", args->model, "GGUF model file")->required();
+      app.add_option("model", args->model, kModelHelp)->required();
       app.add_option("file", args->text_file, "text file to score")->required();
       app.add_option("-c,--ctx", args->context, "tokens per window")->check(kPositive);
       app.add_option("--chunks", args->chunks, "windows to score (0: all)")

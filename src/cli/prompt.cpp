@@ -10,8 +10,11 @@ namespace realizar::cli {
 void add_chat_options(CLI::App& app, ChatArgs& args) {
   app.add_flag("--chat", args.chat, "wrap the prompt in the model's chat template");
   app.add_option("--system", args.system, "system message (with --chat)");
-  app.add_option("--chat-template", args.template_name,
-                 "use this chat template instead of the model's")
+  add_chat_template_option(app, args.template_name);
+}
+
+void add_chat_template_option(CLI::App& app, std::optional<std::string>& template_name) {
+  app.add_option("--chat-template", template_name, "use this chat template instead of the model's")
       ->check(CLI::IsMember(chat_template_names()));
 }
 

@@ -1,4 +1,4 @@
-// The --chat options of `apr run` and `apr tokenize`, and the prompt they make (through
+// The --chat options of `apr run` (and --chat-template, which `apr chat` shares), and the prompt they make (through
 // realizar/prompt.h, the one place that renders prompts).
 #pragma once
 
@@ -19,6 +19,8 @@ struct ChatArgs {
 };
 
 void add_chat_options(CLI::App& app, ChatArgs& args);
+// --chat-template NAME (one of chat_template_names()).
+void add_chat_template_option(CLI::App& app, std::optional<std::string>& template_name);
 
 // Token ids for `text`: text_prompt() without --chat; with --chat, chat_prompt() of a user message
 // (after the system message if given). Prints the template's warning to stderr, if any.

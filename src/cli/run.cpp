@@ -1,15 +1,15 @@
-// apr run MODEL -p PROMPT [-n N] [sampling options] [--chat [--system S]] [--device D] [--ctx N]
+// apr run MODEL -p PROMPT [-n N] [sampling options] [--chat [--system S]] [--device D] [--ctx N] [-t N]
 #include <cstdio>
 #include <memory>
-#include <random>
 
 #include <fmt/format.h>
 
-#include "backend/cpu/cpu_backend.h"
 #include "cli/command.h"
+#include "cli/options.h"
 #include "cli/prompt.h"
 #include "realizar/engine.h"
 #include "realizar/error.h"
+#include "realizar/hub.h"
 
 namespace realizar::cli {
 namespace {
@@ -19,28 +19,18 @@ struct RunArgs {
   std::string prompt;
   ChatArgs chat;
   GenerationOptions generation;
-  std::optional<uint64_t> seed;
-  std::string device = "auto";
+  SamplingArgs sampling;
+  DeviceArgs device;
   int64_t context = 0;
-  int threads = 0;
 };
 
 int run_generation(RunArgs& args) {
   if (args.prompt.empty()) fail("the prompt is empty (give one with -p)");
-  EngineOptions options;
-  options.device = parse_device(args.device);
-  options.context_length = args.context;
-  options.threads = args.threads;
-  Engine engine(args.model, options);
-  // "on cpu (avx512-vnni)": the CPU backend's kernel set is chosen at run time.
-  const std::string device = engine.device_name() == "cpu"
-                                 ? fmt::format("cpu ({})", cpu_kernel_set_name())
-                                 : std::string(engine.device_name());
-  std::fprintf(stderr, "apr: %s on %s, context %lld tokens\n",
-               engine.model().config.architecture_name.c_str(), device.c_str(),
-               static_cast<long long>(engine.context_length()));
+  const std::filesystem::path model = hub::resolve_model(args.model);
+  Engine engine(model, engine_options(args.device, args.context));
+  print_engine_line(engine, model.string());
 
-  args.generation.sampling.seed = args.seed ? *args.seed : std::random_device{}();
+  args.generation.sampling = sampling_params(args.sampling);
   const std::vector<int32_t> prompt = tokenize_prompt(engine.tokenizer(), args.prompt, args.chat);
   const auto print = [](std::string_view text) {
     std::fwrite(text.data(), 1, text.size(), stdout);
@@ -69,36 +59,20 @@ int run_generation(RunArgs& args) {
 }
 
 const bool registered = register_command({
-    "run", "Generate text from a prompt, streaming it to standard output",
+    "run", "generate text from a prompt, streaming it to standard output",
     [](CLI::App& app) -> CommandRunner {
       auto args = std::make_shared<RunArgs>();
-      SamplingParams& s = args->generation.sampling;
-      app.add_option("model", args->model, "GGUF model file")->required();
+      app.add_option("model", args->model, kModelHelp)->required();
       app.add_option("-p,--prompt", args->prompt, "the prompt")->required();
       app.add_option("-n,--max-tokens", args->generation.max_tokens, "tokens to generate")
-          ->check(kPositive);
-      app.add_option("--temp", s.temperature, "temperature (0: greedy)")
-          ->check(kNonNegative);
-      app.add_option("--top-k", s.top_k, "keep the K most likely tokens (0: off)")
-          ->check(kNonNegative);
-      app.add_option("--top-p", s.top_p, "nucleus sampling threshold (1: off)")
-          ->check(CLI::Range(0.0, 1.0));
-      app.add_option("--min-p", s.min_p, "drop tokens below M x the top probability (0: off)")
-          ->check(CLI::Range(0.0, 1.0));
-      app.add_option("--repeat-penalty", s.repeat_penalty, "penalty for repeated tokens (1: off)")
-          ->check(kPositive);
-      app.add_option("--presence-penalty", s.presence_penalty, "presence penalty");
-      app.add_option("--frequency-penalty", s.frequency_penalty, "frequency penalty");
-      app.add_option("--seed", args->seed, "random seed (default: random)");
+          ->check(kPositive)
+          ->capture_default_str();
+      add_sampling_options(app, args->sampling);
       app.add_option("--stop", args->generation.stop, "stop before this string (repeatable)");
       app.add_flag("--ignore-eos", args->generation.ignore_eos, "keep generating after EOS");
       add_chat_options(app, args->chat);
-      app.add_option("--device", args->device, "auto, cpu, cuda or reference")
-          ->check(CLI::IsMember({"auto", "cpu", "cuda", "reference"}));
-      app.add_option("--ctx", args->context, "context length in tokens (default: min(model, 4096))")
-          ->check(kPositive);
-      app.add_option("-t,--threads", args->threads, "CPU threads (0: all cores)")
-          ->check(kNonNegative);
+      add_device_options(app, args->device);
+      add_context_option(app, args->context);
       return [args] { return run_generation(*args); };
     }});
 

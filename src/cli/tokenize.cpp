@@ -7,6 +7,7 @@
 #include "cli/text_file.h"
 #include "realizar/error.h"
 #include "realizar/gguf.h"
+#include "realizar/hub.h"
 #include "realizar/tokenizer.h"
 #include "realizar/tokenizer_gguf.h"
 
@@ -23,7 +24,7 @@ struct TokenizeArgs {
 };
 
 int run_tokenize(const TokenizeArgs& args) {
-  const gguf::File file = gguf::File::open(args.model);
+  const gguf::File file = gguf::File::open(hub::resolve_model(args.model));
   const Tokenizer tokenizer(tokenizer_spec_from_gguf(file));
   const std::string text = args.text ? *args.text : read_text_file(*args.file);
   const std::vector<int32_t> ids = tokenizer.encode(text, args.bos, args.special);
@@ -43,10 +44,10 @@ int run_tokenize(const TokenizeArgs& args) {
 }
 
 const bool registered = register_command({
-    "tokenize", "Print the token ids of a text under a model's tokenizer",
+    "tokenize", "print the token ids of a text under a model's tokenizer",
     [](CLI::App& app) -> CommandRunner {
       auto args = std::make_shared<TokenizeArgs>();
-      app.add_option("model", args->model, "GGUF model file")->required();
+      app.add_option("model", args->model, kModelHelp)->required();
       auto* text = app.add_option("--text", args->text, "the text");
       auto* file = app.add_option("--file", args->file, "read the text from this file");
       text->excludes(file);

@@ -5,6 +5,7 @@
 #include "realizar/convert.h"
 #include "realizar/error.h"
 #include "realizar/quant.h"
+#include "util/progress.h"
 #include "util/thread_pool.h"
 
 namespace realizar {
@@ -37,8 +38,12 @@ void encode_rows(const TensorPlan& plan, int64_t first, int64_t count, uint8_t* 
   }
 }
 
+uint64_t encoded_bytes(const TensorPlan& plan) {
+  return row_bytes(plan.type, plan.dims[0]) * static_cast<uint64_t>(plan.row_count());
+}
+
 void write_tensor_data(gguf::Writer& writer, const TensorPlan& plan, ThreadPool& pool,
-                       std::vector<std::vector<float>>& scratch) {
+                       std::vector<std::vector<float>>& scratch, Progress& progress) {
   const int64_t rows = plan.row_count();
   const int64_t ne0 = static_cast<int64_t>(plan.dims[0]);
   const uint64_t bytes_per_row = row_bytes(plan.type, plan.dims[0]);
@@ -52,6 +57,7 @@ void write_tensor_data(gguf::Writer& writer, const TensorPlan& plan, ThreadPool&
                   scratch[static_cast<size_t>(thread)]);
     });
     writer.append({encoded.data(), static_cast<size_t>(count * bytes_per_row)});
+    progress.advance(static_cast<uint64_t>(count) * bytes_per_row);
   }
   writer.end_tensor();
 }
@@ -65,13 +71,19 @@ int64_t TensorPlan::row_count() const {
 }
 
 void write_tensors(gguf::Writer& writer, std::vector<TensorPlan> plans, ThreadPool& pool) {
+  uint64_t total = 0;
   for (const TensorPlan& plan : plans) {
     check_plan(plan);
     writer.add_tensor(plan.name, plan.type, plan.dims);
+    total += encoded_bytes(plan);
   }
   writer.write_header();
   std::vector<std::vector<float>> scratch(static_cast<size_t>(pool.size()));
-  for (const TensorPlan& plan : plans) write_tensor_data(writer, plan, pool, scratch);
+  // Bytes of tensor data written (produced and encoded on the way): the slow part of convert,
+  // quantize and synth.
+  Progress progress("writing " + writer.path().filename().string(), total, Progress::Unit::Bytes);
+  for (const TensorPlan& plan : plans) write_tensor_data(writer, plan, pool, scratch, progress);
+  progress.finish();
   writer.finish();
 }
 

@@ -338,14 +338,17 @@ void Scheduler::finish(Live& r, FinishReason reason, const std::string& error) {
     s.prompt_seconds = r.admitted ? seconds_between(r.scheduled, first) : 0;
     s.decode_seconds = seconds_between(first, r.last_token);
   }
+  {  // counted before the reader can see the last event, so the two always agree
+    std::lock_guard lock(metrics_mutex_);
+    publish_kv_locked();
+    ++metrics_.requests_finished[finish_reason_name(reason)];
+    if (reason != FinishReason::Cancelled) metrics_.e2e_request_latency.observe(s.total_seconds);
+  }
   r.event.finish = reason;
   r.event.error = error;
   r.event.stats = s;
   r.event.time = now;
   r.channel->push(std::move(r.event));
-  std::lock_guard lock(metrics_mutex_);
-  ++metrics_.requests_finished[finish_reason_name(reason)];
-  if (reason != FinishReason::Cancelled) metrics_.e2e_request_latency.observe(s.total_seconds);
 }
 
 void Scheduler::drop_finished() {
@@ -365,6 +368,10 @@ void Scheduler::publish_metrics() {
     std::lock_guard inbox(inbox_mutex_);
     metrics_.requests_waiting = static_cast<int64_t>(waiting_count_);
   }
+  publish_kv_locked();
+}
+
+void Scheduler::publish_kv_locked() {
   metrics_.kv_blocks_total = kv_.block_count();
   metrics_.kv_blocks_used = kv_.used_block_count();
   metrics_.kv_blocks_free = kv_.free_block_count();

@@ -57,6 +57,7 @@ class Scheduler {
   void finish(Live& r, FinishReason reason, const std::string& error = {});
   void drop_finished();
   void publish_metrics();
+  void publish_kv_locked();  // the KV pool's counts into metrics_ (metrics_mutex_ held)
 
   std::unique_ptr<Backend> backend_;
   KvManager kv_;

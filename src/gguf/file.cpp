@@ -51,12 +51,10 @@ File::File(File&& other) noexcept { *this = std::move(other); }
 File& File::operator=(File&& other) noexcept {
   if (this == &other) return *this;
   unmap();
-  path_ = std::move(other.path_);
-  bytes_ = std::exchange(other.bytes_, nullptr);
-  size_ = std::exchange(other.size_, 0);
+  parts_ = std::move(other.parts_);
+  mappings_ = std::exchange(other.mappings_, {});
   version_ = other.version_;
   alignment_ = other.alignment_;
-  data_offset_ = other.data_offset_;
   metadata_ = std::move(other.metadata_);
   metadata_index_ = std::move(other.metadata_index_);
   tensors_ = std::move(other.tensors_);
@@ -73,12 +71,12 @@ const Value* File::find(std::string_view key) const {
 
 const Value& File::require(std::string_view key) const {
   const Value* value = find(key);
-  if (value == nullptr) fail("{}: metadata key '{}' is missing", path_.string(), key);
+  if (value == nullptr) fail("{}: metadata key '{}' is missing", path().string(), key);
   return *value;
 }
 
 void File::fail_key(std::string_view key, const Value& value, std::string_view expected) const {
-  fail("{}: metadata key '{}' is {} = {}, expected {}", path_.string(), key,
+  fail("{}: metadata key '{}' is {} = {}, expected {}", path().string(), key,
        value_type_name(value.type()), value.to_string(8), expected);
 }
 
@@ -178,12 +176,18 @@ const TensorInfo* File::find_tensor(std::string_view name) const {
 
 const TensorInfo& File::tensor(std::string_view name) const {
   const TensorInfo* info = find_tensor(name);
-  if (info == nullptr) fail("{}: tensor '{}' is missing", path_.string(), name);
+  if (info == nullptr) fail("{}: tensor '{}' is missing", path().string(), name);
   return *info;
 }
 
 const uint8_t* File::tensor_data(const TensorInfo& info) const {
-  return bytes_ + data_offset_ + info.offset;
+  return mappings_[info.part].bytes + parts_[info.part].data_offset + info.offset;
+}
+
+uint64_t File::file_size() const {
+  uint64_t total = 0;
+  for (const FilePart& part : parts_) total += part.size;
+  return total;
 }
 
 }  // namespace realizar::gguf

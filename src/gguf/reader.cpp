@@ -68,14 +68,18 @@ MappedBytes map_file(const std::filesystem::path& path) {
 // Fills a File from its mapped bytes; each step validates what it reads.
 class Parser {
  public:
-  explicit Parser(File& file) : file_(file), cursor_(file.path_.string(), file.bytes_, file.size_) {}
+  // Parses the file's only part (File::open_one).
+  explicit Parser(File& file)
+      : file_(file),
+        part_(file.parts_.front()),
+        cursor_(part_.path.string(), file.mappings_.front().bytes, part_.size) {}
 
   void parse() {
     read_preamble();
     read_metadata();
     read_alignment();
     read_tensor_infos();
-    file_.data_offset_ = align_up(cursor_.offset());
+    part_.data_offset = align_up(cursor_.offset());
     check_tensor_data();
   }
 
@@ -261,8 +265,8 @@ class Parser {
 
   // Each tensor's data must be aligned, inside the file and disjoint from the others.
   void check_tensor_data() {
-    const uint64_t data_offset = file_.data_offset_;
-    const uint64_t available = file_.size_ > data_offset ? file_.size_ - data_offset : 0;
+    const uint64_t data_offset = part_.data_offset;
+    const uint64_t available = part_.size > data_offset ? part_.size - data_offset : 0;
     for (const TensorInfo& info : file_.tensors_) {
       cursor_.set_context(fmt::format("tensor '{}'", info.name));
       if (info.offset % file_.alignment_ != 0) {
@@ -274,7 +278,7 @@ class Parser {
         const auto begin = static_cast<unsigned __int128>(data_offset) + info.offset;
         cursor_.fail_at(info.header_offset,
                         "data [{}, {}) extends past the end of the file (size {})", begin,
-                        begin + info.n_bytes, file_.size_);
+                        begin + info.n_bytes, part_.size);
       }
     }
     std::vector<const TensorInfo*> by_offset;
@@ -297,26 +301,27 @@ class Parser {
   }
 
   File& file_;
+  FilePart& part_;
   Cursor cursor_;
   uint64_t tensor_count_ = 0;
   uint64_t metadata_count_ = 0;
   std::vector<uint64_t> metadata_offsets_;  // file offset of each metadata pair
 };
 
-File File::open(const std::filesystem::path& path) {
+File File::open_one(const std::filesystem::path& path) {
   File file;
-  file.path_ = path;
   const MappedBytes mapped = map_file(path);
-  file.bytes_ = mapped.bytes;
-  file.size_ = mapped.size;
+  file.parts_.push_back(FilePart{path, mapped.size, 0});
+  file.mappings_.push_back(Mapping{mapped.bytes, mapped.size});
   Parser(file).parse();  // on error, `file` unmaps as the exception leaves
   return file;
 }
 
 void File::unmap() {
-  if (bytes_ != nullptr) ::munmap(const_cast<uint8_t*>(bytes_), size_);
-  bytes_ = nullptr;
-  size_ = 0;
+  for (const Mapping& mapping : mappings_) {
+    if (mapping.bytes != nullptr) ::munmap(const_cast<uint8_t*>(mapping.bytes), mapping.size);
+  }
+  mappings_.clear();
 }
 
 }  // namespace realizar::gguf

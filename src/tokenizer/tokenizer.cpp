@@ -129,7 +129,8 @@ struct Tokenizer::Impl {
   void build_literal_tokens();
   void build_end_of_generation();
 
-  std::vector<Segment> split_literal_tokens(std::string_view text, bool parse_special) const;
+  std::vector<Segment> split_literal_tokens(std::string_view text, bool parse_special,
+                                            std::span<const Tokenizer::TextRange> plain = {}) const;
   void encode_byte_level(std::string_view text, std::vector<int32_t>& out) const;
   void encode_byte_level_word(std::string_view word, std::vector<int32_t>& out) const;
   int32_t require_byte_token(char byte) const;  // its byte-level token, or unk, or an error
@@ -265,13 +266,18 @@ void Tokenizer::Impl::build_end_of_generation() {
   if (eot) end_of_generation[*eot] = true;
 }
 
-std::vector<Segment> Tokenizer::Impl::split_literal_tokens(std::string_view text, bool parse_special) const {
+std::vector<Segment> Tokenizer::Impl::split_literal_tokens(std::string_view text, bool parse_special,
+                                                          std::span<const Tokenizer::TextRange> plain) const {
   std::vector<Segment> segments;
   size_t text_start = 0;
+  size_t next_plain = 0;  // first range of `plain` that does not end before pos
   for (size_t pos = 0; pos < text.size();) {
+    while (next_plain < plain.size() && plain[next_plain].end <= pos) ++next_plain;
     int32_t found = -1;
     for (int32_t id : literal_tokens_by_first_byte[static_cast<uint8_t>(text[pos])]) {
-      if (!parse_special && type(id) != TokenType::user_defined) continue;
+      const bool special_here =
+          parse_special && !(next_plain < plain.size() && plain[next_plain].begin < pos + spec.tokens[id].size());
+      if (!special_here && type(id) != TokenType::user_defined) continue;
       if (text.substr(pos).starts_with(spec.tokens[id])) {
         found = id;
         break;
@@ -421,12 +427,22 @@ Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
 Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special, bool parse_special) const {
+  return encode_segments(text, add_special, parse_special, {});
+}
+
+std::vector<int32_t> Tokenizer::encode_with_plain_ranges(std::string_view text, bool add_special,
+                                                         std::span<const TextRange> plain) const {
+  return encode_segments(text, add_special, true, plain);
+}
+
+std::vector<int32_t> Tokenizer::encode_segments(std::string_view text, bool add_special, bool parse_special,
+                                                std::span<const TextRange> plain) const {
   const Impl& m = *impl_;
   std::vector<int32_t> out;
   out.reserve(text.size() / 3 + 2);
   if (add_special && m.add_bos && m.spec.bos_token_id) out.push_back(*m.spec.bos_token_id);
   bool after_literal = true;  // SentencePiece adds "▁" at the start and after each literal token
-  for (const Segment& segment : m.split_literal_tokens(text, parse_special)) {
+  for (const Segment& segment : m.split_literal_tokens(text, parse_special, plain)) {
     if (const auto* id = std::get_if<int32_t>(&segment)) {
       out.push_back(*id);
       after_literal = true;

@@ -56,6 +56,14 @@ void Progress::finish(bool always_report) {
   if (shown_ || always_report) draw(true);
 }
 
+void Progress::note(std::string_view line) {
+  const bool redraw = terminal_ && shown_ && !finished_;
+  std::fprintf(out_, "%s%.*s\n", redraw ? "\r\033[K" : "", static_cast<int>(line.size()),
+               line.data());
+  if (redraw) draw(false);
+  std::fflush(out_);
+}
+
 void Progress::draw(bool final) {
   const double seconds = elapsed();
   const double rate = seconds > 0 ? static_cast<double>(done_) / seconds : 0.0;

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <string>
+#include <string_view>
 
 namespace realizar {
 
@@ -25,6 +26,9 @@ class Progress {
   void advance(uint64_t amount) { update(done_ + amount); }
   void update(uint64_t done);
   void set_total(uint64_t total) { total_ = total; }
+  // Prints `line` on the output as a line of its own: above the progress line on a terminal
+  // (which is then drawn again), for messages such as a retry during a download.
+  void note(std::string_view line);
   // Ends the display: on a terminal the line is completed; the final figures are printed when the
   // display was shown or `always_report` is true.
   void finish(bool always_report = false);

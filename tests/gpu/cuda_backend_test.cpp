@@ -27,7 +27,10 @@
 #include "test_support.h"
 
 #ifdef REALIZAR_HAVE_CUDA
+#include <cuda_runtime_api.h>
+
 #include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/graph_cache.h"
 #endif
 
 namespace realizar {
@@ -194,6 +197,70 @@ TEST(CudaBackend, ForwardGreedyPicksTheArgMaxOfEachWantedRow) {
   }
 }
 
+// Sampled rows (sample_rows on the device) pick the host Sampler's token from the same logits,
+// with the raw logits' log-probabilities; rows the device does not serve (top-k off) fall back to
+// the host for the whole step, with the same results.
+TEST(CudaBackend, DeviceSamplingPicksTheHostSamplersTokens) {
+  if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device";
+  TempDir dir;
+  const LoadedModel m(testing::convert_golden_checkpoint(dir, "qwen2", "q4_k_m"));
+  auto logits_backend = testing::driven(make_cuda_backend(m.config, m.weights, testing::cache_options(512)));
+  auto sampling_backend = testing::driven(make_cuda_backend(m.config, m.weights, testing::cache_options(512)));
+  const auto vocab = static_cast<size_t>(m.config.vocab_size);
+  const std::vector<int32_t> t = some_tokens(m.config.vocab_size, 90, 9);
+  std::vector<Batch> batches(4);
+  for (int i = 0; i < 20; ++i) batches[0].add(t[i], i / 2, i % 2, i >= 18);  // two prompts of 10
+  for (int s = 1; s < 4; ++s) {
+    batches[s].add(t[20 + s], 9 + s, 0, true);
+    batches[s].add(t[30 + s], 9 + s, 1, true);
+  }
+  std::vector<int32_t> history[2] = {{}, {}};
+  for (int i = 0; i < 20; ++i) history[i % 2].push_back(t[i]);
+  Sampler host(static_cast<int>(vocab));
+  int compared = 0;
+  for (int pass = 0; pass < 2; ++pass) {  // second pass: top-k off, sampled on the host
+    for (size_t b = 0; b < batches.size(); ++b) {
+      std::vector<float> logits;
+      logits_backend->forward(batches[b], logits);
+      std::vector<RowSampling> rows(2);
+      for (int r = 0; r < 2; ++r) {
+        rows[r].params.temperature = 0.9f;
+        rows[r].params.top_k = pass == 0 ? 40 : 0;
+        rows[r].params.repeat_penalty = 1.3f;
+        rows[r].params.seed = 1000 + r;
+        rows[r].history = history[r];
+        rows[r].position = static_cast<int64_t>(history[r].size());
+        rows[r].top_logprobs = r == 0 ? 3 : -1;
+      }
+      std::vector<SampledToken> got;
+      sampling_backend->sample(batches[b], rows, got);
+      ASSERT_EQ(got.size(), 2u);
+      for (int r = 0; r < 2; ++r) {
+        const std::span<const float> row(logits.data() + r * vocab, vocab);
+        ASSERT_TRUE(got[r].error.empty()) << got[r].error;
+        EXPECT_EQ(got[r].token, host.sample(row, rows[r].params, rows[r].history, rows[r].position))
+            << "pass " << pass << " batch " << b << " row " << r;
+        if (r == 0) {
+          EXPECT_NEAR(got[r].logprob, token_logprob(row, got[r].token), 1e-4);
+          ASSERT_EQ(got[r].top.size(), 3u);
+          std::vector<TokenLogprob> want;
+          top_logprobs(row, 3, want);
+          EXPECT_EQ(got[r].top[0].token, want[0].token);
+        }
+        ++compared;
+      }
+      for (int r = 0; r < 2; ++r) history[r].push_back(batches[(b + 1) % batches.size()].tokens[r]);
+    }
+    // Start the sequences over for the second pass.
+    for (int r = 0; r < 2; ++r) {
+      logits_backend->release(r);
+      sampling_backend->release(r);
+      history[r].assign(history[r].begin(), history[r].begin() + 10);
+    }
+  }
+  EXPECT_EQ(compared, 16);
+}
+
 TEST(CudaBackend, RejectsBatchesThatDoNotContinueTheCache) {
   if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device";
   TempDir dir;
@@ -225,6 +292,30 @@ TEST(CudaBackend, RealShapeModelMatchesTheReference) {
   batches[1].add(t[12], 12, 0, true);
   batches[2].add(t[13], 13, 0, true);
   expect_same_logits(*cuda, *reference, batches, kInt8LogitTolerance);
+}
+
+// The graph cache holds at most its capacity, dropping the least recently used graph.
+TEST(CudaGraphCache, DropsTheLeastRecentlyUsedGraphWhenFull) {
+  if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device";
+  const auto empty_graph = [] {
+    cudaGraph_t graph = nullptr;
+    EXPECT_EQ(cudaGraphCreate(&graph, 0), cudaSuccess);
+    cudaGraphExec_t exec = nullptr;
+    EXPECT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+    cudaGraphDestroy(graph);
+    return exec;
+  };
+  cuda::GraphCache cache(2);
+  const cuda::GraphKey a{1, 1, 1, 0}, b{2, 1, 2, 0}, c{3, 1, 3, 1};
+  const cudaGraphExec_t ga = empty_graph(), gb = empty_graph();
+  cache.insert(a, ga);
+  cache.insert(b, gb);
+  EXPECT_EQ(cache.find(a), ga);  // a is now the most recently used
+  cache.insert(c, empty_graph());
+  EXPECT_EQ(cache.size(), 2u);
+  EXPECT_EQ(cache.find(b), nullptr);
+  EXPECT_EQ(cache.find(a), ga);
+  EXPECT_NE(cache.find(c), nullptr);
 }
 
 #endif  // REALIZAR_HAVE_CUDA

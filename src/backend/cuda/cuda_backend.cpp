@@ -8,16 +8,16 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <map>
 #include <set>
 #include <string_view>
-#include <tuple>
 #include <unordered_map>
 #include <vector>
 
 #include <fmt/format.h>
 
 #include "backend/cuda/device_info.h"
+#include "backend/cuda/device_sampler.h"
+#include "backend/cuda/graph_cache.h"
 #include "backend/cuda/kernels.h"
 #include "kv/kv_manager.h"
 #include "kv/step_inputs.h"
@@ -34,7 +34,8 @@ constexpr int64_t kMmaMaxTokens = 64;       // float16 tensor-core products on t
                                             // weights up to this many, above (prefill):
                                             // dequantize + cuBLAS GEMM
 constexpr int64_t kMaxOutputRows = 64;      // logits rows computed per LM-head pass
-constexpr int64_t kGraphMaxTokens = 64;     // steps of at most this many tokens are graphed
+constexpr int64_t kGraphMaxTokens = 64;     // steps of at most this many tokens are graphed,
+constexpr size_t kMaxGraphs = 256;          // and at most this many graphs are held
 constexpr int64_t kMaxSplitRows = 512;      // tokens x splits of the attention partials
 constexpr int kMaxSplits = 32;
 constexpr int64_t kGemmScratchElements = int64_t{64} << 20;  // float16 weights per GEMM pass
@@ -164,7 +165,6 @@ class CudaBackend final : public Backend {
   }
 
   ~CudaBackend() override {
-    for (auto& [key, exec] : graphs_) cudaGraphExecDestroy(exec);
     if (cublas_ != nullptr) cublasDestroy(cublas_);
     if (upload_done_ != nullptr) cudaEventDestroy(upload_done_);
     if (stream_ != nullptr) cudaStreamDestroy(stream_);
@@ -192,34 +192,27 @@ class CudaBackend final : public Backend {
 
   void forward(const Batch& batch, const KvStep& cache, std::vector<float>& logits) override {
     logits.resize(batch.output_count() * static_cast<size_t>(config_.vocab_size));
-    run_batch(batch, cache, Results{logits.data(), nullptr});
+    run_batch(batch, cache, Results{ResultMode::Logits, logits.data(), nullptr}, {});
   }
 
-  // Plain greedy rows without log-probabilities are picked on the device (argmax_rows), so such a
-  // step hands back token ids only; any other row sends the step's logits to the host sampler.
+  // Rows are sampled on the device when they can all be (plain greedy rows by argmax_rows, the
+  // others by sample_rows), so such a step hands back token ids only; otherwise the step's logits
+  // go to the host sampler.
   void sample(const Batch& batch, const KvStep& cache, std::span<const RowSampling> rows,
               std::vector<SampledToken>& out) override {
-    const bool on_device = std::all_of(rows.begin(), rows.end(), [](const RowSampling& r) {
-      return r.params.is_plain_greedy() && r.top_logprobs < 0;
-    });
-    if (!on_device) return Backend::sample(batch, cache, rows, out);
     if (rows.size() != batch.output_count()) {
       fail("sample: {} sampling rows for {} output rows", rows.size(), batch.output_count());
     }
-    picked_.resize(rows.size());
-    run_batch(batch, cache, Results{nullptr, picked_.data()});
-    out.resize(rows.size());
-    for (size_t row = 0; row < rows.size(); ++row) {
-      SampledToken& o = out[row];
-      o.top.clear();
-      o.error.clear();
-      o.token = picked_[row];
-      if (o.token == cuda::kArgmaxNaN) o.error = fmt::format("the logits of output row {} hold a NaN", row);
-      if (o.token == cuda::kArgmaxAllNegativeInfinity) {
-        o.error = fmt::format("every logit of output row {} is -inf, nothing can be picked", row);
-      }
-      if (!o.error.empty()) o.token = -1;
+    const bool greedy = std::all_of(rows.begin(), rows.end(), [](const RowSampling& r) {
+      return r.params.is_plain_greedy() && r.top_logprobs < 0;
+    });
+    ResultMode mode = ResultMode::Greedy;
+    if (!greedy) {
+      if (!sampler_.serves(rows)) return Backend::sample(batch, cache, rows, out);
+      mode = cuda::DeviceSampler::wants_logprobs(rows) ? ResultMode::SampledLogprobs : ResultMode::Sampled;
     }
+    out.resize(rows.size());
+    run_batch(batch, cache, Results{mode, nullptr, out.data()}, rows);
   }
 
  private:
@@ -229,20 +222,30 @@ class CudaBackend final : public Backend {
     int splits = 1;
   };
 
-  // Where the wanted rows' results go: logits ([rows x vocab]) or greedy token ids ([rows]).
+  // What a step hands back for its wanted rows: their logits, their greedy picks (argmax_rows),
+  // or their sampled tokens (sample_rows), with log-probabilities or without.
+  enum class ResultMode { Logits, Greedy, Sampled, SampledLogprobs };
+
+  // Where the results go, from the batch's first wanted row on: logits ([rows x vocab]) or one
+  // SampledToken per row.
   struct Results {
+    ResultMode mode;
     float* logits;
-    int32_t* tokens;
+    SampledToken* sampled;
+
+    Results from_row(int64_t row, int64_t vocab) const {
+      return mode == ResultMode::Logits ? Results{mode, logits + row * vocab, nullptr} : Results{mode, nullptr, sampled + row};
+    }
   };
 
-  void run_batch(const Batch& batch, const KvStep& cache, Results results) {
+  // `rows`: every wanted row's sampling, for the Sampled modes.
+  void run_batch(const Batch& batch, const KvStep& cache, Results results, std::span<const RowSampling> rows) {
     batch.check_tokens(config_.vocab_size);
     int64_t done = 0;
     for (size_t begin = 0; begin < batch.size(); begin += kMaxStepTokens) {
       const size_t end = std::min(batch.size(), begin + static_cast<size_t>(kMaxStepTokens));
-      const Step step = upload_step(batch, cache, begin, end);
-      run_step(step, results.tokens != nullptr ? Results{nullptr, results.tokens + done}
-                                               : Results{results.logits + done * config_.vocab_size, nullptr});
+      const Step step = upload_step(batch, cache, begin, end, results.mode, rows, done);
+      run_step(step, results.from_row(done, config_.vocab_size));
       done += step.outputs;
     }
   }
@@ -368,8 +371,10 @@ class CudaBackend final : public Backend {
   }
 
   // Packs tokens [begin, end) of the batch into the pinned staging area and copies it to the
-  // device; returns the step's shape.
-  Step upload_step(const Batch& batch, const KvStep& cache, size_t begin, size_t end) {
+  // device, with the sampling of the step's rows (those of `rows` from `first_row` on) in the
+  // Sampled modes; returns the step's shape.
+  Step upload_step(const Batch& batch, const KvStep& cache, size_t begin, size_t end, ResultMode mode,
+                   std::span<const RowSampling> rows, int64_t first_row) {
     check(cudaEventSynchronize(upload_done_), "previous upload");  // staging is free again
     const StepShape shape =
         packer_.pack(batch, cache.slots, begin, end, cache.kv, static_cast<int32_t*>(step_host_.get()));
@@ -377,6 +382,9 @@ class CudaBackend final : public Backend {
                           static_cast<size_t>(shape.used) * sizeof(int32_t), cudaMemcpyHostToDevice,
                           stream_),
           "step upload");
+    if (mode == ResultMode::Sampled || mode == ResultMode::SampledLogprobs) {
+      sampler_.upload(rows.subspan(static_cast<size_t>(first_row), static_cast<size_t>(shape.outputs)), stream_);
+    }
     check(cudaEventRecord(upload_done_, stream_), "event record");
     return Step{shape.tokens, shape.outputs, attention_splits(shape.tokens, shape.max_length)};
   }
@@ -392,46 +400,72 @@ class CudaBackend final : public Backend {
   }
 
   void run_step(const Step& step, Results out) {
-    const bool greedy = out.tokens != nullptr;
+    const ResultMode mode = out.mode;
     const bool graphed = use_graphs_ && step.tokens <= kGraphMaxTokens && step.outputs <= kMaxOutputRows;
     if (!graphed) {
       enqueue_layers(step);
       for (int64_t begin = 0; begin < step.outputs; begin += kMaxOutputRows) {
         const int64_t count = std::min(kMaxOutputRows, step.outputs - begin);
-        enqueue_output(begin, count, greedy);
+        enqueue_output(begin, count, mode);
         check(cudaStreamSynchronize(stream_), "step");
         copy_results(out, begin, count);
       }
       check(cudaGetLastError(), "step kernels");
       return;
     }
-    const auto key = std::make_tuple(step.tokens, step.splits, step.outputs, greedy);
-    auto it = graphs_.find(key);
-    if (it == graphs_.end()) {
+    const cuda::GraphKey key{step.tokens, step.splits, step.outputs, static_cast<int>(mode)};
+    cudaGraphExec_t exec = graphs_.find(key);
+    if (exec == nullptr) {
       cudaGraph_t graph = nullptr;
       check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "begin capture");
-      enqueue_layers(step);
-      if (step.outputs > 0) enqueue_output(0, step.outputs, greedy);
+      try {
+        enqueue_layers(step);
+        if (step.outputs > 0) enqueue_output(0, step.outputs, mode);
+      } catch (...) {  // a launch failed: the stream must leave capture mode before the error goes up
+        cudaStreamEndCapture(stream_, &graph);
+        if (graph != nullptr) cudaGraphDestroy(graph);
+        throw;
+      }
       check(cudaStreamEndCapture(stream_, &graph), "end capture");
       if (std::getenv("REALIZAR_CUDA_GRAPH_STATS") != nullptr) print_graph_size(graph, step);
-      cudaGraphExec_t exec = nullptr;
       const cudaError_t status = cudaGraphInstantiate(&exec, graph, 0);
       cudaGraphDestroy(graph);
       check(status, "graph instantiate");
-      it = graphs_.emplace(key, exec).first;
+      graphs_.insert(key, exec);
     }
-    check(cudaGraphLaunch(it->second, stream_), "graph launch");
+    check(cudaGraphLaunch(exec, stream_), "graph launch");
     check(cudaStreamSynchronize(stream_), "step");
     copy_results(out, 0, step.outputs);
   }
 
-  // Output rows [begin, begin + rows) of the step from the pinned buffers, which hold them from
-  // row `begin` on at their start.
+  // Output rows [begin, begin + rows) of the step from the pinned buffers (logits and greedy
+  // picks: those of the pass, at their start; sampled tokens: the sampler's, by step row).
   void copy_results(Results out, int64_t begin, int64_t rows) {
-    if (out.tokens != nullptr) {
-      std::memcpy(out.tokens + begin, tokens_host_.get(), static_cast<size_t>(rows) * sizeof(int32_t));
-    } else {
-      copy_logits(out.logits + begin * config_.vocab_size, rows);
+    switch (out.mode) {
+      case ResultMode::Logits:
+        return copy_logits(out.logits + begin * config_.vocab_size, rows);
+      case ResultMode::Greedy:
+        return copy_greedy(out.sampled + begin, rows);
+      case ResultMode::Sampled:
+      case ResultMode::SampledLogprobs:
+        return sampler_.collect(begin, rows, out.mode == ResultMode::SampledLogprobs,
+                                std::span<SampledToken>(out.sampled, static_cast<size_t>(begin + rows)));
+    }
+    fail("CUDA backend: unknown result mode {}", static_cast<int>(out.mode));
+  }
+
+  void copy_greedy(SampledToken* out, int64_t rows) const {
+    const int32_t* picked = static_cast<const int32_t*>(tokens_host_.get());
+    for (int64_t row = 0; row < rows; ++row) {
+      SampledToken& o = out[row];
+      o.top.clear();
+      o.error.clear();
+      o.token = picked[row];
+      if (o.token == cuda::kArgmaxNaN) o.error = fmt::format("the logits of output row {} hold a NaN", row);
+      if (o.token == cuda::kArgmaxAllNegativeInfinity) {
+        o.error = fmt::format("every logit of output row {} is -inf, nothing can be picked", row);
+      }
+      if (!o.error.empty()) o.token = -1;
     }
   }
 
@@ -622,9 +656,9 @@ class CudaBackend final : public Backend {
     linear(w.down, activated, x_, config_.embedding_length, w.down_bias, true);
   }
 
-  // Logits of wanted rows [begin, begin + count) of the step, or with `greedy` their arg max,
-  // into the pinned buffer.
-  void enqueue_output(int64_t begin, int64_t count, bool greedy) {
+  // Logits of wanted rows [begin, begin + count) of the step, their arg max or their sampled
+  // tokens, into pinned memory.
+  void enqueue_output(int64_t begin, int64_t count, ResultMode mode) {
     const ModelConfig& c = config_;
     cuda::gather_rows(x_, device_field(layout().out_rows) + begin, count, c.embedding_length, out_x_,
                       stream_);
@@ -633,30 +667,35 @@ class CudaBackend final : public Backend {
                     c.norm_epsilon, c.layer_norm, normed_copy, stream_);
     LinearInput normed = made_with(out_h_, count, normed_copy);
     linear(output_, normed, logits_, c.vocab_size, output_bias_, false);
-    if (greedy) {
-      cuda::argmax_rows(logits_, count, c.vocab_size, tokens_, stream_);
-      check(cudaMemcpyAsync(tokens_host_.get(), tokens_, static_cast<size_t>(count) * sizeof(int32_t),
-                            cudaMemcpyDeviceToHost, stream_),
-            "token copy");
-      return;
+    switch (mode) {
+      case ResultMode::Logits:
+        return check(cudaMemcpyAsync(logits_host_.get(), logits_,
+                                     static_cast<size_t>(count * c.vocab_size) * sizeof(float),
+                                     cudaMemcpyDeviceToHost, stream_),
+                     "logits copy");
+      case ResultMode::Greedy:
+        cuda::argmax_rows(logits_, count, c.vocab_size, tokens_, stream_);
+        return check(cudaMemcpyAsync(tokens_host_.get(), tokens_, static_cast<size_t>(count) * sizeof(int32_t),
+                                     cudaMemcpyDeviceToHost, stream_),
+                     "token copy");
+      case ResultMode::Sampled:
+      case ResultMode::SampledLogprobs:
+        return sampler_.enqueue(logits_, begin, count, mode == ResultMode::SampledLogprobs, stream_);
     }
-    check(cudaMemcpyAsync(logits_host_.get(), logits_,
-                          static_cast<size_t>(count * c.vocab_size) * sizeof(float),
-                          cudaMemcpyDeviceToHost, stream_),
-          "logits copy");
+    fail("CUDA backend: unknown result mode {}", static_cast<int>(mode));
   }
 
   ModelConfig config_;
   int64_t cache_slots_;
   StepPacker packer_;
-  std::vector<int32_t> picked_;  // greedy picks of a step, reused
   int64_t multiprocessors_ = cuda::list_devices().empty() ? 1 : cuda::list_devices()[0].multiprocessors;
   cudaStream_t stream_ = nullptr;
   cudaEvent_t upload_done_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   bool use_graphs_ = true;
-  std::map<std::tuple<int64_t, int, int64_t, bool>, cudaGraphExec_t> graphs_;
+  cuda::GraphCache graphs_{kMaxGraphs};
   ThreadPool copy_pool_{4};
+  cuda::DeviceSampler sampler_{config_.vocab_size, kMaxStepTokens, kMaxOutputRows};
 
   DeviceMemory weights_memory_;
   cuda::DeviceMatrix embedding_, output_;

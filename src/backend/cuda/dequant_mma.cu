@@ -605,7 +605,7 @@ void matmul_dequant_mma_tiled(const DeviceMatrix& w, const void* x, float* y, in
   const int warp_rows = shape.warp_rows == 16 ? 16 : 32;
   // Token tiles go over gridDim.y (at most 65535 per launch).
   const int64_t chunk = int64_t{65535} * kTileTokens;
-  with_mma_type(w.type, [&](auto q) {
+  const bool known = with_mma_type(w.type, [&](auto q) {
     using Q = decltype(q);
     for (int64_t t0 = 0; t0 < tokens; t0 += chunk) {
       const int64_t n = std::min(chunk, tokens - t0);
@@ -624,13 +624,12 @@ void matmul_dequant_mma_tiled(const DeviceMatrix& w, const void* x, float* y, in
       attributes[1].val.programmaticStreamSerializationAllowed = 1;
       config.attrs = attributes;
       config.numAttrs = 2;
-      if (warp_rows == 16) {
-        cudaLaunchKernelEx(&config, matmul_dequant_mma_kernel<Q, 1>, args);
-      } else {
-        cudaLaunchKernelEx(&config, matmul_dequant_mma_kernel<Q, 2>, args);
-      }
+      check_launch(warp_rows == 16 ? cudaLaunchKernelEx(&config, matmul_dequant_mma_kernel<Q, 1>, args)
+                                   : cudaLaunchKernelEx(&config, matmul_dequant_mma_kernel<Q, 2>, args),
+                   "matmul_dequant_mma_kernel");
     }
   });
+  if (!known) unhandled_case("matmul_dequant_mma", "weight type", w.type);
 }
 
 void matmul_dequant_mma(const DeviceMatrix& w, const void* x, float* y, int64_t ldy,

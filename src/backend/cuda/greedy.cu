@@ -64,7 +64,7 @@ __global__ void __launch_bounds__(kThreads) argmax_rows_kernel(const float* logi
 
 void argmax_rows(const float* logits, int64_t rows, int64_t vocab, int32_t* out, cudaStream_t stream) {
   if (rows <= 0) return;
-  launch(argmax_rows_kernel, static_cast<unsigned>(rows), kThreads, stream, logits, vocab, out);
+  check_launch(launch(argmax_rows_kernel, static_cast<unsigned>(rows), kThreads, stream, logits, vocab, out), "argmax_rows_kernel");
 }
 
 }  // namespace realizar::cuda

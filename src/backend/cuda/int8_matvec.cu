@@ -397,8 +397,8 @@ void launch_matvec_int8(const MatvecPart* parts, int count, ActivationsQ8 x, boo
     PartsOnGrid pass = grid_parts;
     for (int i = 0; i < count; ++i) pass.part[i].y = parts[i].y + t0 * parts[i].ldy;
     with_count<kMaxTokens>(n, [&](auto count) {
-      launch(matvec_int8_kernel<Q, decltype(count)::value>, ctas, block, stream, pass, cols, xq, xds,
-             accumulate);
+      check_launch(launch(matvec_int8_kernel<Q, decltype(count)::value>, ctas, block, stream, pass, cols, xq, xds,
+             accumulate), "matvec_int8_kernel");
     });
   }
 }
@@ -437,7 +437,7 @@ void quantize_activations(const float* x, int64_t cols, int64_t tokens, Activati
   const int64_t blocks = tokens * (cols / 32);
   if (blocks == 0) return;
   constexpr int kThreads = 256;
-  launch(quantize_q8_kernel, static_cast<unsigned>((blocks * 32 + kThreads - 1) / kThreads), kThreads, stream, x, blocks, out.q, reinterpret_cast<float2*>(out.ds));
+  check_launch(launch(quantize_q8_kernel, static_cast<unsigned>((blocks * 32 + kThreads - 1) / kThreads), kThreads, stream, x, blocks, out.q, reinterpret_cast<float2*>(out.ds)), "quantize_q8_kernel");
 }
 
 void matvec_int8(const DeviceMatrix& w, ActivationsQ8 x, float* y, int64_t ldy, const float* bias,
@@ -449,9 +449,10 @@ void matvec_int8(const DeviceMatrix& w, ActivationsQ8 x, float* y, int64_t ldy, 
 void matvec_int8_parts(const MatvecPart* parts, int count, ActivationsQ8 x, bool accumulate,
                        int64_t tokens, cudaStream_t stream) {
   if (count <= 0) return;
-  with_int8_type(parts[0].w.type, [&](auto q) {
+  const bool known = with_int8_type(parts[0].w.type, [&](auto q) {
     launch_matvec_int8<decltype(q)>(parts, count, x, accumulate, tokens, stream);
   });
+  if (!known) unhandled_case("matvec_int8", "weight type", parts[0].w.type);
 }
 
 }  // namespace realizar::cuda

@@ -41,10 +41,18 @@ __device__ __forceinline__ void wait_then_allow_next_kernel() {
   allow_next_kernel();
 }
 
-// kernel<<<grid, block, 0, stream>>>(args...) with the PDL attribute. Errors surface like those of
-// <<<>>> (cudaGetLastError, or the end of a graph capture).
+// Host: throws realizar::Error naming the kernel and the CUDA error when `status` is not
+// cudaSuccess (launch_errors.cpp).
+void check_launch(cudaError_t status, const char* kernel);
+
+// Host: throws realizar::Error for a case a launcher does not handle ("LAUNCHER: no kernel for
+// WHAT VALUE"), instead of enqueuing nothing.
+[[noreturn]] void unhandled_case(const char* launcher, const char* what, long long value);
+
+// kernel<<<grid, block, 0, stream>>>(args...) with the PDL attribute. Returns the launch's error,
+// which the caller checks (check_launch) or returns.
 template <class... Params, class... Args>
-void launch(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream, Args&&... args) {
+[[nodiscard]] cudaError_t launch(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream, Args&&... args) {
   cudaLaunchAttribute attribute{};
   attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
   attribute.val.programmaticStreamSerializationAllowed = 1;
@@ -55,7 +63,7 @@ void launch(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t strea
   config.stream = stream;
   config.attrs = &attribute;
   config.numAttrs = 1;
-  cudaLaunchKernelEx(&config, kernel, static_cast<Params>(args)...);
+  return cudaLaunchKernelEx(&config, kernel, static_cast<Params>(args)...);
 }
 
 template <class F, int... kCounts>

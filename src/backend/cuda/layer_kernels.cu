@@ -398,26 +398,26 @@ void norm_rows(const float* x, const float* weight, const float* bias, float* ou
   const unsigned grid = static_cast<unsigned>(tokens);
   const int w = static_cast<int>(width);
   if (width % 4 == 0) {
-    launch(norm_kernel<4>, grid, kNormThreads, stream, x, weight, bias, out, w, epsilon, layer_norm, copy);
+    check_launch(launch(norm_kernel<4>, grid, kNormThreads, stream, x, weight, bias, out, w, epsilon, layer_norm, copy), "norm_kernel");
   } else {
-    launch(norm_kernel<1>, grid, kNormThreads, stream, x, weight, bias, out, w, epsilon, layer_norm,
-           InputCopy{{}, copy.half});
+    check_launch(launch(norm_kernel<1>, grid, kNormThreads, stream, x, weight, bias, out, w, epsilon, layer_norm,
+           InputCopy{{}, copy.half}), "norm_kernel");
   }
 }
 
 void gather_rows(const float* x, const int32_t* rows, int64_t count, int64_t width, float* out,
                  cudaStream_t stream) {
   if (count == 0) return;
-  launch(gather_kernel, static_cast<unsigned>(count), 256, stream, x, rows, width, out);
+  check_launch(launch(gather_kernel, static_cast<unsigned>(count), 256, stream, x, rows, width, out), "gather_kernel");
 }
 
 void rope_and_store_kv(const RopeParams& p, float* q, const float* k, const float* v,
                        const int32_t* positions, const int32_t* slots, int64_t tokens,
                        void* key_cache, void* value_cache, cudaStream_t stream) {
   if (tokens == 0) return;
-  launch(rope_kv_kernel, static_cast<unsigned>(tokens), 256, stream, 
+  check_launch(launch(rope_kv_kernel, static_cast<unsigned>(tokens), 256, stream, 
       p, q, k, v, positions, slots, static_cast<__half*>(key_cache),
-      static_cast<__half*>(value_cache));
+      static_cast<__half*>(value_cache)), "rope_kv_kernel");
 }
 
 void attention(const AttentionParams& p, const float* q, const void* key_cache,
@@ -434,27 +434,28 @@ void attention(const AttentionParams& p, const float* q, const void* key_cache,
   const __half* keys = static_cast<const __half*>(key_cache);
   const __half* values = static_cast<const __half*>(value_cache);
   auto run = [&](auto kernel) {
-    launch(kernel, grid, threads, stream, p, q, keys, values, positions, seq_rows, block_tables,
-           table_stride, partial_o, partial_ml, out, fused);
+    check_launch(launch(kernel, grid, threads, stream, p, q, keys, values, positions, seq_rows, block_tables,
+           table_stride, partial_o, partial_ml, out, fused), "attention_kernel");
   };
   switch ((p.head_dim + 31) / 32) {
     case 1: run(attention_kernel<1>); break;
     case 2: run(attention_kernel<2>); break;
     case 3: run(attention_kernel<3>); break;
-    default: run(attention_kernel<4>); break;
+    case 4: run(attention_kernel<4>); break;
+    default: unhandled_case("attention", "head_dim", p.head_dim);
   }
   if (splits > 1) {
-    launch(attention_merge_kernel, dim3(static_cast<unsigned>(tokens), static_cast<unsigned>(p.head_count)), 128,
-           stream, p, splits, partial_o, partial_ml, out, copy);
+    check_launch(launch(attention_merge_kernel, dim3(static_cast<unsigned>(tokens), static_cast<unsigned>(p.head_count)), 128,
+           stream, p, splits, partial_o, partial_ml, out, copy), "attention_merge_kernel");
   }
 }
 
 void swiglu(const float* gate, float* up, int64_t n, InputCopy copy, cudaStream_t stream) {
-  if (n > 0) launch(swiglu_kernel, blocks_for(n, 256), 256, stream, gate, up, n, copy);
+  if (n > 0) check_launch(launch(swiglu_kernel, blocks_for(n, 256), 256, stream, gate, up, n, copy), "swiglu_kernel");
 }
 
 void gelu(float* x, int64_t n, cudaStream_t stream) {
-  if (n > 0) launch(gelu_kernel, blocks_for(n, 256), 256, stream, x, n);
+  if (n > 0) check_launch(launch(gelu_kernel, blocks_for(n, 256), 256, stream, x, n), "gelu_kernel");
 }
 
 double measure_device_copy_bandwidth() {

@@ -277,8 +277,8 @@ void launch_matvec(const DeviceMatrix& w, const float* x, int64_t ldx, float* y,
     const float* xs = x + t0 * ldx;
     float* ys = y + t0 * ldy;
     with_count<kMaxTokens>(n, [&](auto count) {
-      launch(matvec_kernel<Q, decltype(count)::value>, grid, block, stream, w, xs, ldx, ys, ldy, bias,
-             accumulate);
+      check_launch(launch(matvec_kernel<Q, decltype(count)::value>, grid, block, stream, w, xs, ldx, ys, ldy, bias,
+             accumulate), "matvec_kernel");
     });
   }
 }
@@ -345,13 +345,14 @@ __global__ void dequantize_kernel(DeviceMatrix w, const int32_t* __restrict__ ro
 template <class Out>
 void launch_dequantize(const DeviceMatrix& w, const int32_t* row_ids, int64_t row_begin,
                        int64_t row_count, Out* out, cudaStream_t stream) {
-  with_loader(w.type, [&](auto q) {
+  const bool known = with_loader(w.type, [&](auto q) {
     using Q = decltype(q);
     const int64_t threads = row_count * (w.cols / Q::kUnitElems);
     if (threads == 0) return;
-    launch(dequantize_kernel<Q, Out>, static_cast<unsigned>((threads + 255) / 256), 256, stream, 
-        w, row_ids, row_begin, row_count, out);
+    check_launch(launch(dequantize_kernel<Q, Out>, static_cast<unsigned>((threads + 255) / 256), 256, stream, 
+        w, row_ids, row_begin, row_count, out), "dequantize_kernel");
   });
+  if (!known) unhandled_case("dequantize", "weight type", w.type);
 }
 
 __global__ void float_to_half_kernel(const float* __restrict__ src, __half* dst, int64_t n) {
@@ -381,7 +382,7 @@ void matvec(const DeviceMatrix& w, const float* x, int64_t ldx, float* y, int64_
     case kF32: launch_matvec<F32>(w, x, ldx, y, ldy, bias, accumulate, tokens, stream); break;
     case kF16: launch_matvec<Half16<false>>(w, x, ldx, y, ldy, bias, accumulate, tokens, stream); break;
     case kBF16: launch_matvec<Half16<true>>(w, x, ldx, y, ldy, bias, accumulate, tokens, stream); break;
-    default: break;  // quantized types: matvec_int8
+    default: unhandled_case("matvec (float weights; quantized ones take matvec_int8)", "weight type", w.type);
   }
 }
 
@@ -397,16 +398,16 @@ void embed_rows(const DeviceMatrix& w, const int32_t* tokens, int64_t count, flo
 
 void float_to_half(const float* src, void* dst, int64_t n, cudaStream_t stream) {
   if (n == 0) return;
-  launch(float_to_half_kernel, static_cast<unsigned>((n + 255) / 256), 256, stream, 
-      src, static_cast<__half*>(dst), n);
+  check_launch(launch(float_to_half_kernel, static_cast<unsigned>((n + 255) / 256), 256, stream, 
+      src, static_cast<__half*>(dst), n), "float_to_half_kernel");
 }
 
 void add_bias(float* y, int64_t ldy, const float* bias, int64_t rows, int64_t tokens,
               cudaStream_t stream) {
   const int64_t n = rows * tokens;
   if (n == 0) return;
-  launch(add_bias_kernel, static_cast<unsigned>((n + 255) / 256), 256, stream, y, ldy, bias, rows,
-                                                                               tokens);
+  check_launch(launch(add_bias_kernel, static_cast<unsigned>((n + 255) / 256), 256, stream, y, ldy, bias, rows,
+                                                                               tokens), "add_bias_kernel");
 }
 
 }  // namespace realizar::cuda
