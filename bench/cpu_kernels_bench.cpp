@@ -125,9 +125,11 @@ void shapes(benchmark::internal::Benchmark* b, std::initializer_list<std::pair<i
 void k_shapes(benchmark::internal::Benchmark* b) {
   shapes(b, {{1536, 1536}, {8960, 1536}, {1536, 8960}, {3584, 3584}, {18944, 3584}, {3584, 18944}});
 }
-// Qwen2.5-0.5B (896 / 4864; Q5_0, Q8_0) and SmolLM2-135M (576 / 1536; Q4_1, Q8_0 output).
+// Qwen2.5-0.5B (896 / 4864; Q5_0, Q8_0) and SmolLM2-135M (576 / 1536; Q4_1, Q8_0 output), and one
+// matrix larger than the last-level cache (decode streams every matrix from memory: a model does
+// not fit in the cache).
 void small_shapes(benchmark::internal::Benchmark* b) {
-  shapes(b, {{896, 896}, {4864, 896}, {576, 576}, {1536, 576}, {576, 1536}});
+  shapes(b, {{896, 896}, {4864, 896}, {576, 576}, {1536, 576}, {576, 1536}, {18944, 3584}});
 }
 
 #define REALIZAR_GEMM_BENCH(TYPE, SHAPES)                                                          \

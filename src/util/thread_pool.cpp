@@ -15,7 +15,7 @@ namespace {
 // The pool whose task this thread is running, to refuse nested calls instead of deadlocking.
 thread_local const ThreadPool* running_pool = nullptr;
 
-// Thrown by barrier() in the other threads once a task has thrown; never reported.
+// Thrown by wait_for() in the other threads once a task has thrown; never reported.
 struct Aborted {};
 
 // Chunk t of [0, n) split into `parts` contiguous chunks whose sizes differ by at most one.
@@ -32,29 +32,6 @@ void cpu_relax() {
 #endif
 }
 
-// Returns once `done()` is true, re-checked whenever `word` changes from the value it held:
-// spins for up to kSpinNanoseconds, then sleeps in word.wait (counted in `sleepers`).
-template <typename Done>
-void wait_until(const std::atomic<uint32_t>& word, std::atomic<uint32_t>& sleepers, Done done) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::nanoseconds(ThreadPool::kSpinNanoseconds);
-  for (int spins = 0; !done(); ++spins) {
-    if (spins % 64 != 63 || std::chrono::steady_clock::now() < deadline) {
-      cpu_relax();
-      continue;
-    }
-    const uint32_t seen = word.load(std::memory_order_seq_cst);
-    sleepers.fetch_add(1, std::memory_order_seq_cst);
-    // A waker changes `word` before it reads `sleepers` (both sequentially consistent): either it
-    // sees this sleeper and notifies, or this load sees its change.
-    if (!done() && word.load(std::memory_order_seq_cst) == seen) word.wait(seen, std::memory_order_seq_cst);
-    sleepers.fetch_sub(1, std::memory_order_seq_cst);
-  }
-}
-
-void wake_all(std::atomic<uint32_t>& word, const std::atomic<uint32_t>& sleepers) {
-  if (sleepers.load(std::memory_order_seq_cst) != 0) word.notify_all();
-}
-
 }  // namespace
 
 ThreadPool::ThreadPool(int n_threads) {
@@ -67,8 +44,31 @@ ThreadPool::ThreadPool(int n_threads) {
 ThreadPool::~ThreadPool() {
   stopping_ = true;
   generation_.fetch_add(1, std::memory_order_seq_cst);
-  generation_.notify_all();
+  wake();
   for (std::thread& worker : workers_) worker.join();
+}
+
+template <typename Done>
+void ThreadPool::wait_until(Done done) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::nanoseconds(kSpinNanoseconds);
+  for (int spins = 0; !done(); ++spins) {
+    if (spins % 64 != 63 || std::chrono::steady_clock::now() < deadline) {
+      cpu_relax();
+      continue;
+    }
+    const uint32_t epoch = wake_epoch_.load(std::memory_order_seq_cst);
+    sleepers_.fetch_add(1, std::memory_order_seq_cst);
+    // A waker changes what done() reads before it reads sleepers_ (both sequentially consistent):
+    // either it sees this sleeper and bumps the epoch, or done() below sees its change.
+    if (!done() && wake_epoch_.load(std::memory_order_seq_cst) == epoch) wake_epoch_.wait(epoch, std::memory_order_seq_cst);
+    sleepers_.fetch_sub(1, std::memory_order_seq_cst);
+  }
+}
+
+void ThreadPool::wake() {
+  if (sleepers_.load(std::memory_order_seq_cst) == 0) return;
+  wake_epoch_.fetch_add(1, std::memory_order_seq_cst);
+  wake_epoch_.notify_all();
 }
 
 ThreadPool& ThreadPool::global() {
@@ -92,28 +92,24 @@ void ThreadPool::run(const Task& task) {
   first_error_ = nullptr;
   workers_busy_.store(static_cast<uint32_t>(workers_.size()), std::memory_order_relaxed);
   generation_.fetch_add(1, std::memory_order_seq_cst);  // publishes task_ to the workers
-  wake_all(generation_, sleepers_);
+  wake();
   run_task(0);
-  wait_until(workers_busy_, sleepers_, [this] { return workers_busy_.load(std::memory_order_acquire) == 0; });
+  wait_until([this] { return workers_busy_.load(std::memory_order_acquire) == 0; });
   task_ = nullptr;
   aborted_.store(false, std::memory_order_relaxed);
-  barrier_arrived_.store(0, std::memory_order_relaxed);
   if (first_error_) std::rethrow_exception(first_error_);
 }
 
-void ThreadPool::barrier() {
-  if (workers_.empty()) return;
-  const uint32_t phase = barrier_phase_.load(std::memory_order_acquire);
-  if (aborted_.load(std::memory_order_acquire)) throw Aborted{};
-  if (barrier_arrived_.fetch_add(1, std::memory_order_acq_rel) + 1 == static_cast<uint32_t>(size())) {
-    barrier_arrived_.store(0, std::memory_order_relaxed);
-    barrier_phase_.fetch_add(1, std::memory_order_seq_cst);  // releases everyone's writes
-    wake_all(barrier_phase_, sleepers_);
-    return;
-  }
-  // An abort bumps the phase too (a futex waiter wakes only for a changed value): check it first.
-  wait_until(barrier_phase_, sleepers_, [&] { return barrier_phase_.load(std::memory_order_acquire) != phase; });
-  if (aborted_.load(std::memory_order_acquire)) throw Aborted{};
+void ThreadPool::wait_for(const std::atomic<uint32_t>& counter, uint32_t value) {
+  wait_until([&] {
+    return counter.load(std::memory_order_acquire) == value || aborted_.load(std::memory_order_acquire);
+  });
+  if (counter.load(std::memory_order_acquire) != value) throw Aborted{};
+}
+
+void ThreadPool::advance(std::atomic<uint32_t>& counter, uint32_t n) {
+  counter.fetch_add(n, std::memory_order_seq_cst);  // releases this thread's writes
+  wake();
 }
 
 void ThreadPool::run_task(int thread_index) noexcept {
@@ -128,8 +124,7 @@ void ThreadPool::run_task(int thread_index) noexcept {
       if (!first_error_) first_error_ = std::current_exception();
     }
     aborted_.store(true, std::memory_order_seq_cst);
-    barrier_phase_.fetch_add(1, std::memory_order_seq_cst);
-    barrier_phase_.notify_all();  // threads waiting at a barrier wake and see aborted_
+    wake();  // threads asleep in wait_for see aborted_
   }
   running_pool = nullptr;
 }
@@ -139,11 +134,11 @@ void ThreadPool::worker_loop(int thread_index) {
   // here has already bumped it, and must not be missed.
   uint32_t seen = 0;
   while (true) {
-    wait_until(generation_, sleepers_, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+    wait_until([&] { return generation_.load(std::memory_order_acquire) != seen; });
     seen = generation_.load(std::memory_order_acquire);
     if (stopping_) return;
     run_task(thread_index);
-    if (workers_busy_.fetch_sub(1, std::memory_order_acq_rel) == 1) wake_all(workers_busy_, sleepers_);
+    if (workers_busy_.fetch_sub(1, std::memory_order_seq_cst) == 1) wake();
   }
 }
 

@@ -1,10 +1,10 @@
 // A persistent pool of worker threads for data-parallel work (CPU backend, model synthesiser).
 //
-// Threads are created once. Waiting (for a job, at a barrier, for the workers to finish) spins
-// for up to kSpinNanoseconds (pause instructions; most waits inside a forward pass end within a
-// few microseconds) and then sleeps on a futex (std::atomic wait/notify), so an idle pool costs
-// nothing and a busy one does not pay a system call per wake-up. Wakers only make the system
-// call when a thread sleeps.
+// Threads are created once. Waiting (for a task, for another thread's progress, for the workers to
+// finish) spins for up to kSpinNanoseconds (pause instructions; most waits inside a forward pass
+// end within a few microseconds) and then sleeps on a futex (std::atomic wait/notify), so an idle
+// pool costs nothing and a busy one does not pay a system call per wake-up. Wakers only make the
+// system call when a thread sleeps.
 //
 // Not supported: calling parallel_for or run from inside a running body (it throws
 // realizar::Error instead of deadlocking). Calls from different outside threads are serialized.
@@ -46,14 +46,16 @@ class ThreadPool {
   void parallel_for(int64_t n, const Body& body);
 
   // Runs task(t) on every thread t of the pool at once and returns when all have returned. The
-  // tasks may call barrier() to wait for each other. If a task throws, the first exception is
-  // rethrown here; the other threads' barrier() calls throw from then on (so no thread waits for
-  // one that has left), and those exceptions are not reported.
+  // tasks may wait for each other with wait_for() and advance(). If a task throws, the first
+  // exception is rethrown here; the other threads' wait_for() calls throw from then on (so no
+  // thread waits for one that has left), and those exceptions are not reported.
   void run(const Task& task);
 
-  // Inside run(): returns once every thread of the pool has made the same number of barrier()
-  // calls, so everything written before it by any thread is visible after it to all.
-  void barrier();
+  // Inside run(): returns once `counter` holds `value` (other threads get it there with advance());
+  // what they wrote before their advance() is visible after it.
+  void wait_for(const std::atomic<uint32_t>& counter, uint32_t value);
+  // counter += n, waking the threads asleep in wait_for().
+  void advance(std::atomic<uint32_t>& counter, uint32_t n);
 
   // A process-wide pool with hardware_concurrency() threads, created on first use.
   static ThreadPool& global();
@@ -61,15 +63,19 @@ class ThreadPool {
  private:
   void worker_loop(int thread_index);
   void run_task(int thread_index) noexcept;
+  // Returns once done() is true: spins for up to kSpinNanoseconds, then sleeps until a wake().
+  template <typename Done>
+  void wait_until(Done done);
+  // Wakes every sleeping thread to re-check what it waits for (no system call when none sleeps).
+  void wake();
 
   std::vector<std::thread> workers_;
   std::mutex call_mutex_;                    // serializes calls from outside threads
   std::atomic<uint32_t> generation_{0};      // bumped to publish a new task (or shutdown)
   std::atomic<uint32_t> workers_busy_{0};    // workers still running the current task
-  std::atomic<uint32_t> barrier_phase_{0};   // bumped when a barrier opens
-  std::atomic<uint32_t> barrier_arrived_{0};  // threads waiting at the current barrier
-  std::atomic<uint32_t> sleepers_{0};        // threads asleep in a futex wait (wakers check it)
-  std::atomic<bool> aborted_{false};         // a task threw: barriers throw until run() ends
+  std::atomic<uint32_t> sleepers_{0};        // threads asleep in wait_until
+  std::atomic<uint32_t> wake_epoch_{0};      // what sleepers sleep on (futex): bumped by wake()
+  std::atomic<bool> aborted_{false};         // a task threw: wait_for throws until run() ends
   bool stopping_ = false;                    // written before a generation bump
   const Task* task_ = nullptr;               // the current task, valid while workers_busy_ > 0
   std::mutex error_mutex_;

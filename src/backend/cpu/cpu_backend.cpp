@@ -46,10 +46,11 @@ struct Linear {
   std::vector<float> bias;  // empty: none
 
   Linear() = default;
-  Linear(const WeightTensor& w, const WeightTensor& b, const cpu::KernelSet& kernels, ThreadPool& pool)
+  Linear(const WeightTensor& w, const WeightTensor& b, const cpu::KernelSet& kernels, cpu::PackedArena& arena,
+         ThreadPool& pool)
       : weight(w), format(cpu::activation_format(w.type)), bias(dequantized(b)) {
     if (cpu::can_pack(w.type)) {
-      packed = std::make_unique<cpu::PackedMatrix>(w, pool);
+      packed = std::make_unique<cpu::PackedMatrix>(w, arena, pool);
       gemm = kernels.gemm_for(w.type);
     } else if (!can_dequantize(w.type)) {
       fail("the CPU backend has no kernel for weight type {}", tensor_type_name(w.type));
@@ -106,11 +107,16 @@ struct ThreadScratch {
   std::vector<float> epilogue;            // [2][16]
 };
 
-// Work counters of matmul stages, claimed by the threads; stage s uses counters[s % 2] and thread 0
-// resets the other one during it (nobody uses it until after the next barrier).
-struct StageCounters {
-  std::array<std::atomic<int64_t>, 2> next{};
+// One stage of a forward pass: its items are claimed by whichever threads are running (a thread
+// the OS has descheduled holds nobody up unless it holds an item), and a thread moves on to the
+// next stage once every item of this one is done. A cache line each (no false sharing).
+struct alignas(64) Stage {
+  std::atomic<int64_t> next{0};   // next unclaimed item
+  std::atomic<uint32_t> done{0};  // items finished
 };
+
+// Stages of one forward pass: the embedding, 10 per layer, 3 for the logits.
+constexpr int64_t stages_per_forward(int64_t layers) { return 1 + 10 * layers + 3; }
 
 class CpuBackend final : public Backend {
  public:
@@ -127,20 +133,28 @@ class CpuBackend final : public Backend {
       fail("CPU backend: rotary dimension {} is not an even number up to the head dimension {}", config.rope_dim,
            config.head_dim);
     }
+    size_t packed = 0;
+    for_each_matrix(weights, [&](const WeightTensor& w) {
+      if (cpu::can_pack(w.type)) packed += cpu::packed_bytes(w);
+    });
+    arena_ = std::make_unique<cpu::PackedArena>(packed);
+    const auto linear = [&](const WeightTensor& w, const WeightTensor& bias) {
+      return Linear(w, bias, kernels_, *arena_, pool_);
+    };
     for (const LayerWeights& w : weights.layers) {
       Layer& l = layers_.emplace_back();
       l.attn_norm = Norm(w.attn_norm, w.attn_norm_bias);
       l.ffn_norm = Norm(w.ffn_norm, WeightTensor{});
-      l.q = Linear(w.attn_q, w.attn_q_bias, kernels_, pool_);
-      l.k = Linear(w.attn_k, w.attn_k_bias, kernels_, pool_);
-      l.v = Linear(w.attn_v, w.attn_v_bias, kernels_, pool_);
-      l.o = Linear(w.attn_output, w.attn_output_bias, kernels_, pool_);
-      if (w.ffn_gate.present()) l.gate = Linear(w.ffn_gate, WeightTensor{}, kernels_, pool_);
-      l.up = Linear(w.ffn_up, w.ffn_up_bias, kernels_, pool_);
-      l.down = Linear(w.ffn_down, w.ffn_down_bias, kernels_, pool_);
+      l.q = linear(w.attn_q, w.attn_q_bias);
+      l.k = linear(w.attn_k, w.attn_k_bias);
+      l.v = linear(w.attn_v, w.attn_v_bias);
+      l.o = linear(w.attn_output, w.attn_output_bias);
+      if (w.ffn_gate.present()) l.gate = linear(w.ffn_gate, WeightTensor{});
+      l.up = linear(w.ffn_up, w.ffn_up_bias);
+      l.down = linear(w.ffn_down, w.ffn_down_bias);
     }
     output_norm_ = Norm(weights.output_norm, weights.output_norm_bias);
-    output_ = Linear(weights.output, weights.output_bias, kernels_, pool_);
+    output_ = linear(weights.output, weights.output_bias);
     for (int64_t i = 0; i < config.rope_dim / 2; ++i) {
       inverse_frequency_.push_back(std::pow(static_cast<double>(config.rope_freq_base),
                                             -2.0 * static_cast<double>(i) / static_cast<double>(config.rope_dim)));
@@ -160,6 +174,7 @@ class CpuBackend final : public Backend {
       s.lengths.resize(static_cast<size_t>(max_queries));
       s.epilogue.resize(2 * kGroupRows);
     }
+    stages_ = std::vector<Stage>(static_cast<size_t>(stages_per_forward(config.block_count)));
     reserve_batch(kInitialBatch);
   }
 
@@ -194,7 +209,10 @@ class CpuBackend final : public Backend {
       if (batch.want_logits[t]) wanted_.push_back(static_cast<int64_t>(t));
     }
     logits.resize(wanted_.size() * static_cast<size_t>(config_.vocab_size));
-    for (auto& counter : counters_.next) counter.store(0, std::memory_order_relaxed);
+    for (Stage& stage : stages_) {
+      stage.next.store(0, std::memory_order_relaxed);
+      stage.done.store(0, std::memory_order_relaxed);
+    }
     pool_.run([&](int thread) {
       Pass pass{*this, batch, cache, logits, thread};
       pass.run();
@@ -202,6 +220,17 @@ class CpuBackend final : public Backend {
   }
 
  private:
+  // The matrices the constructor turns into Linears, in no particular order.
+  template <typename Fn>
+  static void for_each_matrix(const ModelWeights& weights, const Fn& fn) {
+    for (const LayerWeights& w : weights.layers) {
+      for (const WeightTensor* m : {&w.attn_q, &w.attn_k, &w.attn_v, &w.attn_output, &w.ffn_gate, &w.ffn_up, &w.ffn_down}) {
+        if (m->present()) fn(*m);
+      }
+    }
+    fn(weights.output);
+  }
+
   // ---- scratch ---------------------------------------------------------------------------------
 
   void reserve_batch(int64_t tokens) {
@@ -248,7 +277,7 @@ class CpuBackend final : public Backend {
     std::vector<float>& logits;
     int thread;
     int threads = b.pool_.size();
-    int stage = 0;  // matmul stages so far (which counter to use)
+    size_t stage_index = 0;
     ThreadScratch& scratch = b.scratch_[static_cast<size_t>(thread)];
     const ModelConfig& c = b.config_;
     const cpu::KernelSet& k = b.kernels_;
@@ -256,20 +285,28 @@ class CpuBackend final : public Backend {
 
     void run() {
       embed();
-      b.pool_.barrier();
       for (size_t l = 0; l < b.layers_.size(); ++l) layer(l);
       output();
     }
 
-    // [begin, end) of n items for this thread, contiguous static split.
-    std::pair<int64_t, int64_t> share(int64_t n) const {
-      return {n * thread / threads, n * (thread + 1) / threads};
+    // fn(item) for the items of the next stage this thread claims, `grain` at a time; returns once
+    // all of the stage's items are done (by any thread).
+    template <typename Fn>
+    void stage(int64_t items, int64_t grain, const Fn& fn) {
+      if (stage_index == b.stages_.size()) fail("CPU backend: more stages than stages_per_forward counts");
+      Stage& st = b.stages_[stage_index++];
+      for (int64_t first = st.next.fetch_add(grain, std::memory_order_relaxed); first < items;
+           first = st.next.fetch_add(grain, std::memory_order_relaxed)) {
+        const int64_t last = std::min(items, first + grain);
+        for (int64_t item = first; item < last; ++item) fn(item);
+        b.pool_.advance(st.done, static_cast<uint32_t>(last - first));
+      }
+      b.pool_.wait_for(st.done, static_cast<uint32_t>(items));
     }
 
     void embed() {
       const int64_t hidden = c.embedding_length, half = c.rope_dim / 2;
-      const auto [begin, end] = share(tokens);
-      for (int64_t t = begin; t < end; ++t) {
+      stage(tokens, 1, [&](int64_t t) {
         dequantize_row(b.weights_.token_embd.type, b.weights_.token_embd.row(batch.tokens[static_cast<size_t>(t)]),
                        b.x_.data() + t * hidden, hidden);
         // cos and sin of position * base^(-2i / rope_dim), shared by all layers
@@ -279,7 +316,7 @@ class CpuBackend final : public Backend {
           table[2 * i] = static_cast<float>(std::cos(theta));
           table[2 * i + 1] = static_cast<float>(std::sin(theta));
         }
-      }
+      });
     }
 
     void layer(size_t l) {
@@ -287,19 +324,13 @@ class CpuBackend final : public Backend {
       const int64_t hidden = c.embedding_length;
       // Attention block: x += o(attention(q, k, v of norm(x)))
       normalize_and_quantize(w.attn_norm, {&w.q, &w.k, &w.v});
-      b.pool_.barrier();
       matmul(std::array{Projection{&w.q, b.q_.data(), c.q_dim()}, Projection{&w.k, b.k_.data(), c.kv_dim()},
                         Projection{&w.v, b.v_.data(), c.kv_dim()}},
              b.h_.data(), tokens);
-      b.pool_.barrier();
       rope_and_store(l);
-      b.pool_.barrier();
       attention(l);
-      b.pool_.barrier();
       quantize(b.attn_.data(), c.q_dim(), {&w.o}, tokens);
-      b.pool_.barrier();
       matmul(std::array{Projection{&w.o, b.x_.data(), hidden, Epilogue::AddTo}}, b.attn_.data(), tokens);
-      b.pool_.barrier();
       // MLP block: x += down(act(up(norm(x)))); a parallel residual (phi-2) feeds it the attention's
       // normed input, still in h_.
       const int64_t ffn = c.feed_forward_length;
@@ -308,31 +339,23 @@ class CpuBackend final : public Backend {
       } else {
         normalize_and_quantize(w.ffn_norm, {&w.gate, &w.up});
       }
-      b.pool_.barrier();
       if (c.gelu_mlp) {
         matmul(std::array{Projection{&w.up, b.up_.data(), ffn, Epilogue::Gelu}}, b.h_.data(), tokens);
       } else {
         matmul(std::array{Projection{&w.up, b.up_.data(), ffn, Epilogue::SwiGLU, &w.gate}}, b.h_.data(), tokens);
       }
-      b.pool_.barrier();
       quantize(b.up_.data(), ffn, {&w.down}, tokens);
-      b.pool_.barrier();
       matmul(std::array{Projection{&w.down, b.x_.data(), hidden, Epilogue::AddTo}}, b.up_.data(), tokens);
-      b.pool_.barrier();
     }
 
     void output() {
       const int64_t hidden = c.embedding_length;
       const int64_t wanted = static_cast<int64_t>(b.wanted_.size());
-      if (wanted == 0) return;
       // The wanted rows of x, normed, into the first rows of h_, then quantized.
-      const auto [begin, end] = share(wanted);
-      for (int64_t i = begin; i < end; ++i) {
+      stage(wanted, 1, [&](int64_t i) {
         norm_row(b.output_norm_, b.x_.data() + b.wanted_[static_cast<size_t>(i)] * hidden, b.h_.data() + i * hidden, 0, hidden);
-      }
-      b.pool_.barrier();
+      });
       quantize(b.h_.data(), hidden, {&b.output_}, wanted);
-      b.pool_.barrier();
       matmul(std::array{Projection{&b.output_, logits.data(), c.vocab_size}}, b.h_.data(), wanted);
     }
 
@@ -357,18 +380,17 @@ class CpuBackend final : public Backend {
       }
     }
 
-    // Work items over `rows` rows of `width` columns: whole rows when there are enough for every
+    // A stage over `rows` rows of `width` columns: whole rows when there are enough for every
     // thread, else each row split into column ranges of whole `align`-column blocks (a decode
     // step's single row is quantized by all threads).
     template <typename Fn>
-    void for_row_parts(int64_t rows, int64_t width, int64_t align, const Fn& fn) const {
+    void for_row_parts(int64_t rows, int64_t width, int64_t align, const Fn& fn) {
       const int64_t blocks = width / align;
       const int64_t parts = rows >= threads ? 1 : std::clamp<int64_t>(threads, 1, std::max<int64_t>(blocks, 1));
-      const auto [begin, end] = share(rows * parts);
-      for (int64_t item = begin; item < end; ++item) {
+      stage(rows * parts, 1, [&](int64_t item) {
         const int64_t row = item / parts, part = item % parts;
         fn(row, part == 0 ? 0 : blocks * part / parts * align, part == parts - 1 ? width : blocks * (part + 1) / parts * align);
-      }
+      });
     }
 
     static int64_t alignment(std::initializer_list<const Linear*> consumers) {
@@ -403,14 +425,14 @@ class CpuBackend final : public Backend {
       }
     }
 
-    void quantize(const float* in, int64_t width, std::initializer_list<const Linear*> consumers, int64_t rows) const {
+    void quantize(const float* in, int64_t width, std::initializer_list<const Linear*> consumers, int64_t rows) {
       for_row_parts(rows, width, alignment(consumers), [&](int64_t t, int64_t from, int64_t to) {
         quantize_part(in, width, consumers, t, from, to);
       });
     }
 
     // norm(x) into h_ and quantized for `consumers`; each part computes its row's statistics.
-    void normalize_and_quantize(const Norm& n, std::initializer_list<const Linear*> consumers) const {
+    void normalize_and_quantize(const Norm& n, std::initializer_list<const Linear*> consumers) {
       const int64_t hidden = c.embedding_length;
       for_row_parts(tokens, hidden, alignment(consumers), [&](int64_t t, int64_t from, int64_t to) {
         norm_row(n, b.x_.data() + t * hidden, b.h_.data() + t * hidden, from, to);
@@ -420,26 +442,18 @@ class CpuBackend final : public Backend {
 
     // ---- matmul ----------------------------------------------------------------------------------
 
-    // The groups of every projection, claimed a few at a time from a shared counter (threads that
-    // got less of the machine do less), against `rows` input rows: the quantized activations of
-    // `input` (float rows, read as such by row-wise matrices).
+    // A stage over the groups of every projection, claimed a few at a time, against `rows` input
+    // rows: the quantized activations of `input` (float rows, read as such by row-wise matrices).
     template <size_t N>
     void matmul(const std::array<Projection, N>& group, const float* input, int64_t rows) {
-      std::atomic<int64_t>& next = b.counters_.next[static_cast<size_t>(stage % 2)];
-      if (thread == 0) b.counters_.next[static_cast<size_t>((stage + 1) % 2)].store(0, std::memory_order_relaxed);
-      ++stage;
       std::array<int64_t, N + 1> start{};
       for (size_t i = 0; i < N; ++i) start[i + 1] = start[i] + group[i].linear->groups();
       const int64_t total = start[N];
-      const int64_t grain = std::max<int64_t>(1, total / (8 * threads));
-      for (int64_t first = next.fetch_add(grain, std::memory_order_relaxed); first < total;
-           first = next.fetch_add(grain, std::memory_order_relaxed)) {
-        for (int64_t task = first; task < std::min(total, first + grain); ++task) {
-          size_t i = 0;
-          while (task >= start[i + 1]) ++i;
-          run_group(group[i], task - start[i], input, rows);
-        }
-      }
+      stage(total, std::max<int64_t>(1, total / (8 * threads)), [&](int64_t task) {
+        size_t i = 0;
+        while (task >= start[i + 1]) ++i;
+        run_group(group[i], task - start[i], input, rows);
+      });
     }
 
     const uint8_t* activation_rows(const Linear& l, const float* floats) const {
@@ -522,14 +536,13 @@ class CpuBackend final : public Backend {
     // cache as float16.
     void rope_and_store(size_t l) {
       const int64_t kv_dim = c.kv_dim(), q_dim = c.q_dim();
-      const auto [begin, end] = share(tokens);
-      for (int64_t t = begin; t < end; ++t) {
+      stage(tokens, 1, [&](int64_t t) {
         rope(b.q_.data() + t * q_dim, c.head_count, t);
         rope(b.k_.data() + t * kv_dim, c.head_count_kv, t);
         const int64_t slot = cache.slots[static_cast<size_t>(t)];
         k.to_f16(b.k_.data() + t * kv_dim, b.keys_[l].data() + slot * kv_dim, kv_dim);
         k.to_f16(b.v_.data() + t * kv_dim, b.values_[l].data() + slot * kv_dim, kv_dim);
-      }
+      });
     }
 
     void rope(float* v, int64_t heads, int64_t t) const {
@@ -548,12 +561,10 @@ class CpuBackend final : public Backend {
     }
 
     // Causal GQA attention: items are (tile, KV head), each one kernel call over the tile's tokens
-    // and the query heads of that KV head, dealt out round robin (a prompt's later tiles attend
-    // over more keys).
+    // and the query heads of that KV head.
     void attention(size_t l) {
       const int64_t kv_heads = c.head_count_kv, group = c.head_count / kv_heads, head_dim = c.head_dim;
-      const int64_t items = static_cast<int64_t>(b.tiles_.size()) * kv_heads;
-      for (int64_t item = thread; item < items; item += threads) {
+      stage(static_cast<int64_t>(b.tiles_.size()) * kv_heads, 1, [&](int64_t item) {
         const AttentionTile& tile = b.tiles_[static_cast<size_t>(item / kv_heads)];
         const int64_t kv_head = item % kv_heads;
         int64_t queries = 0;
@@ -579,7 +590,7 @@ class CpuBackend final : public Backend {
             scratch.attention.data(),
         };
         k.attention(args);
-      }
+      });
     }
   };
 
@@ -589,13 +600,14 @@ class CpuBackend final : public Backend {
   ThreadPool pool_;
   int64_t cache_slots_;
   int64_t max_sequence_length_;
+  std::unique_ptr<cpu::PackedArena> arena_;  // the packed weights of every Linear
   std::vector<Layer> layers_;
   Norm output_norm_;
   Linear output_;
   std::vector<double> inverse_frequency_;             // base^(-2i / rope_dim)
   std::vector<std::vector<ggml_half>> keys_, values_;  // per layer: [slot][kv_dim]
   std::vector<ThreadScratch> scratch_;
-  StageCounters counters_;
+  std::vector<Stage> stages_;
   int64_t capacity_ = 0;
   std::vector<float> x_, h_, q_, k_, v_, attn_, up_, rope_;
   std::array<std::vector<uint8_t>, kFormats.size()> activations_;  // matmul inputs, per format

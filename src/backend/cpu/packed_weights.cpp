@@ -1,5 +1,8 @@
 #include "backend/cpu/packed_weights.h"
 
+#include <sys/mman.h>
+
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -168,22 +171,52 @@ void pack_block(const WeightTensor& w, int64_t first_row, int64_t block, void* d
   }
 }
 
-void PackedMatrix::Free::operator()(uint8_t* p) const { std::free(p); }
+void PackedArena::Free::operator()(uint8_t* p) const { std::free(p); }
 
-PackedMatrix::PackedMatrix(const WeightTensor& w, ThreadPool& pool)
-    : type_(w.type), rows_(w.rows), cols_(w.cols) {
+PackedArena::PackedArena(size_t bytes) {
+  constexpr size_t kHugePage = size_t{2} << 20;
+  size_ = std::max<size_t>((bytes + kHugePage - 1) / kHugePage * kHugePage, kHugePage);
+  data_.reset(static_cast<uint8_t*>(std::aligned_alloc(kHugePage, size_)));
+  if (!data_) fail("out of memory: {} MiB for the repacked weights", size_ >> 20);
+  // Advice only: without transparent huge pages the memory works with normal pages.
+  madvise(data_.get(), size_, MADV_HUGEPAGE);
+}
+
+uint8_t* PackedArena::take(size_t bytes) {
+  if (bytes % 64 != 0 || bytes > size_ - used_) fail("packed weight arena: {} bytes do not fit ({} of {} used)", bytes, used_, size_);
+  uint8_t* p = data_.get() + used_;
+  used_ += bytes;
+  return p;
+}
+
+size_t packed_bytes(const WeightTensor& w) {
   const int64_t block_size = tensor_type_info(w.type).block_size;
   const size_t block_bytes = packed_block_bytes(w.type);
   if (w.cols % block_size != 0) {
     fail("{} matrix with {} columns is not a whole number of {}-element blocks", tensor_type_name(w.type), w.cols,
          block_size);
   }
-  blocks_ = w.cols / block_size;
+  const size_t groups = static_cast<size_t>((w.rows + kGroupRows - 1) / kGroupRows);
+  return (groups * static_cast<size_t>(w.cols / block_size) * block_bytes + 63) / 64 * 64;
+}
+
+PackedMatrix::PackedMatrix(const WeightTensor& w, PackedArena& arena, ThreadPool& pool)
+    : type_(w.type), rows_(w.rows), cols_(w.cols) {
+  data_ = arena.take(packed_bytes(w));
+  pack(w, pool);
+}
+
+PackedMatrix::PackedMatrix(const WeightTensor& w, ThreadPool& pool)
+    : own_arena_(std::make_unique<PackedArena>(packed_bytes(w))), type_(w.type), rows_(w.rows), cols_(w.cols) {
+  data_ = own_arena_->take(packed_bytes(w));
+  pack(w, pool);
+}
+
+void PackedMatrix::pack(const WeightTensor& w, ThreadPool& pool) {
+  const size_t block_bytes = packed_block_bytes(w.type);
+  blocks_ = w.cols / tensor_type_info(w.type).block_size;
   group_bytes_ = block_bytes * static_cast<size_t>(blocks_);
-  const size_t total = (bytes() + 63) / 64 * 64;
-  data_.reset(static_cast<uint8_t*>(std::aligned_alloc(64, std::max<size_t>(total, 64))));
-  if (!data_) fail("out of memory repacking a {} x {} {} matrix", w.rows, w.cols, tensor_type_name(w.type));
-  uint8_t* base = data_.get();
+  uint8_t* base = data_;
   pool.parallel_for(groups(), [&](int64_t begin, int64_t end, int) {
     for (int64_t g = begin; g < end; ++g) {
       for (int64_t b = 0; b < blocks_; ++b) {

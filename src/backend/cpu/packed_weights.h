@@ -108,10 +108,33 @@ concept HasMin = requires(const Packed& p) { p.m; };
 // Whether `type` has a packed layout (kernels.h kPackedTypes).
 bool can_pack(TensorType type);
 
-// A matrix in the packed layout, in memory of its own (64-byte aligned).
+// Memory for packed matrices: one allocation, aligned to 2 MiB and advised for transparent huge
+// pages (madvise MADV_HUGEPAGE): a decode step streams every weight once, and with 4 KiB pages that
+// is a TLB miss every 4 KiB.
+class PackedArena {
+ public:
+  explicit PackedArena(size_t bytes);  // throws realizar::Error when the memory cannot be had
+  // The next `bytes` (a multiple of 64) of the arena; throws realizar::Error when it is used up.
+  uint8_t* take(size_t bytes);
+
+ private:
+  struct Free {
+    void operator()(uint8_t* p) const;
+  };
+  std::unique_ptr<uint8_t, Free> data_;
+  size_t size_ = 0, used_ = 0;
+};
+
+// Bytes the packed copy of `w` takes (a multiple of 64); throws realizar::Error for a type
+// can_pack refuses or columns that are not whole blocks.
+size_t packed_bytes(const WeightTensor& w);
+
+// A matrix in the packed layout.
 class PackedMatrix {
  public:
-  // Repacks `w` (a type can_pack accepts, else realizar::Error) with the threads of `pool`.
+  // Repacks `w` with the threads of `pool` into packed_bytes(w) bytes of `arena`.
+  PackedMatrix(const WeightTensor& w, PackedArena& arena, ThreadPool& pool);
+  // The same in an arena of its own (tests, benchmarks).
   PackedMatrix(const WeightTensor& w, ThreadPool& pool);
 
   TensorType type() const { return type_; }
@@ -120,17 +143,17 @@ class PackedMatrix {
   int64_t groups() const { return (rows_ + kGroupRows - 1) / kGroupRows; }
   int64_t blocks() const { return blocks_; }  // column blocks per row
   size_t group_bytes() const { return group_bytes_; }
-  const uint8_t* group(int64_t g) const { return data_.get() + static_cast<size_t>(g) * group_bytes_; }
+  const uint8_t* group(int64_t g) const { return data_ + static_cast<size_t>(g) * group_bytes_; }
   size_t bytes() const { return group_bytes_ * static_cast<size_t>(groups()); }
 
  private:
-  struct Free {
-    void operator()(uint8_t* p) const;
-  };
+  void pack(const WeightTensor& w, ThreadPool& pool);
+
+  std::unique_ptr<PackedArena> own_arena_;  // only for the second constructor
   TensorType type_;
   int64_t rows_, cols_, blocks_;
   size_t group_bytes_;
-  std::unique_ptr<uint8_t, Free> data_;
+  uint8_t* data_ = nullptr;
 };
 
 // Packs column block `block` of the 16 rows starting at `first_row` of `w` (rows past the end
