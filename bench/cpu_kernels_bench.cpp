@@ -169,8 +169,8 @@ void BM_Attention(benchmark::State& state, Isa isa) {
   const std::vector<int64_t> lengths(static_cast<size_t>(queries), length);
   std::vector<float> scratch(static_cast<size_t>(cpu::attention_scratch_floats(queries, head_dim, length)));
   for (auto _ : state) {
-    kernels.attention({q_ptr.data(), out_ptr.data(), lengths.data(), queries, table.data(), keys.data(), values.data(),
-                       head_dim, head_dim, 0.088f, scratch.data()});
+    kernels.attention({q_ptr.data(), out_ptr.data(), lengths.data(), queries, table.data(), keys.data(), 16 * head_dim,
+                       values.data(), head_dim, head_dim, 0.088f, scratch.data()});
     benchmark::DoNotOptimize(out.data());
   }
   state.counters["cache_GB/s"] = benchmark::Counter(

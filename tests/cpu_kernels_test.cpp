@@ -265,21 +265,28 @@ TEST_P(CpuKernelSetTest, Quantize32IsGgmlQ8_0BitForBitWithSums) {
   }
 }
 
-// Attention over a paged float16 cache (blocks out of order), against softmax in double; each
-// query's result is also the same, bit for bit, when it runs alone.
+// Attention over a paged float16 cache (blocks out of order, 3 KV heads of which we read the
+// middle one), against softmax in double; each query's result is also the same, bit for bit, when
+// it runs alone.
 TEST_P(CpuKernelSetTest, AttentionMatchesSoftmaxInDouble) {
   KERNELS_OR_SKIP(GetParam());
   for (int64_t head_dim : {64, 128}) {
-    const int64_t row_stride = 3 * head_dim;  // a cache row holds 3 heads; we read the middle one
+    constexpr int64_t kv_heads = 3, head = 1;
+    const int64_t kv_dim = kv_heads * head_dim;
     const std::vector<int32_t> table = {5, 0, 3, 1, 4, 2};  // 6 blocks: up to 96 positions
     const int64_t slots = 6 * 16;
-    std::vector<ggml_half> keys(static_cast<size_t>(slots * row_stride)), values(keys.size());
+    std::vector<ggml_half> keys(static_cast<size_t>(slots * kv_dim)), values(keys.size());
     const std::vector<float> kf = normal_floats(static_cast<int64_t>(keys.size()), 11, 2.0f);
     const std::vector<float> vf = normal_floats(static_cast<int64_t>(keys.size()), 12);
-    for (size_t i = 0; i < keys.size(); ++i) {
-      keys[i] = fp32_to_fp16(kf[i]);
-      values[i] = fp32_to_fp16(vf[i]);
+    const auto key = [&](int64_t slot, int64_t e) { return kf[static_cast<size_t>(slot * kv_dim + head * head_dim + e)]; };
+    for (int64_t slot = 0; slot < slots; ++slot) {
+      for (int64_t h = 0; h < kv_heads; ++h) {
+        for (int64_t e = 0; e < head_dim; ++e) {
+          keys[static_cast<size_t>(cpu::key_cache_index(slot, h, e, kv_heads, head_dim))] = fp32_to_fp16(kf[static_cast<size_t>(slot * kv_dim + h * head_dim + e)]);
+        }
+      }
     }
+    for (size_t i = 0; i < values.size(); ++i) values[i] = fp32_to_fp16(vf[i]);
     const std::vector<int64_t> lengths = {1, 15, 16, 17, 40, 96, 33};
     const int64_t queries = static_cast<int64_t>(lengths.size());
     const std::vector<float> q = normal_floats(queries * head_dim, 13);
@@ -292,10 +299,12 @@ TEST_P(CpuKernelSetTest, AttentionMatchesSoftmaxInDouble) {
     }
     std::vector<float> scratch(static_cast<size_t>(cpu::attention_scratch_floats(queries, head_dim, 96)));
     const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-    const ggml_half* k0 = keys.data() + head_dim;
-    const ggml_half* v0 = values.data() + head_dim;
-    kernels.attention({q_ptr.data(), out_ptr.data(), lengths.data(), queries, table.data(), k0, v0, row_stride,
-                       head_dim, scale, scratch.data()});
+    const ggml_half* k0 = keys.data() + head * head_dim * 16;
+    const ggml_half* v0 = values.data() + head * head_dim;
+    const auto args = [&](const float* const* qp, float* const* op, const int64_t* len, int64_t n) {
+      return cpu::AttentionArgs{qp, op, len, n, table.data(), k0, 16 * kv_dim, v0, kv_dim, head_dim, scale, scratch.data()};
+    };
+    kernels.attention(args(q_ptr.data(), out_ptr.data(), lengths.data(), queries));
     for (int64_t i = 0; i < queries; ++i) {
       const int64_t len = lengths[static_cast<size_t>(i)];
       std::vector<double> s(static_cast<size_t>(len));
@@ -303,7 +312,9 @@ TEST_P(CpuKernelSetTest, AttentionMatchesSoftmaxInDouble) {
       for (int64_t j = 0; j < len; ++j) {
         const int64_t slot = table[static_cast<size_t>(j / 16)] * 16 + j % 16;
         double dot = 0.0;
-        for (int64_t e = 0; e < head_dim; ++e) dot += static_cast<double>(q[static_cast<size_t>(i * head_dim + e)]) * fp16_to_fp32(k0[slot * row_stride + e]);
+        for (int64_t e = 0; e < head_dim; ++e) {
+          dot += static_cast<double>(q[static_cast<size_t>(i * head_dim + e)]) * fp16_to_fp32(fp32_to_fp16(key(slot, e)));
+        }
         s[static_cast<size_t>(j)] = dot * scale;
         max = std::max(max, s[static_cast<size_t>(j)]);
       }
@@ -312,7 +323,7 @@ TEST_P(CpuKernelSetTest, AttentionMatchesSoftmaxInDouble) {
         double want = 0.0;
         for (int64_t j = 0; j < len; ++j) {
           const int64_t slot = table[static_cast<size_t>(j / 16)] * 16 + j % 16;
-          want += s[static_cast<size_t>(j)] / total * fp16_to_fp32(v0[slot * row_stride + e]);
+          want += s[static_cast<size_t>(j)] / total * fp16_to_fp32(v0[slot * kv_dim + e]);
         }
         // float32 dots of 64-128 terms and a softmax over <= 96 keys: ~1e-6 relative; values ~1.
         EXPECT_NEAR(out[static_cast<size_t>(i * head_dim + e)], want, 2e-5) << "query " << i << " element " << e;
@@ -320,8 +331,7 @@ TEST_P(CpuKernelSetTest, AttentionMatchesSoftmaxInDouble) {
       // Alone, the query gives the same bits.
       std::vector<float> alone(static_cast<size_t>(head_dim));
       float* alone_ptr = alone.data();
-      kernels.attention({&q_ptr[static_cast<size_t>(i)], &alone_ptr, &lengths[static_cast<size_t>(i)], 1, table.data(), k0,
-                         v0, row_stride, head_dim, scale, scratch.data()});
+      kernels.attention(args(&q_ptr[static_cast<size_t>(i)], &alone_ptr, &lengths[static_cast<size_t>(i)], 1));
       EXPECT_EQ(alone, std::vector<float>(out.begin() + i * head_dim, out.begin() + (i + 1) * head_dim)) << "query " << i;
     }
   }

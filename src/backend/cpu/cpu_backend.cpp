@@ -25,6 +25,7 @@ using cpu::kGroupRows;
 constexpr int64_t kInitialBatch = 64;   // tokens the scratch buffers hold before growing
 constexpr int64_t kTokensPerPass = 64;  // tokens one GEMM call runs against a weight group
 constexpr int64_t kTileTokens = 8;      // tokens of one sequence sharing an attention call
+static_assert(kKvBlockSize == 16, "the key cache layout (kernels.h key_cache_index) has 16-slot blocks");
 constexpr std::array<ActivationFormat, 3> kFormats = {ActivationFormat::Q8K, ActivationFormat::Q8Block32,
                                                       ActivationFormat::F32};
 
@@ -540,7 +541,12 @@ class CpuBackend final : public Backend {
         rope(b.q_.data() + t * q_dim, c.head_count, t);
         rope(b.k_.data() + t * kv_dim, c.head_count_kv, t);
         const int64_t slot = cache.slots[static_cast<size_t>(t)];
-        k.to_f16(b.k_.data() + t * kv_dim, b.keys_[l].data() + slot * kv_dim, kv_dim);
+        for (int64_t h = 0; h < c.head_count_kv; ++h) {
+          for (int64_t e = 0; e < c.head_dim; ++e) {
+            b.keys_[l][static_cast<size_t>(cpu::key_cache_index(slot, h, e, c.head_count_kv, c.head_dim))] =
+                fp32_to_fp16(b.k_[static_cast<size_t>(t * kv_dim + h * c.head_dim + e)]);
+          }
+        }
         k.to_f16(b.v_.data() + t * kv_dim, b.values_[l].data() + slot * kv_dim, kv_dim);
       });
     }
@@ -582,7 +588,8 @@ class CpuBackend final : public Backend {
             scratch.lengths.data(),
             queries,
             cache.kv.blocks(tile.seq).data(),
-            b.keys_[l].data() + kv_head * head_dim,
+            b.keys_[l].data() + kv_head * head_dim * kKvBlockSize,
+            kKvBlockSize * c.kv_dim(),
             b.values_[l].data() + kv_head * head_dim,
             c.kv_dim(),
             head_dim,
@@ -605,7 +612,8 @@ class CpuBackend final : public Backend {
   Norm output_norm_;
   Linear output_;
   std::vector<double> inverse_frequency_;             // base^(-2i / rope_dim)
-  std::vector<std::vector<ggml_half>> keys_, values_;  // per layer: [slot][kv_dim]
+  // Per layer: keys as cpu::key_cache_index lays them out, values [slot][kv_dim]; float16.
+  std::vector<std::vector<ggml_half>> keys_, values_;
   std::vector<ThreadScratch> scratch_;
   std::vector<Stage> stages_;
   int64_t capacity_ = 0;

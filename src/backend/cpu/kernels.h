@@ -55,30 +55,41 @@ size_t activation_row_bytes(ActivationFormat format, int64_t n);
 using GemmKernel = void (*)(const uint8_t* group, const uint8_t* act, size_t act_stride, int64_t tokens,
                             int64_t blocks, float* out);
 
+// The key cache layout of one layer: per 16-slot block, per KV head, the keys transposed
+// ([block][kv_head][head_dim][16] float16), so that one 16-wide row of a block is element e of 16
+// consecutive keys and the scores of 16 keys against a query are head_dim multiply-adds without a
+// horizontal sum. Element e of KV head h's key at slot s:
+constexpr int64_t key_cache_index(int64_t slot, int64_t head, int64_t e, int64_t kv_heads, int64_t head_dim) {
+  return ((slot / 16 * kv_heads + head) * head_dim + e) * 16 + slot % 16;
+}
+
 // Causal attention of `queries` query vectors against one KV head of one sequence (GQA: the query
-// heads sharing it, for one or more tokens). Keys and values are float16 rows of `head_dim` at
-// keys/values + slot * row_stride; key position j of the sequence is at slot
-// block_table[j / 16] * 16 + j % 16. Query i attends positions [0, lengths[i]):
+// heads sharing it, for one or more tokens). Key position j of the sequence is at slot
+// block_table[j / 16] * 16 + j % 16; its key is the transposed block at
+// keys + block * key_block_stride (key_cache_index: element e of the key at block offset i is
+// [e * 16 + i]), its value the float16 row values + slot * value_stride. Query i attends positions
+// [0, lengths[i]):
 //   out_i = sum_j softmax_j(scale * q_i . k_j) v_j
 // in two passes over the sequence's blocks (scores, then the weighted values), each key and value
-// row converted to float once for all queries; every query's softmax is normalized once, after its
-// maximum is known (more exact than the online softmax, and CPU memory holds the scores). Each
-// query's result depends only on its own inputs, not on the others in the call.
+// block converted to float once for all queries; every query's softmax is normalized once, after
+// its maximum is known. Each query's result depends only on its own inputs, not on the others in
+// the call.
 struct AttentionArgs {
   const float* const* q;      // [queries] pointers to head_dim floats
   float* const* out;          // [queries] pointers to head_dim floats
   const int64_t* lengths;     // [queries], each >= 1
   int64_t queries;
   const int32_t* block_table;  // the sequence's KV blocks
-  const ggml_half* keys;
-  const ggml_half* values;
-  int64_t row_stride;          // elements between consecutive slots
+  const ggml_half* keys;       // this KV head's transposed block 0
+  int64_t key_block_stride;    // elements between blocks (kv_heads * head_dim * 16)
+  const ggml_half* values;     // this KV head's value at slot 0
+  int64_t value_stride;        // elements between slots (kv_heads * head_dim)
   int64_t head_dim;            // a multiple of 8
   float scale;
   float* scratch;              // attention_scratch_floats(queries, head_dim, longest length) floats
 };
 using AttentionKernel = void (*)(const AttentionArgs& args);
-// Floats of scratch an attention call needs: one block of rows, and each query's scores (padded
+// Floats of scratch an attention call needs: one converted block, and each query's scores (padded
 // to whole blocks).
 constexpr int64_t attention_scratch_floats(int64_t queries, int64_t head_dim, int64_t longest) {
   return 16 * head_dim + queries * ((longest + 15) / 16 * 16);

@@ -144,23 +144,15 @@ void attention(const AttentionArgs& args) {
   int64_t longest = 0;
   for (int64_t i = 0; i < args.queries; ++i) longest = std::max(longest, args.lengths[i]);
   const int64_t stride = (longest + 15) / 16 * 16;
-  float* rows = args.scratch;               // [16][head_dim]: one block's keys or values, as float
-  float* scores = rows + 16 * head_dim;     // [queries][stride]
-  // Converts the rows of the block starting at position `start` and returns how many there are.
-  const auto load_block = [&](const ggml_half* base, int64_t start) {
-    const int64_t count = std::min<int64_t>(16, longest - start);
-    const int64_t slot0 = static_cast<int64_t>(args.block_table[start / 16]) * 16;
-    for (int64_t j = 0; j < count; ++j) {
-      for (int64_t e = 0; e < head_dim; ++e) rows[j * head_dim + e] = fp16_to_fp32(base[(slot0 + j) * args.row_stride + e]);
-    }
-    return count;
-  };
+  float* block = args.scratch;               // one block's keys [head_dim][16] or values [16][head_dim]
+  float* scores = block + 16 * head_dim;     // [queries][stride]
   for (int64_t start = 0; start < longest; start += 16) {
-    const int64_t count = load_block(args.keys, start);
+    const ggml_half* keys = args.keys + args.block_table[start / 16] * args.key_block_stride;
+    for (int64_t e = 0; e < 16 * head_dim; ++e) block[e] = fp16_to_fp32(keys[e]);
     for (int64_t i = 0; i < args.queries; ++i) {
-      for (int64_t j = 0; j < std::min(count, args.lengths[i] - start); ++j) {
+      for (int64_t j = 0; j < std::min<int64_t>(16, args.lengths[i] - start); ++j) {
         float dot = 0.0f;
-        for (int64_t e = 0; e < head_dim; ++e) dot += args.q[i][e] * rows[j * head_dim + e];
+        for (int64_t e = 0; e < head_dim; ++e) dot += args.q[i][e] * block[e * 16 + j];
         scores[i * stride + start + j] = dot * args.scale;
       }
     }
@@ -174,11 +166,15 @@ void attention(const AttentionArgs& args) {
     std::fill_n(args.out[i], head_dim, 0.0f);
   }
   for (int64_t start = 0; start < longest; start += 16) {
-    const int64_t count = load_block(args.values, start);
+    const int64_t slot0 = static_cast<int64_t>(args.block_table[start / 16]) * 16;
+    const int64_t count = std::min<int64_t>(16, longest - start);
+    for (int64_t j = 0; j < count; ++j) {
+      for (int64_t e = 0; e < head_dim; ++e) block[j * head_dim + e] = fp16_to_fp32(args.values[(slot0 + j) * args.value_stride + e]);
+    }
     for (int64_t i = 0; i < args.queries; ++i) {
       const float* p = scores + i * stride + start;
       for (int64_t j = 0; j < std::min(count, args.lengths[i] - start); ++j) {
-        for (int64_t e = 0; e < head_dim; ++e) args.out[i][e] += p[j] * rows[j * head_dim + e];
+        for (int64_t e = 0; e < head_dim; ++e) args.out[i][e] += p[j] * block[j * head_dim + e];
       }
     }
   }

@@ -435,29 +435,31 @@ void attention(const AttentionArgs& args) {
   int64_t longest = 0;
   for (int64_t i = 0; i < args.queries; ++i) longest = std::max(longest, args.lengths[i]);
   const int64_t stride = (longest + 15) / 16 * 16;
-  float* rows = args.scratch;            // [16][head_dim]: one block's keys or values, as float
-  float* scores = rows + 16 * head_dim;  // [queries][stride]
-  const auto load_block = [&](const ggml_half* base, int64_t start) {
-    const int64_t count = std::min<int64_t>(16, longest - start);
-    const int64_t slot0 = static_cast<int64_t>(args.block_table[start / 16]) * 16;
-    for (int64_t j = 0; j < count; ++j) {
-      const ggml_half* row = base + (slot0 + j) * args.row_stride;
-      for (int64_t e = 0; e < head_dim; e += 8) _mm256_storeu_ps(rows + j * head_dim + e, load_f16(row + e));
-    }
-    return count;
-  };
+  float* block = args.scratch;            // one block's keys [head_dim][16] or values [16][head_dim]
+  float* scores = block + 16 * head_dim;  // [queries][stride]
   for (int64_t start = 0; start < longest; start += 16) {
-    const int64_t count = load_block(args.keys, start);
+    const ggml_half* keys = args.keys + args.block_table[start / 16] * args.key_block_stride;
+    for (int64_t e = 0; e < 16 * head_dim; e += 8) _mm256_storeu_ps(block + e, load_f16(keys + e));
+    // 16 keys' scores at once: sum over e of q[e] * (element e of the 16 keys).
     for (int64_t i = 0; i < args.queries; ++i) {
-      for (int64_t j = 0; j < std::min(count, args.lengths[i] - start); ++j) {
-        scores[i * stride + start + j] = dot_f32(args.q[i], rows + j * head_dim, head_dim) * args.scale;
+      if (args.lengths[i] <= start) continue;
+      const float* q = args.q[i];
+      __m256 low = _mm256_setzero_ps(), high = _mm256_setzero_ps();
+      for (int64_t e = 0; e < head_dim; ++e) {
+        const __m256 qe = _mm256_set1_ps(q[e]);
+        low = _mm256_fmadd_ps(qe, _mm256_loadu_ps(block + 16 * e), low);
+        high = _mm256_fmadd_ps(qe, _mm256_loadu_ps(block + 16 * e + 8), high);
       }
+      const __m256 scale = _mm256_set1_ps(args.scale);
+      _mm256_storeu_ps(scores + i * stride + start, _mm256_mul_ps(low, scale));
+      _mm256_storeu_ps(scores + i * stride + start + 8, _mm256_mul_ps(high, scale));
     }
   }
-  // Each query's softmax: the tail of its last block is -inf, so exp_ps gives 0 there.
+  // Each query's softmax over its positions; the rest of its last block is -inf, which exp_ps
+  // turns into 0.
   for (int64_t i = 0; i < args.queries; ++i) {
     float* s = scores + i * stride;
-    const int64_t length = args.lengths[i], padded = (length + 7) / 8 * 8;
+    const int64_t length = args.lengths[i], padded = (length + 15) / 16 * 16;
     float max = -INFINITY;
     for (int64_t j = 0; j < length; ++j) max = std::max(max, s[j]);
     std::fill(s + length, s + padded, -INFINITY);
@@ -472,14 +474,19 @@ void attention(const AttentionArgs& args) {
     std::fill_n(args.out[i], head_dim, 0.0f);
   }
   for (int64_t start = 0; start < longest; start += 16) {
-    const int64_t count = load_block(args.values, start);
+    const int64_t slot0 = static_cast<int64_t>(args.block_table[start / 16]) * 16;
+    const int64_t count = std::min<int64_t>(16, longest - start);
+    for (int64_t j = 0; j < count; ++j) {
+      const ggml_half* row = args.values + (slot0 + j) * args.value_stride;
+      for (int64_t e = 0; e < head_dim; e += 8) _mm256_storeu_ps(block + j * head_dim + e, load_f16(row + e));
+    }
     for (int64_t i = 0; i < args.queries; ++i) {
       const int64_t valid = std::min(count, args.lengths[i] - start);
       const float* p = scores + i * stride + start;
       float* o = args.out[i];
       for (int64_t e = 0; e < head_dim && valid > 0; e += 8) {
         __m256 acc = _mm256_loadu_ps(o + e);
-        for (int64_t j = 0; j < valid; ++j) acc = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(rows + j * head_dim + e), acc);
+        for (int64_t j = 0; j < valid; ++j) acc = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(block + j * head_dim + e), acc);
         _mm256_storeu_ps(o + e, acc);
       }
     }
