@@ -98,7 +98,7 @@ namespace realizar::cpu {
 
 // Portable code (the target ends above): called only once the CPU is known to run the set.
 const KernelSet& avx512_kernels() {
-  static const KernelSet set = make_kernel_set<Avx512Ops, 6>(Isa::Avx512);
+  static const KernelSet set = make_kernel_set<Avx512Ops, 8>(Isa::Avx512);
   return set;
 }
 

@@ -50,13 +50,16 @@ void gemm(const uint8_t* group, const uint8_t* act, size_t act_stride, int64_t t
 
 // ---- GEMM tiles ---------------------------------------------------------------------------------
 
-// Asks for the cache lines of packed block `ahead` blocks past `block` (when the group has it), so
-// that a decode step's single stream of weights keeps enough memory requests in flight.
-template <typename Packed, int kAhead = (sizeof(Packed) >= 1024 ? 2 : 8)>
+// Asks for the cache lines of the packed block `kAhead` blocks past `block` (when the group has
+// it). Only the Q4_K/Q5_K tiles use it: measured single-threaded on a matrix larger than the cache
+// (docs/perf-notes.md), it speeds Q4_K's stream from memory by 16 % and slows the others (Q6_K by
+// half: its 53 lines a block crowd out the demand misses). An asm statement: GCC 12 drops
+// _mm_prefetch / __builtin_prefetch in these loops.
+template <int kAhead, typename Packed>
 void prefetch_ahead(const Packed* blocks, int64_t block, int64_t count) {
   if (block + kAhead >= count) return;
   const char* p = reinterpret_cast<const char*>(blocks + block + kAhead);
-  for (size_t line = 0; line < sizeof(Packed); line += 64) _mm_prefetch(p + line, _MM_HINT_T0);
+  for (size_t line = 0; line < sizeof(Packed); line += 64) asm volatile("prefetcht0 %0" : : "m"(p[line]));
 }
 
 // Q4_0, Q4_1, Q5_0, Q5_1: per block and token, dot(q, qa) - offset * sum(qa) over 32 columns in
@@ -72,7 +75,6 @@ struct Tile32 {
       F acc[T];
       for (int t = 0; t < T; ++t) acc[t] = Ops::zero_f();
       for (int64_t b = 0; b < blocks; ++b) {
-        prefetch_ahead(packed, b, blocks);
         const Packed& p = packed[b];
         const ActBlock32* a[T];
         for (int t = 0; t < T; ++t) a[t] = reinterpret_cast<const ActBlock32*>(act[t]) + b;
@@ -115,7 +117,6 @@ struct TileQ8_0 {
       F acc[T];
       for (int t = 0; t < T; ++t) acc[t] = Ops::zero_f();
       for (int64_t b = 0; b < blocks; ++b) {
-        prefetch_ahead(packed, b, blocks);
         const PackedQ8_0& p = packed[b];
         const ActBlock32* a[T];
         for (int t = 0; t < T; ++t) a[t] = reinterpret_cast<const ActBlock32*>(act[t]) + b;
@@ -149,7 +150,7 @@ struct TileQ4Q5K {
       F acc[T];
       for (int t = 0; t < T; ++t) acc[t] = Ops::zero_f();
       for (int64_t b = 0; b < blocks; ++b) {
-        prefetch_ahead(packed, b, blocks);
+        prefetch_ahead<2>(packed, b, blocks);
         const Packed& p = packed[b];
         const ActBlockK* a[T];
         for (int t = 0; t < T; ++t) a[t] = reinterpret_cast<const ActBlockK*>(act[t]) + b;
@@ -201,7 +202,6 @@ struct TileQ6K {
       F acc[T];
       for (int t = 0; t < T; ++t) acc[t] = Ops::zero_f();
       for (int64_t b = 0; b < blocks; ++b) {
-        prefetch_ahead(packed, b, blocks);
         const PackedQ6_K& p = packed[b];
         const ActBlockK* a[T];
         for (int t = 0; t < T; ++t) a[t] = reinterpret_cast<const ActBlockK*>(act[t]) + b;
