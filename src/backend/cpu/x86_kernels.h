@@ -50,18 +50,6 @@ void gemm(const uint8_t* group, const uint8_t* act, size_t act_stride, int64_t t
 
 // ---- GEMM tiles ---------------------------------------------------------------------------------
 
-// Asks for the cache lines of the packed block `kAhead` blocks past `block` (when the group has
-// it). Only the Q4_K/Q5_K tiles use it: measured single-threaded on a matrix larger than the cache
-// (docs/perf-notes.md), it speeds Q4_K's stream from memory by 16 % and slows the others (Q6_K by
-// half: its 53 lines a block crowd out the demand misses). An asm statement: GCC 12 drops
-// _mm_prefetch / __builtin_prefetch in these loops.
-template <int kAhead, typename Packed>
-void prefetch_ahead(const Packed* blocks, int64_t block, int64_t count) {
-  if (block + kAhead >= count) return;
-  const char* p = reinterpret_cast<const char*>(blocks + block + kAhead);
-  for (size_t line = 0; line < sizeof(Packed); line += 64) asm volatile("prefetcht0 %0" : : "m"(p[line]));
-}
-
 // Q4_0, Q4_1, Q5_0, Q5_1: per block and token, dot(q, qa) - offset * sum(qa) over 32 columns in
 // int32 (exact), then acc += (d * dot) * d_a, plus m * s_a for a min (Q4_1, Q5_1).
 template <typename Ops, typename Packed, int kOffset>
@@ -150,7 +138,6 @@ struct TileQ4Q5K {
       F acc[T];
       for (int t = 0; t < T; ++t) acc[t] = Ops::zero_f();
       for (int64_t b = 0; b < blocks; ++b) {
-        prefetch_ahead<2>(packed, b, blocks);
         const Packed& p = packed[b];
         const ActBlockK* a[T];
         for (int t = 0; t < T; ++t) a[t] = reinterpret_cast<const ActBlockK*>(act[t]) + b;
