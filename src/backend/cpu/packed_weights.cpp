@@ -100,19 +100,22 @@ void pack_q4_q5_K(const Sources<Block>& s, Packed& p) {
   }
 }
 
-// The 6-bit value of element k of a Q6_K block (quant_blocks.h).
-int q6_K_value(const block_q6_K& b, int k) {
-  const int h = k / 128, e = k % 128;
-  const uint8_t l = b.ql[64 * h + e % 64];
-  const int low = e < 64 ? (l & 0xF) : (l >> 4);
-  const int high = (b.qh[32 * h + e % 32] >> (2 * (e / 32))) & 3;
-  return low | (high << 4);
+// The 6-bit values of a Q6_K block (quant_blocks.h): in half h, element r has its low 4 bits in
+// nibble r / 64 of ql[64h + r % 64] and its top 2 bits at bits 2 (r / 32) of qh[32h + r % 32].
+void q6_K_values(const block_q6_K& b, int q[QK_K]) {
+  for (int h = 0; h < 2; ++h) {
+    for (int r = 0; r < 64; ++r) {
+      const uint8_t l = b.ql[64 * h + r], high = b.qh[32 * h + r % 32];
+      q[128 * h + r] = (l & 0xF) | (((high >> (2 * (r / 32))) & 3) << 4);
+      q[128 * h + 64 + r] = (l >> 4) | (((high >> (2 * (r / 32 + 2))) & 3) << 4);
+    }
+  }
 }
 
 void pack_q6_K(const Sources<block_q6_K>& s, PackedQ6_K& p) {
   for (int r = 0; r < kGroupRows; ++r) {
     int q[QK_K];
-    for (int k = 0; k < QK_K; ++k) q[k] = q6_K_value(*s.row[r], k);
+    q6_K_values(*s.row[r], q);
     for (int j = 0; j < 16; ++j) {
       PackedQ6_K::SubBlock& sub = p.sub[j];
       for (int i = 0; i < 4; ++i) {
