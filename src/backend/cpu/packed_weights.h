@@ -40,14 +40,15 @@ struct PackedQ4_1 {
 };
 // Q5_0 / Q5_1: as Q4_0 / Q4_1; bit 4 of the value in byte j of chunk c's low (qh[c][0]) and high
 // (qh[c][1]) nibbles is bit j of the mask.
+// (The masks come first, so that the kernels, which read qh[c] with qs[c], go up in memory.)
 struct PackedQ5_0 {
-  uint8_t qs[4][64];
   uint64_t qh[4][2];
+  uint8_t qs[4][64];
   ggml_half d[16];
 };
 struct PackedQ5_1 {
-  uint8_t qs[4][64];
   uint64_t qh[4][2];
+  uint8_t qs[4][64];
   ggml_half d[16];
   ggml_half m[16];
 };
@@ -60,21 +61,23 @@ struct PackedQ8_0 {
 // 2p) in its low nibbles and quad 16p + 8 + c (sub-block 2p + 1) in its high nibbles, i.e. bytes
 // qs[32p + 4c ..] of each row. scales[s][r] is sub-block s's scale; mins[p][r] the mins of
 // sub-blocks 2p and 2p + 1 (int16 pairs once widened, for vpdpwssd against the activation sums).
+// The scales come first: a block is then read in ascending address order (what the hardware
+// prefetchers follow best when a decode step streams it from memory).
 struct PackedQ4_K {
-  uint8_t qs[32][64];
   uint8_t scales[8][16];
   uint8_t mins[4][16][2];
   ggml_half d[16];
   ggml_half dmin[16];
+  uint8_t qs[32][64];
 };
 // Q5_K: Q4_K plus bit 4 of the low (qh[w][0]) and high (qh[w][1]) nibble values of chunk w.
 struct PackedQ5_K {
-  uint8_t qs[32][64];
-  uint64_t qh[32][2];
   uint8_t scales[8][16];
   uint8_t mins[4][16][2];
   ggml_half d[16];
   ggml_half dmin[16];
+  uint64_t qh[32][2];
+  uint8_t qs[32][64];
 };
 // Q6_K (x = d * sc * (q - 32) per sub-block of 16): sub-block j is quads 4j..4j+3: ql[0] holds
 // quads 4j (low nibbles) and 4j + 1 (high), ql[1] quads 4j + 2 and 4j + 3, and byte b of qh has
@@ -85,8 +88,8 @@ struct PackedQ6_K {
     uint8_t ql[2][64];
     uint8_t qh[64];
   };
+  int8_t scales[8][16][2];  // first, as in Q4_K; d (read last) last
   SubBlock sub[16];
-  int8_t scales[8][16][2];
   ggml_half d[16];
 };
 
