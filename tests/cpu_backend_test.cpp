@@ -424,6 +424,31 @@ TEST_F(CpuBackendErrors, WrongPositionIsAnError) {
               ::testing::ThrowsMessage<std::exception>(::testing::HasSubstr("position 4 does not continue its cache (expected 2)")));
 }
 
+TEST_F(CpuBackendErrors, WeightTypeWithoutAKernelIsAnError) {
+  TestModel bad{Architecture::Qwen2, kQ8_0};
+  std::vector<uint8_t> bytes(static_cast<size_t>(bad.config.q_dim()) * row_bytes(TensorType::IQ2_XXS, 256));
+  bad.weights.layers[1].attn_q = WeightTensor{TensorType::IQ2_XXS, 256, bad.config.q_dim(), bytes.data(),
+                                              row_bytes(TensorType::IQ2_XXS, 256)};
+  EXPECT_THAT([&] { make_cpu_backend(bad.config, bad.weights, testing::cache_options(16, 2)); },
+              ::testing::ThrowsMessage<std::exception>(::testing::HasSubstr("no kernel for weight type IQ2_XXS")));
+}
+
+TEST_F(CpuBackendErrors, HeadDimensionsTheKernelsCannotTakeAreAnError) {
+  TestModel bad{Architecture::Qwen2, kQ8_0};
+  bad.config.head_dim = 60;  // q_dim no longer matches, but the check comes first
+  EXPECT_THAT([&] { make_cpu_backend(bad.config, bad.weights, testing::cache_options(16, 2)); },
+              ::testing::ThrowsMessage<std::exception>(::testing::HasSubstr("head dimension 60 is not a multiple of 8")));
+}
+
+TEST_F(CpuBackendErrors, ForcedKernelSetMustRunOnThisCpu) {
+  for (cpu::Isa isa : {cpu::Isa::Avx512, cpu::Isa::Avx2}) {
+    if (cpu::isa_supported(isa, cpu::cpu_features())) continue;
+    EXPECT_THAT([&] { make_cpu_backend(model.config, model.weights, testing::cache_options(16, 2), isa); },
+                ::testing::ThrowsMessage<std::exception>(::testing::HasSubstr("this CPU cannot run the")));
+  }
+  EXPECT_NO_THROW(make_cpu_backend(model.config, model.weights, testing::cache_options(16, 2), cpu::Isa::Scalar));
+}
+
 TEST_F(CpuBackendErrors, TokenOutsideVocabularyIsAnError) {
   EXPECT_THAT([&] { prefill(*cpu, {1, 96}); },
               ::testing::ThrowsMessage<std::exception>(::testing::HasSubstr("token id 96 is outside the vocabulary")));

@@ -4,7 +4,6 @@
 #include <array>
 #include <atomic>
 #include <cmath>
-#include <functional>
 #include <vector>
 
 #include "backend/cpu/cpu_features.h"
