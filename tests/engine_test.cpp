@@ -248,6 +248,17 @@ TEST(Engine, StopStringsAndLimitsEndRequestsWithTheirReasons) {
   EXPECT_EQ(capped.stats.generated_tokens, 12);
 }
 
+TEST(Engine, AFinishedRequestIsCountedByTheTimeItsLastEventArrives) {
+  Engine engine(tiny_model(), reference_options(1));
+  for (int i = 1; i <= 5; ++i) {
+    RequestStream stream = engine.submit({prompt_of(6, 60 + i), greedy(2)});
+    ASSERT_EQ(read_all(stream).finish, FinishReason::Length);
+    const EngineMetrics m = engine.metrics();  // no waiting: /metrics right after an answer
+    EXPECT_EQ(m.requests_finished.at("length"), i);
+    EXPECT_EQ(m.e2e_request_latency.count, static_cast<uint64_t>(i));
+  }
+}
+
 TEST(Engine, SeededSamplingGivesTheSameTokensWhateverSharesTheBatch) {
   GenerationOptions sampled;
   sampled.max_tokens = 30;

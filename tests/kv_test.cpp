@@ -317,5 +317,78 @@ TEST(StepPacker, PacksASubrangeAndRejectsStepsOverItsSize) {
               HasSubstr("does not fit"));
 }
 
+// Runs of at least min_run consecutive tokens of one sequence become tiles of tile_tokens (the
+// last one shorter) with their table row and first position; every other token is a decode token:
+// a run broken by another sequence, a sequence's run shorter than min_run, a single decode row.
+TEST(StepPacker, CutsPromptRunsIntoQueryTilesAndListsTheOtherTokens) {
+  KvManager table(32, 4, false);
+  std::vector<int64_t> slots;
+  Batch prompt;
+  for (int32_t p = 0; p < 9; ++p) prompt.add(100 + p, p, 7, false);  // sequence 7 holds 9 tokens
+  place(table, prompt, slots);
+  commit_batch(table, prompt);
+  Batch batch;
+  batch.add(1, 9, 7, true);                                   // decode row of sequence 7
+  for (int32_t p = 0; p < 7; ++p) batch.add(10 + p, p, 3, false);  // run of 7: tiles of 3, 3, 1
+  for (int32_t p = 0; p < 3; ++p) batch.add(20 + p, p, 5, true);   // run of 3 < 4: decode tokens
+  for (int32_t p = 0; p < 4; ++p) batch.add(30 + p, p, 8, p == 3);  // run of exactly 4: one tile of 3, one of 1
+  batch.add(40, 3, 5, true);  // sequence 5 again, after another sequence: its own run of 1
+  place(table, batch, slots);
+
+  StepPacker packer(16, 16 * table.block_count(), QueryTiling{4, 3});
+  const StepLayout& l = packer.layout();
+  EXPECT_EQ(l.tiles % 4, 0);  // 16-byte aligned
+  std::vector<int32_t> out(static_cast<size_t>(l.total), -1);
+  const StepShape shape = packer.pack(batch, slots, 0, batch.size(), table, out.data());
+
+  EXPECT_EQ(shape.tokens, 16);
+  EXPECT_EQ(shape.decode_tokens, 5);
+  EXPECT_EQ(std::vector<int32_t>(out.begin() + l.decode_tokens, out.begin() + l.decode_tokens + 5),
+            (std::vector<int32_t>{0, 8, 9, 10, 15}));
+  EXPECT_EQ(shape.decode_max_length, 10);  // sequence 7's decode row at position 9
+  ASSERT_EQ(shape.tiles, 5);
+  // {first step token, tokens, table row, first position}; rows: sequences 7, 3, 5, 8.
+  const std::vector<std::vector<int32_t>> tiles = {{1, 3, 1, 0}, {4, 3, 1, 3}, {7, 1, 1, 6}, {11, 3, 3, 0}, {14, 1, 3, 3}};
+  for (int64_t k = 0; k < shape.tiles; ++k) {
+    const auto at = out.begin() + l.tiles + kTileFields * k;
+    EXPECT_EQ(std::vector<int32_t>(at, at + kTileFields), tiles[static_cast<size_t>(k)]) << "tile " << k;
+  }
+  EXPECT_EQ(shape.tile_max_length, 7);  // sequence 3's last token at position 6
+  // Each tile's tokens are consecutive positions of the row's sequence, as the kernel assumes.
+  for (int64_t k = 0; k < shape.tiles; ++k) {
+    const int32_t* tile = out.data() + l.tiles + kTileFields * k;
+    for (int32_t j = 0; j < tile[1]; ++j) {
+      EXPECT_EQ(out[l.positions + tile[0] + j], tile[3] + j);
+      EXPECT_EQ(out[l.seq_rows + tile[0] + j], tile[2]);
+    }
+  }
+  // The layout has room for the most tiles a step of 16 tokens can make: four runs of 4, each cut
+  // into 3 + 1.
+  Batch worst;
+  for (int32_t seq = 20; seq < 24; ++seq) {
+    for (int32_t p = 0; p < 4; ++p) worst.add(p, p, seq, false);
+  }
+  place(table, worst, slots);
+  const StepShape most = packer.pack(worst, slots, 0, worst.size(), table, out.data());
+  EXPECT_EQ(most.tiles, 8);
+  EXPECT_EQ(most.decode_tokens, 0);
+}
+
+TEST(StepPacker, WithoutTilingEveryTokenIsADecodeTokenAndBadTilingsAreRejected) {
+  KvManager table(16, 4, false);
+  std::vector<int64_t> slots;
+  Batch batch;
+  for (int32_t p = 0; p < 6; ++p) batch.add(10 + p, p, 1, p == 5);
+  place(table, batch, slots);
+  StepPacker packer(8, 8 * table.block_count());
+  std::vector<int32_t> out(static_cast<size_t>(packer.layout().total));
+  const StepShape shape = packer.pack(batch, slots, 0, 6, table, out.data());
+  EXPECT_EQ(shape.tiles, 0);
+  EXPECT_EQ(shape.decode_tokens, 6);
+  EXPECT_EQ(shape.decode_max_length, 6);
+  EXPECT_EQ(out[packer.layout().decode_tokens + 5], 5);
+  EXPECT_THAT(error_of([] { StepPacker(8, 8, QueryTiling{16, 0}); }), HasSubstr("is not a tiling"));
+}
+
 }  // namespace
 }  // namespace realizar

@@ -1,4 +1,4 @@
-// Small utilities: SHA-256, the realizar home directory, progress formatting.
+// Small utilities: SHA-256, the realizar home directory, progress formatting, byte sizes.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -9,6 +9,7 @@
 
 #include "realizar/error.h"
 #include "test_support.h"
+#include "util/byte_size.h"
 #include "util/paths.h"
 #include "util/progress.h"
 #include "util/sha256.h"
@@ -94,6 +95,30 @@ TEST(Progress, QuickWorkPrintsNothingUnlessAskedAndPlainOutputHasNoControlCodes)
   EXPECT_THAT(text, HasSubstr("total\n"));
   EXPECT_EQ(text.find('\r'), std::string::npos);
   EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 1);
+}
+
+TEST(ByteSize, BinaryDecimalAndBareUnits) {
+  EXPECT_EQ(parse_byte_size("1500000"), 1500000);
+  EXPECT_EQ(parse_byte_size("512B"), 512);
+  EXPECT_EQ(parse_byte_size("4GiB"), int64_t{4} << 30);
+  EXPECT_EQ(parse_byte_size("512MiB"), int64_t{512} << 20);
+  EXPECT_EQ(parse_byte_size("2G"), int64_t{2} << 30);
+  EXPECT_EQ(parse_byte_size("2g"), int64_t{2} << 30);
+  EXPECT_EQ(parse_byte_size("8MB"), 8'000'000);
+  EXPECT_EQ(parse_byte_size("1.5KiB"), 1536);
+  EXPECT_EQ(parse_byte_size("1TB"), 1'000'000'000'000);
+  EXPECT_EQ(parse_byte_size("1T"), int64_t{1} << 40);
+}
+
+TEST(ByteSize, RefusesWhatIsNotAPositiveSize) {
+  for (const char* bad : {"", "GiB", "4 GiB", "4XB", "-1", "0", "0.5", "nan", "inf", "9e30", "4GiBs"}) {
+    try {
+      parse_byte_size(bad);
+      ADD_FAILURE() << "accepted '" << bad << "'";
+    } catch (const Error& e) {
+      EXPECT_THAT(e.what(), HasSubstr(fmt::format("'{}'", bad))) << bad;
+    }
+  }
 }
 
 }  // namespace

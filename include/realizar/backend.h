@@ -116,6 +116,7 @@ struct BackendOptions {
   int64_t cache_slots = 0;          // token slots of the KV cache, over all sequences
   int64_t max_sequence_length = 0;  // longest sequence a step will attend over
   int threads = 0;                  // CPU threads (0: all cores)
+  int tensor_parallel = 1;          // ranks (GPUs) to split the model over (docs/tensor-parallel.md)
 };
 
 }  // namespace realizar

@@ -51,6 +51,7 @@ struct EngineOptions {
   int max_waiting = 0;           // requests queued before submit() refuses more; 0: no limit
   bool prefix_caching = true;
   int threads = 0;               // CPU threads; 0: all cores
+  int tensor_parallel = 1;       // GPUs to split the model over (BackendOptions::tensor_parallel)
 };
 
 // A loaded model: the mapped file and the views into it.

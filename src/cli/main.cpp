@@ -8,6 +8,7 @@
 #include <string>
 
 #include "cli/command.h"
+#include "cli/options.h"
 #include "realizar/error.h"
 
 namespace realizar::cli {
@@ -65,7 +66,9 @@ int main(int argc, char** argv) {
   }
 
   try {
-    app.parse(argc, argv);
+    std::vector<std::string> args = spell_out_short_aliases(app, argc, argv);
+    std::reverse(args.begin(), args.end());  // CLI11 takes a vector last argument first
+    app.parse(args);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }

@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "cli/command.h"
+#include "cli/options.h"
 #include "cli/text_file.h"
 #include "engine/backend_factory.h"
 #include "engine/perplexity.h"
@@ -23,8 +24,7 @@ struct PerplexityArgs {
   std::string text_file;
   int64_t context = 512;
   int64_t chunks = 0;
-  std::string device = "auto";
-  int threads = 0;
+  DeviceArgs device;
 };
 
 int run_perplexity(const PerplexityArgs& args) {
@@ -36,8 +36,9 @@ int run_perplexity(const PerplexityArgs& args) {
   BackendOptions backend_options;
   backend_options.cache_slots = (args.context + kKvBlockSize - 1) / kKvBlockSize * kKvBlockSize;
   backend_options.max_sequence_length = args.context;
-  backend_options.threads = args.threads;
-  const std::unique_ptr<Backend> backend = make_backend(parse_device(args.device), *model, backend_options);
+  backend_options.threads = args.device.threads;
+  backend_options.tensor_parallel = args.device.tensor_parallel;
+  const std::unique_ptr<Backend> backend = make_backend(parse_device(args.device.device), *model, backend_options);
   std::fprintf(stderr, "apr: %s on %s; %zu tokens, windows of %lld\n",
                model->config.architecture_name.c_str(), std::string(backend->name()).c_str(),
                tokens.size(), static_cast<long long>(args.context));
@@ -69,13 +70,10 @@ const bool registered = register_command({
       auto args = std::make_shared<PerplexityArgs>();
       app.add_option("model", args->model, kModelHelp)->required();
       app.add_option("file", args->text_file, "text file to score")->required();
-      app.add_option("-c,--ctx", args->context, "tokens per window")->check(kPositive);
+      app.add_option("-c,--ctx", args->context, "tokens per window")->check(kPositive)->capture_default_str();
       app.add_option("--chunks", args->chunks, "windows to score (0: all)")
-          ->check(kNonNegative);
-      app.add_option("--device", args->device, "auto, cpu, cuda or reference")
-          ->check(CLI::IsMember({"auto", "cpu", "cuda", "reference"}));
-      app.add_option("-t,--threads", args->threads, "CPU threads (0: all cores)")
-          ->check(kNonNegative);
+          ->check(kNonNegative)->capture_default_str();
+      add_device_options(app, args->device);
       return [args] { return run_perplexity(*args); };
     }});
 

@@ -1,4 +1,4 @@
-// apr run MODEL -p PROMPT [-n N] [sampling options] [--chat [--system S]] [--device D] [--ctx N] [-t N]
+// apr run MODEL -p PROMPT [-n N] [sampling options] [--chat [--system S]] [--device D] [--ctx N] [-t N] [-tp N]
 #include <cstdio>
 #include <memory>
 

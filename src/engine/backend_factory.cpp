@@ -8,6 +8,7 @@
 #include "backend/cuda/cuda_backend.h"
 #endif
 #include "bench/bench.h"
+#include "parallel/shard_plan.h"
 #include "realizar/error.h"
 
 namespace realizar {
@@ -26,6 +27,11 @@ int64_t kv_bytes_per_token(Device device, const ModelConfig& config) {
 }
 
 std::unique_ptr<Backend> make_backend(Device device, const Model& model, const BackendOptions& options) {
+  if (options.tensor_parallel != 1) {
+    parallel::plan_tensor_parallel(model.config, model.weights, options.tensor_parallel);  // the model's limits first
+    fail("tensor parallelism needs {} GPUs and the CUDA backend's multi-GPU ranks, which this build does not run yet",
+         options.tensor_parallel);
+  }
   switch (device) {
     case Device::Reference:
       return make_reference_backend(model.config, model.weights, options);

@@ -17,7 +17,9 @@ Device resolve_device(Device device);
 int64_t kv_bytes_per_token(Device device, const ModelConfig& config);
 
 // Device::Auto picks CUDA when a GPU is present and the CUDA backend is built, else the CPU.
-// Throws realizar::Error when the device is unavailable.
+// Throws realizar::Error when the device is unavailable, and for options.tensor_parallel other
+// than 1: the sharding plan's error when the model cannot be split that way (naming the sizes
+// that work), else that no backend runs tensor-parallel ranks yet (never one GPU instead).
 std::unique_ptr<Backend> make_backend(Device device, const Model& model, const BackendOptions& options);
 
 // Copy bandwidth of the memory `backend`'s weights live in (device memory for CUDA, host memory

@@ -144,6 +144,7 @@ Engine::Engine(const std::filesystem::path& model_path, const EngineOptions& opt
   backend_options.cache_slots = kv_cache_tokens_;
   backend_options.max_sequence_length = context_length_;
   backend_options.threads = options.threads;
+  backend_options.tensor_parallel = options.tensor_parallel;
   std::unique_ptr<Backend> backend = make_backend(device, *model_, backend_options);
   device_name_ = std::string(backend->name());
   SchedulerLimits limits;

@@ -272,6 +272,7 @@ void Scheduler::run(Batch& batch) {
       emit(r, sampled.token, sampled);
     }
   }
+  publish_metrics();  // before the events: a reader sees at least the state that produced them
   for (Live* r : row_requests_) {
     if (!r->done && (!r->event.text.empty() || !r->event.tokens.empty())) {
       r->event.time = Clock::now();

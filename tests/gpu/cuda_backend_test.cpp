@@ -166,6 +166,71 @@ TEST(CudaBackend, MixedMultiSequenceBatchesMatchTheReference) {
   expect_same_logits(*cuda, *reference, more);
 }
 
+// A 1,200-token prompt runs as steps of 512, 512 and 176 tokens whose chunks continue the keys
+// the earlier steps cached (flash-attention tiles at first positions 0, 512 and 1,024), then
+// decode steps attend over all of it.
+TEST(CudaBackend, LongMultiStepPromptMatchesTheReference) {
+  if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device";
+  TempDir dir;
+  const LoadedModel m(testing::convert_golden_checkpoint(dir, "qwen2", "f16"));
+  auto cuda = testing::driven(make_cuda_backend(m.config, m.weights, testing::cache_options(1280)));
+  auto reference = testing::driven(make_reference_backend(m.config, m.weights, testing::cache_options(1280)));
+  const std::vector<int32_t> t = some_tokens(m.config.vocab_size, 1203, 5);
+  std::vector<Batch> batches(3);
+  for (int i = 0; i < 1200; ++i) batches[0].add(t[i], i, 0, i % 97 == 0 || i >= 1195);
+  batches[1].add(t[1200], 1200, 0, true);
+  batches[2].add(t[1201], 1201, 0, true);
+  expect_same_logits(*cuda, *reference, batches);
+}
+
+// A chunk continuing a prefix it shares with another sequence (fork, as the prefix cache shares
+// blocks: the shared partial block is copied before it is written), in one step with a decode row
+// of the sequence it shares with and a new prompt.
+TEST(CudaBackend, ChunkContinuingASharedPrefixMatchesTheReference) {
+  if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device";
+  TempDir dir;
+  const LoadedModel m(testing::convert_golden_checkpoint(dir, "llama", "q8_0"));
+  auto cuda = testing::driven(make_cuda_backend(m.config, m.weights, testing::cache_options(1024)));
+  auto reference = testing::driven(make_reference_backend(m.config, m.weights, testing::cache_options(1024)));
+  const std::vector<int32_t> t = some_tokens(m.config.vocab_size, 600, 8);
+  std::vector<Batch> first(1);
+  for (int i = 0; i < 300; ++i) first[0].add(t[i], i, 0, i == 299);
+  expect_same_logits(*cuda, *reference, first);
+  cuda->runner().kv().fork(0, 2);
+  reference->runner().kv().fork(0, 2);
+  std::vector<Batch> second(1);
+  second[0].add(t[300], 300, 0, true);                                   // decode row of sequence 0
+  for (int i = 0; i < 100; ++i) second[0].add(t[310 + i], 300 + i, 2, i % 33 == 0 || i == 99);  // continues the shared 300
+  for (int i = 0; i < 17; ++i) second[0].add(t[450 + i], i, 1, i == 16);  // a new prompt
+  expect_same_logits(*cuda, *reference, second);
+  EXPECT_EQ(cuda->length(2), 400);
+  EXPECT_EQ(cuda->length(0), 301);
+}
+
+// Steps of at most 64 tokens are captured as graphs, prompt chunks of 16 tokens and more included
+// (the tiles and their splits are part of the graph's key): a 40-token prompt first (run alone,
+// this is the process's first flash-attention launch, inside a capture), then chunks of 30 and 16
+// continuing it beside decode rows, and the same shapes again with other tokens (graph replays).
+TEST(CudaBackend, GraphedStepsWithPromptChunksMatchTheReference) {
+  if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device";
+  TempDir dir;
+  const LoadedModel m(testing::convert_golden_checkpoint(dir, "qwen2", "f16"));
+  auto cuda = testing::driven(make_cuda_backend(m.config, m.weights, testing::cache_options(512)));
+  auto reference = testing::driven(make_reference_backend(m.config, m.weights, testing::cache_options(512)));
+  const std::vector<int32_t> t = some_tokens(m.config.vocab_size, 400, 12);
+  for (int pass = 0; pass < 2; ++pass) {
+    const int32_t a = 2 * pass, b = 2 * pass + 1;  // sequences of this pass
+    const int offset = 150 * pass;
+    std::vector<Batch> batches(3);
+    for (int i = 0; i < 40; ++i) batches[0].add(t[offset + i], i, a, i == 39);
+    batches[1].add(t[offset + 40], 0, b, true);
+    for (int i = 0; i < 30; ++i) batches[1].add(t[offset + 41 + i], 40 + i, a, i % 10 == 9);
+    for (int i = 0; i < 16; ++i) batches[2].add(t[offset + 71 + i], 70 + i, a, i == 15);
+    batches[2].add(t[offset + 90], 1, b, true);
+    expect_same_logits(*cuda, *reference, batches);
+  }
+}
+
 // Greedy rows of sample() (picked on the device) are greedy_token of each wanted row of forward()'s logits: a 70-token prompt
 // of two sequences (the ungraphed path, some rows unwanted), a 12-token batch with every row
 // wanted (the graphed int8 path) and 1-token decode steps.

@@ -30,6 +30,10 @@ TEST(CudaKernels, SkippedWithoutCuda) { GTEST_SKIP() << "built without the CUDA 
 #else
 
 using testing::DeviceVector;
+using testing::expect_half_of;
+using testing::expect_q8_of;
+using testing::HostQ8;
+using testing::quantize_q8_on_host;
 using testing::random_floats;
 
 // max |a - b| / max |b| over all elements; NaN in `a` gives infinity.
@@ -76,36 +80,6 @@ struct MatvecCase {
 
 bool is_float_type(TensorType t) {
   return t == TensorType::F32 || t == TensorType::F16 || t == TensorType::BF16;
-}
-
-// The int8 blocks the kernels' activation quantizer must produce (kernels.h, ActivationsQ8):
-// d = max|x| / 127, q = round-half-even(x * (1 / d)), in float32 like the device.
-struct HostQ8 {
-  std::vector<int8_t> q;
-  std::vector<float> ds;  // {d, d * sum(q)} per block
-  std::vector<double> values;  // d * q
-};
-
-HostQ8 quantize_q8_on_host(const std::vector<float>& x) {
-  HostQ8 h;
-  h.q.resize(x.size());
-  h.values.resize(x.size());
-  for (size_t b = 0; b < x.size() / 32; ++b) {
-    float amax = 0.0f;
-    for (size_t i = 0; i < 32; ++i) amax = std::max(amax, std::abs(x[32 * b + i]));
-    const float d = amax / 127.0f;
-    const float inverse = d > 0.0f ? 1.0f / d : 0.0f;
-    int sum = 0;
-    for (size_t i = 0; i < 32; ++i) {
-      const int q = std::clamp(static_cast<int>(std::nearbyint(x[32 * b + i] * inverse)), -127, 127);
-      h.q[32 * b + i] = static_cast<int8_t>(q);
-      h.values[32 * b + i] = static_cast<double>(d) * q;
-      sum += q;
-    }
-    h.ds.push_back(d);
-    h.ds.push_back(d * static_cast<float>(sum));
-  }
-  return h;
 }
 
 class CudaMatvec : public ::testing::TestWithParam<MatvecCase> {};
@@ -244,23 +218,6 @@ INSTANTIATE_TEST_SUITE_P(Types, CudaMatvecParts,
                          ::testing::Values(TensorType::Q4_K, TensorType::Q6_K, TensorType::Q8_0,
                                            TensorType::Q5_0),
                          [](const auto& info) { return std::string(tensor_type_name(info.param)); });
-
-// The int8 blocks a fused kernel wrote next to its float output must be those that
-// quantize_activations' scheme gives for that output, bit for bit.
-void expect_q8_of(const std::vector<float>& out, const DeviceVector<int8_t>& q,
-                  const DeviceVector<float>& ds) {
-  const HostQ8 expected = quantize_q8_on_host(out);
-  EXPECT_EQ(q.read(), expected.q);
-  EXPECT_EQ(ds.read(), expected.ds);
-}
-
-// The float16 copy (InputCopy::half) of a kernel's output: each value rounded to nearest, as the
-// host's float16 encoder does.
-void expect_half_of(const std::vector<float>& out, const DeviceVector<uint16_t>& half) {
-  std::vector<uint16_t> expected(out.size());
-  quantize_row(TensorType::F16, out.data(), expected.data(), static_cast<int64_t>(out.size()));
-  EXPECT_EQ(half.read(), expected);
-}
 
 class CudaDequantize : public ::testing::TestWithParam<TensorType> {};
 
@@ -414,106 +371,6 @@ INSTANTIATE_TEST_SUITE_P(Styles, CudaRope,
                                            RopeCase{28, 4, 128, 128, true},   // Qwen2.5-7B
                                            RopeCase{32, 4, 64, 64, false},    // TinyLlama
                                            RopeCase{32, 32, 80, 32, true}));  // phi-2, partial
-
-struct AttentionCase {
-  int heads, kv_heads, head_dim, splits;
-  std::vector<int32_t> lengths;  // one token per sequence, at position length - 1
-};
-
-class CudaAttention : public ::testing::TestWithParam<AttentionCase> {};
-
-TEST_P(CudaAttention, MatchesFloat64SoftmaxOverThePagedCache) {
-  SKIP_WITHOUT_GPU();
-  const AttentionCase& c = GetParam();
-  constexpr int kBlock = 16;
-  std::mt19937_64 rng(static_cast<uint64_t>(c.heads * 1000 + c.splits));
-  const int seqs = static_cast<int>(c.lengths.size());
-  const int q_dim = c.heads * c.head_dim, kv_dim = c.kv_heads * c.head_dim;
-  int stride = 0, total_blocks = 0;
-  for (int len : c.lengths) {
-    stride = std::max(stride, (len + kBlock - 1) / kBlock);
-    total_blocks += (len + kBlock - 1) / kBlock;
-  }
-  // Blocks handed out in a shuffled order, as a pool that has served other sequences would.
-  std::vector<int32_t> pool(static_cast<size_t>(total_blocks));
-  std::iota(pool.begin(), pool.end(), 0);
-  std::shuffle(pool.begin(), pool.end(), rng);
-  std::vector<int32_t> tables(static_cast<size_t>(seqs * stride), -1);
-  size_t next = 0;
-  for (int s = 0; s < seqs; ++s) {
-    for (int b = 0; b < (c.lengths[s] + kBlock - 1) / kBlock; ++b) tables[s * stride + b] = pool[next++];
-  }
-  std::vector<uint16_t> keys(static_cast<size_t>(total_blocks * kBlock * kv_dim)), values(keys.size());
-  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-  for (auto& h : keys) h = fp32_to_fp16(dist(rng));
-  for (auto& h : values) h = fp32_to_fp16(dist(rng));
-  const std::vector<float> q = random_floats(static_cast<size_t>(seqs * q_dim), rng, 2.0f);
-  std::vector<int32_t> positions, seq_rows;
-  for (int s = 0; s < seqs; ++s) {
-    positions.push_back(c.lengths[s] - 1);
-    seq_rows.push_back(s);
-  }
-
-  const double scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
-  const int group = c.heads / c.kv_heads;
-  std::vector<double> ref(static_cast<size_t>(seqs * q_dim));
-  for (int s = 0; s < seqs; ++s) {
-    for (int h = 0; h < c.heads; ++h) {
-      const int kv_off = (h / group) * c.head_dim;
-      std::vector<double> score(static_cast<size_t>(c.lengths[s]));
-      double mx = -INFINITY;
-      for (int j = 0; j < c.lengths[s]; ++j) {
-        const size_t slot = static_cast<size_t>(tables[s * stride + j / kBlock] * kBlock + j % kBlock);
-        double dot = 0.0;
-        for (int d = 0; d < c.head_dim; ++d) {
-          dot += static_cast<double>(q[s * q_dim + h * c.head_dim + d]) * fp16_to_fp32(keys[slot * kv_dim + kv_off + d]);
-        }
-        score[j] = dot * scale;
-        mx = std::max(mx, score[j]);
-      }
-      double total = 0.0;
-      for (double& x : score) total += (x = std::exp(x - mx));
-      for (int d = 0; d < c.head_dim; ++d) {
-        double sum = 0.0;
-        for (int j = 0; j < c.lengths[s]; ++j) {
-          const size_t slot = static_cast<size_t>(tables[s * stride + j / kBlock] * kBlock + j % kBlock);
-          sum += score[j] * fp16_to_fp32(values[slot * kv_dim + kv_off + d]);
-        }
-        ref[s * q_dim + h * c.head_dim + d] = sum / total;
-      }
-    }
-  }
-
-  const DeviceVector<float> dq(q), out(ref.size());
-  const DeviceVector<uint16_t> dk(keys), dv(values);
-  const DeviceVector<int32_t> dpos(positions), drows(seq_rows), dtables(tables),
-      dstride(std::vector<int32_t>{stride});
-  const DeviceVector<float> po(static_cast<size_t>(seqs * c.splits * q_dim)),
-      pml(static_cast<size_t>(seqs * c.splits * c.heads * 2));
-  const cuda::AttentionParams p{c.heads, c.kv_heads, c.head_dim, kBlock, static_cast<float>(scale)};
-  // Heads of whole 32-value blocks also write the int8 blocks of the output.
-  const bool quantize = c.head_dim % 32 == 0;
-  const DeviceVector<int8_t> oq(ref.size());
-  const DeviceVector<float> ods(ref.size() / 16);
-  const DeviceVector<uint16_t> half(ref.size());
-  cuda::attention(p, dq.get(), dk.get(), dv.get(), dpos.get(), drows.get(), dtables.get(),
-                  dstride.get(), seqs, c.splits, po.get(), pml.get(), out.get(),
-                  {quantize ? cuda::ActivationsQ8{oq.get(), ods.get()} : cuda::ActivationsQ8{}, half.get()},
-                  nullptr);
-  // float32 softmax with exp2-based __expf: relative error of the outputs well under 1e-4.
-  const std::vector<float> result = out.read();
-  EXPECT_LE(relative_max_error(result, ref), 1e-4);
-  if (quantize) expect_q8_of(result, oq, ods);
-  expect_half_of(result, half);
-}
-
-INSTANTIATE_TEST_SUITE_P(
-    Shapes, CudaAttention,
-    ::testing::Values(AttentionCase{14, 2, 64, 1, {1, 100, 1000}},   // 0.5B, GQA 7:1
-                      AttentionCase{28, 4, 128, 5, {1, 300, 2049}},  // 7B, split keys
-                      AttentionCase{12, 2, 128, 3, {17}},            // 1.5B, GQA 6:1
-                      AttentionCase{40, 8, 128, 8, {40, 4000}},      // 32B, GQA 5:1
-                      AttentionCase{32, 32, 80, 2, {33, 65}}));      // phi-2: no GQA, head 80
 
 TEST(CudaKernels, SwiGluAndGeluMatchFloat64) {
   SKIP_WITHOUT_GPU();

@@ -1,6 +1,6 @@
 // Asynchronous global-to-shared copies (cp.async, sm_80 and later; PTX ISA "cp.async"), shared by
 // the kernels that stage their inputs in shared memory ahead of use (dequant_mma.cu,
-// layer_kernels.cu's attention). A copy is issued, grouped by commit, and waited for by group.
+// attention.cu, flash_attention.cu). A copy is issued, grouped by commit, and waited for by group.
 #pragma once
 
 #include <cuda_runtime.h>

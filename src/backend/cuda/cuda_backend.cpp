@@ -36,8 +36,7 @@ constexpr int64_t kMmaMaxTokens = 64;       // float16 tensor-core products on t
 constexpr int64_t kMaxOutputRows = 64;      // logits rows computed per LM-head pass
 constexpr int64_t kGraphMaxTokens = 64;     // steps of at most this many tokens are graphed,
 constexpr size_t kMaxGraphs = 256;          // and at most this many graphs are held
-constexpr int64_t kMaxSplitRows = 512;      // tokens x splits of the attention partials
-constexpr int kMaxSplits = 32;
+constexpr int64_t kMaxSplitRows = 2048;     // rows of attention partials (split key ranges)
 constexpr int64_t kGemmScratchElements = int64_t{64} << 20;  // float16 weights per GEMM pass
 
 void check(cudaError_t status, const char* what) {
@@ -151,7 +150,8 @@ class CudaBackend final : public Backend {
       : config_(config),
         cache_slots_(options.cache_slots),
         packer_(kMaxStepTokens,
-                kMaxStepTokens * ((std::max<int64_t>(options.max_sequence_length, 1) + kKvBlockSize - 1) / kKvBlockSize)) {
+                kMaxStepTokens * ((std::max<int64_t>(options.max_sequence_length, 1) + kKvBlockSize - 1) / kKvBlockSize),
+                query_tiling(config)) {
     validate_config();
     check(cudaSetDevice(0), "cudaSetDevice");
     check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "stream");
@@ -219,7 +219,7 @@ class CudaBackend final : public Backend {
   struct Step {
     int64_t tokens = 0;
     int64_t outputs = 0;
-    int splits = 1;
+    cuda::AttentionPlan attention;
   };
 
   // What a step hands back for its wanted rows: their logits, their greedy picks (argmax_rows),
@@ -248,6 +248,13 @@ class CudaBackend final : public Backend {
       run_step(step, results.from_row(done, config_.vocab_size));
       done += step.outputs;
     }
+  }
+
+  // Prompt chunks go to the flash-attention kernel in tiles of its size (none for a GQA shape
+  // validate_config rejects).
+  static QueryTiling query_tiling(const ModelConfig& c) {
+    if (c.head_count_kv < 1 || c.head_count % c.head_count_kv != 0 || c.head_count / c.head_count_kv > 8) return {};
+    return {cuda::kFlashMinTokens, cuda::flash_tile_tokens(static_cast<int>(c.head_count / c.head_count_kv))};
   }
 
   void validate_config() const {
@@ -386,17 +393,15 @@ class CudaBackend final : public Backend {
       sampler_.upload(rows.subspan(static_cast<size_t>(first_row), static_cast<size_t>(shape.outputs)), stream_);
     }
     check(cudaEventRecord(upload_done_, stream_), "event record");
-    return Step{shape.tokens, shape.outputs, attention_splits(shape.tokens, shape.max_length)};
+    const cuda::AttentionWork work{shape.decode_tokens, shape.decode_max_length, shape.tiles, shape.tile_max_length};
+    return Step{shape.tokens, shape.outputs,
+                cuda::plan_attention(attention_params(), work, static_cast<int>(multiprocessors_), kMaxSplitRows)};
   }
 
-  // Flash-decoding: split the keys when (tokens x KV heads) blocks would leave most of the GPU idle.
-  int attention_splits(int64_t tokens, int64_t max_length) const {
-    const int64_t blocks = tokens * config_.head_count_kv;
-    const int64_t target = 2 * multiprocessors_;
-    if (blocks >= target || max_length <= 128) return 1;
-    int64_t splits = std::min<int64_t>((max_length + 127) / 128, (target + blocks - 1) / blocks);
-    splits = std::min<int64_t>({splits, kMaxSplits, kMaxSplitRows / tokens});
-    return static_cast<int>(std::max<int64_t>(splits, 1));
+  cuda::AttentionParams attention_params() const {
+    const ModelConfig& c = config_;
+    return {static_cast<int>(c.head_count), static_cast<int>(c.head_count_kv), static_cast<int>(c.head_dim),
+            static_cast<int>(kKvBlockSize), static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.head_dim)))};
   }
 
   void run_step(const Step& step, Results out) {
@@ -413,7 +418,9 @@ class CudaBackend final : public Backend {
       check(cudaGetLastError(), "step kernels");
       return;
     }
-    const cuda::GraphKey key{step.tokens, step.splits, step.outputs, static_cast<int>(mode)};
+    const cuda::AttentionPlan& a = step.attention;
+    const cuda::GraphKey key{step.tokens,      a.decode_splits, step.outputs, static_cast<int>(mode),
+                             a.decode_tokens, a.tiles,         a.tile_splits};
     cudaGraphExec_t exec = graphs_.find(key);
     if (exec == nullptr) {
       cudaGraph_t graph = nullptr;
@@ -489,8 +496,11 @@ class CudaBackend final : public Backend {
   void print_graph_size(cudaGraph_t graph, const Step& step) const {
     size_t nodes = 0;
     check(cudaGraphGetNodes(graph, nullptr, &nodes), "graph nodes");
-    std::fprintf(stderr, "cuda graph: %lld tokens, %d splits, %zu nodes (%.1f per layer)\n",
-                 static_cast<long long>(step.tokens), step.splits, nodes,
+    const cuda::AttentionPlan& a = step.attention;
+    std::fprintf(stderr,
+                 "cuda graph: %lld tokens (%lld decode x %d splits, %lld tiles x %d splits), %zu nodes (%.1f per layer)\n",
+                 static_cast<long long>(step.tokens), static_cast<long long>(a.decode_tokens), a.decode_splits,
+                 static_cast<long long>(a.tiles), a.tile_splits, nodes,
                  static_cast<double>(nodes) / static_cast<double>(layers_.size()));
   }
 
@@ -601,13 +611,16 @@ class CudaBackend final : public Backend {
                                 static_cast<int>(c.head_dim), static_cast<int>(c.rope_dim),
                                 c.rope_style == RopeStyle::NeoX,
                                 static_cast<const double*>(inv_freq_.get())};
-    const cuda::AttentionParams attn{static_cast<int>(c.head_count),
-                                     static_cast<int>(c.head_count_kv), static_cast<int>(c.head_dim),
-                                     static_cast<int>(kKvBlockSize),
-                                     static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.head_dim)))};
+    const cuda::AttentionParams attn = attention_params();
+    // Without tiles the decode tokens are the step's tokens in order: the kernels skip the list.
+    const int32_t* decode_tokens = step.attention.tiles > 0 ? device_field(layout().decode_tokens) : nullptr;
+    const cuda::AttentionStep attention_step{device_field(layout().positions), device_field(layout().seq_rows),
+                                             device_field(layout().tables),    device_field(layout().stride),
+                                             decode_tokens,                    device_field(layout().tiles)};
+    const cuda::AttentionScratch partials{partial_o_, partial_ml_, kMaxSplitRows};
     const cuda::InputCopy normed_copy = fused_copy(n, c.embedding_length);
     cuda::InputCopy attended_copy = fused_copy(n, c.q_dim());
-    if (c.head_dim % 32 != 0) attended_copy.q8 = {};  // the attention kernel's blocks need it
+    if (c.head_dim % 32 != 0) attended_copy.q8 = {};  // the attention kernels' blocks need it
     for (size_t l = 0; l < layers_.size(); ++l) {
       const DeviceLayer& w = layers_[l];
       void* keys = cache_[2 * l].get();
@@ -621,10 +634,8 @@ class CudaBackend final : public Backend {
                    normed, false);
       cuda::rope_and_store_kv(rope, q_, k_, v_, device_field(layout().positions),
                               device_field(layout().slots), n, keys, values, stream_);
-      cuda::attention(attn, q_, keys, values, device_field(layout().positions),
-                      device_field(layout().seq_rows), device_field(layout().tables),
-                      device_field(layout().stride), n, step.splits, partial_o_, partial_ml_, attn_,
-                      attended_copy, stream_);
+      cuda::attention(attn, q_, keys, values, attention_step, step.attention, partials, attn_, attended_copy,
+                      stream_);
       LinearInput attended = made_with(attn_, n, attended_copy);
       linear(w.o, attended, x_, c.embedding_length, w.o_bias, true);
       if (c.parallel_residual) {  // x_q8_ and gemm_x_ now hold the attention output's copies

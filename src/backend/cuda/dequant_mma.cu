@@ -42,6 +42,7 @@
 #include "backend/cuda/block_access.cuh"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/launch.cuh"
+#include "backend/cuda/mma.cuh"
 #include "realizar/quant_blocks.h"
 
 namespace realizar::cuda {
@@ -309,14 +310,6 @@ __device__ __forceinline__ void bytes_to_half2(uint32_t word, __half2 scale, __h
   const __half2 zero = as_half2(kSigned ? 0x64806480u : 0x64006400u);  // 1152 or 1024
   first = as_bits(__hfma2(__hsub2(as_half2(__byte_perm(u, kExponent1024, 0x4140u)), zero), scale, offset));
   second = as_bits(__hfma2(__hsub2(as_half2(__byte_perm(u, kExponent1024, 0x4342u)), zero), scale, offset));
-}
-
-// d += A (16 x 16, row major) * B (16 x 8, column major), float16 in, float32 accumulators.
-__device__ __forceinline__ void mma_f16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 constexpr int kRowWarps = 4;    // warps per CTA, each on its own rows

@@ -15,10 +15,15 @@ namespace realizar::cuda {
 
 struct GraphKey {
   int64_t tokens;
-  int splits;
+  int splits;  // of the decode tokens' attention
   int64_t outputs;
   int mode;  // what the step hands back (the backend's ResultMode)
-  auto tie() const { return std::tie(tokens, splits, outputs, mode); }
+  // The rest of the attention's launch shape (kernels.h, AttentionPlan): decode tokens, query
+  // tiles and the tiles' splits.
+  int64_t decode_tokens = 0;
+  int64_t tiles = 0;
+  int tile_splits = 1;
+  auto tie() const { return std::tie(tokens, splits, outputs, mode, decode_tokens, tiles, tile_splits); }
   bool operator<(const GraphKey& other) const { return tie() < other.tie(); }
 };
 

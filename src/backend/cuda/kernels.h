@@ -157,23 +157,89 @@ void rope_and_store_kv(const RopeParams& p, float* q, const float* k, const floa
 struct AttentionParams {
   int head_count = 0;
   int head_count_kv = 0;
-  int head_dim = 0;   // multiple of 8, at most 128
+  int head_dim = 0;    // multiple of 8, at most 128
   int block_size = 0;  // tokens per KV cache block
   float scale = 0;     // 1 / sqrt(head_dim)
 };
 
-// Causal GQA attention over the paged cache for each token t: keys and values of positions
-// [0, positions[t]] of its sequence, whose cache blocks are row seq_rows[t] of `block_tables`
-// (row stride *table_stride, read on the device so that captured graphs stay valid). Online
-// softmax (Milakov & Gimelshein 2018); each (token, KV head) is split into `splits` ranges of
-// keys whose partial results are merged (flash-decoding). partial_o / partial_ml hold
-// tokens * splits * head_count * (head_dim | 2) floats when splits > 1. out: [tokens x q_dim],
-// and `copy` (InputCopy; its int8 blocks need head_dim a multiple of 32).
-void attention(const AttentionParams& p, const float* q, const void* key_cache,
-               const void* value_cache, const int32_t* positions, const int32_t* seq_rows,
-               const int32_t* block_tables, const int32_t* table_stride, int64_t tokens,
-               int splits, float* partial_o, float* partial_ml, float* out, InputCopy copy,
-               cudaStream_t stream);
+// Query tiles of the flash-attention kernel: up to flash_tile_tokens(group) consecutive tokens of
+// one sequence at consecutive positions (a prompt chunk or a piece of one), whose query rows
+// (token-major: row = token * group + the query head's index in its KV head's group, at most
+// kFlashTileRows) one CTA computes against one KV head. The step packer cuts runs of at least
+// kFlashMinTokens such tokens into tiles; other tokens (decode rows, short runs) attend one by one.
+constexpr int kFlashTileRows = 128;
+constexpr int kFlashMinTokens = 16;
+constexpr int flash_tile_tokens(int group) { return kFlashTileRows / group; }
+// The most key ranges a token or tile is split into (the merge kernel's CTA holds one per thread).
+constexpr int kMaxAttentionSplits = 128;
+
+// A step's attention inputs in device memory, as StepPacker lays them out (kv/step_inputs.h): read
+// on the device, so that a captured graph serves any step of the same plan.
+struct AttentionStep {
+  const int32_t* positions = nullptr;      // [step tokens]
+  const int32_t* seq_rows = nullptr;       // [step tokens]: the token's row of block_tables
+  const int32_t* block_tables = nullptr;   // [rows x *table_stride]: each sequence's cache blocks
+  const int32_t* table_stride = nullptr;   // one value
+  const int32_t* decode_tokens = nullptr;  // [plan.decode_tokens]: step tokens that attend one by one;
+                                           // null: step tokens 0, 1, ... (one dependent load less)
+  const int32_t* tiles = nullptr;          // [plan.tiles x 4], 16-byte aligned: {first step token,
+                                           // tokens (1..flash_tile_tokens), table row, first position}
+};
+
+// The launch shape of a step's attention, fixed when it is enqueued (a captured graph keeps it):
+// how many decode tokens and tiles there are and how many key ranges each is split into
+// (flash-decoding; the ranges' partial results are merged by a second kernel).
+struct AttentionPlan {
+  int64_t decode_tokens = 0;
+  int decode_splits = 1;
+  int64_t tiles = 0;
+  int tile_splits = 1;
+};
+
+// Room for the partial results of split key ranges: `rows` rows of head_count x head_dim floats
+// (partial_o: unnormalized outputs) and head_count x 2 floats (partial_ml: running max, in natural
+// log units, and sum of exponentials). Decode token i's range s takes row i * decode_splits + s,
+// token j of tile k's range s row (k * flash_tile_tokens(group) + j) * tile_splits + s: the tiles
+// reuse the rows after the decode tokens' merge.
+struct AttentionScratch {
+  float* partial_o = nullptr;
+  float* partial_ml = nullptr;
+  int64_t rows = 0;
+};
+
+// What a step's attention has to do, for plan_attention: its decode tokens and tiles (StepShape)
+// and the most keys any of them attends to.
+struct AttentionWork {
+  int64_t decode_tokens = 0;
+  int64_t decode_max_length = 0;
+  int64_t tiles = 0;
+  int64_t tile_max_length = 0;
+};
+
+// Split counts that keep the GPU busy: decode tokens are split when (decode tokens x KV heads)
+// CTAs would fill less than two per multiprocessor, into ranges of at least 128 keys, at most 64
+// ranges; tiles when (tiles x KV heads) CTAs would leave multiprocessors idle (one CTA per
+// multiprocessor), into ranges of at least 256 keys. Both stay within `scratch_rows`.
+AttentionPlan plan_attention(const AttentionParams& p, const AttentionWork& work, int multiprocessors,
+                             int64_t scratch_rows);
+
+// Causal GQA attention over the paged cache: each step token t sees the keys and values of
+// positions [0, positions[t]] of its sequence (cache blocks: row seq_rows[t] of block_tables; slot
+// of position j: block j / block_size, entry j % block_size). q: [step tokens x q_dim] float32
+// (RoPE applied), caches float16 [slot][kv_dim]; out: [step tokens x q_dim] float32 and `copy`
+// (InputCopy) for every decode token and tile token (others untouched).
+// - Decode tokens: one CTA per (token, KV head, key range), one warp per query head, online
+//   softmax (Milakov & Gimelshein 2018) in float32 over 32-key chunks staged in shared memory.
+// - Tiles: FlashAttention-2 (Dao 2023, arXiv:2307.08691), one CTA of 8 warps per (tile, KV head,
+//   key range): queries rounded to float16, S = Q K^T and O += P V on the tensor cores
+//   (mma.m16n8k16, float32 accumulation) over 64-key blocks double-buffered by cp.async, online
+//   softmax in float32 (base 2), P rounded to float16. The tiles take only a float16 copy.
+// Throws realizar::Error for what it has no kernel for: head_dim not a multiple of 8 in [8, 128],
+// more than 8 query heads per KV head, splits outside [1, kMaxAttentionSplits] or beyond
+// scratch.rows, an int8 copy with tiles or with head_dim not a multiple of 32, a launch failure.
+void attention(const AttentionParams& p, const float* q, const void* key_cache, const void* value_cache,
+               const AttentionStep& step, const AttentionPlan& plan, const AttentionScratch& scratch,
+               float* out, InputCopy copy, cudaStream_t stream);
 
 // up[i] = silu(gate[i]) * up[i] (SwiGLU, Shazeer 2020) for i < n, and `copy` of the result
 // (InputCopy; its int8 blocks, of 32 consecutive i, need n a multiple of 32).

@@ -49,21 +49,30 @@ void check_launch(cudaError_t status, const char* kernel);
 // WHAT VALUE"), instead of enqueuing nothing.
 [[noreturn]] void unhandled_case(const char* launcher, const char* what, long long value);
 
-// kernel<<<grid, block, 0, stream>>>(args...) with the PDL attribute. Returns the launch's error,
-// which the caller checks (check_launch) or returns.
+// kernel<<<grid, block, shared_bytes, stream>>>(args...) with the PDL attribute: `shared_bytes` of
+// dynamic shared memory (over 48 KiB needs the kernel's cudaFuncAttributeMaxDynamicSharedMemorySize
+// raised first). Returns the launch's error, which the caller checks (check_launch) or returns.
 template <class... Params, class... Args>
-[[nodiscard]] cudaError_t launch(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream, Args&&... args) {
+[[nodiscard]] cudaError_t launch_with_shared(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes,
+                                             cudaStream_t stream, Args&&... args) {
   cudaLaunchAttribute attribute{};
   attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
   attribute.val.programmaticStreamSerializationAllowed = 1;
   cudaLaunchConfig_t config{};
   config.gridDim = grid;
   config.blockDim = block;
-  config.dynamicSmemBytes = 0;
+  config.dynamicSmemBytes = shared_bytes;
   config.stream = stream;
   config.attrs = &attribute;
   config.numAttrs = 1;
   return cudaLaunchKernelEx(&config, kernel, static_cast<Params>(args)...);
+}
+
+// kernel<<<grid, block, 0, stream>>>(args...) with the PDL attribute. Returns the launch's error,
+// which the caller checks (check_launch) or returns.
+template <class... Params, class... Args>
+[[nodiscard]] cudaError_t launch(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream, Args&&... args) {
+  return launch_with_shared(kernel, grid, block, 0, stream, std::forward<Args>(args)...);
 }
 
 template <class F, int... kCounts>
