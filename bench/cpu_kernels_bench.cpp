@@ -1,9 +1,13 @@
-// CPU backend speed: the dot kernels over whole weight matrices of real shapes (one thread,
-// bytes/s of weights), and end-to-end prefill / decode tokens per second of a model.
+// CPU backend speed: each kernel of every kernel set this CPU runs, on one thread at the real
+// shapes of Qwen2.5-0.5B/1.5B/7B and SmolLM2-135M, reported as GB/s of weights (decode reads
+// every weight once per token) and GFLOP/s (2 flops per multiply-add); then end-to-end prefill
+// and decode tokens per second of a model.
 //
 // The end-to-end model is REALIZAR_BENCH_MODEL (a GGUF path) when set, else a qwen2.5-1.5b-shaped
-// Q4_K_M model built in memory (llama.cpp's Q4_K_M type choice: Q6_K embedding and, in half of
-// the layers, attn_v / ffn_down; Q4_K elsewhere). Threads: REALIZAR_BENCH_THREADS (default 2).
+// Q4_K_M model built in memory (llama.cpp's Q4_K_M type choice). Threads: REALIZAR_BENCH_THREADS
+// (default 2). Times are CPU time of the measuring thread for the kernels (the machine may be
+// shared) and wall time for the model, which also reports tokens per CPU-second of the process.
+//   build/cpu_kernels_bench --benchmark_filter=Gemm/Q4_K
 //   build/cpu_kernels_bench --benchmark_filter=Model
 #include <benchmark/benchmark.h>
 #include <sys/resource.h>
@@ -15,17 +19,23 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_features.h"
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/packed_weights.h"
 #include "engine/batch_runner.h"
 #include "realizar/gguf.h"
 #include "realizar/model.h"
 #include "realizar/quant.h"
+#include "util/thread_pool.h"
 
 namespace realizar {
 namespace {
+
+using cpu::Isa;
 
 // Rows of a `type` matrix: 16 distinct quantized random rows repeated (real data, fast to make).
 struct Matrix {
@@ -54,47 +64,128 @@ std::unique_ptr<Matrix> random_matrix(TensorType type, int64_t rows, int64_t col
   return m;
 }
 
-// One matrix-vector product (quantize the input, one dot per row) on one thread.
-void BM_Matvec(benchmark::State& state, TensorType type) {
-  const int64_t rows = state.range(0), cols = state.range(1);
+std::vector<float> normal_floats(int64_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+bool skip_unsupported(benchmark::State& state, Isa isa) {
+  if (cpu::isa_supported(isa, cpu::cpu_features())) return false;
+  state.SkipWithError("this CPU cannot run these kernels");
+  return true;
+}
+
+// One matmul on one thread: quantize `tokens` input rows, then every packed group against them,
+// as the backend runs a stage (decode: tokens = 1; prefill: the backend's 64-token passes).
+void BM_Gemm(benchmark::State& state, TensorType type, Isa isa) {
+  if (skip_unsupported(state, isa)) return;
+  const int64_t rows = state.range(0), cols = state.range(1), tokens = state.range(2);
+  const cpu::KernelSet& kernels = cpu::kernel_set(isa);
   const auto matrix = random_matrix(type, rows, cols);
-  const TensorType act_type = cpu::activation_type(type);
-  std::vector<float> x(static_cast<size_t>(cols), 0.5f);
-  std::vector<uint8_t> act(row_bytes(act_type, static_cast<uint64_t>(cols)));
-  std::vector<float> y(static_cast<size_t>(rows));
-  const cpu::DotKernel kernel = cpu::dot_kernel(type);
+  ThreadPool pool(1);
+  const cpu::PackedMatrix packed(matrix->tensor, pool);
+  const cpu::ActivationFormat format = cpu::activation_format(type);
+  const size_t stride = cpu::activation_row_bytes(format, cols);
+  const std::vector<float> x = normal_floats(tokens * cols, 1);
+  std::vector<uint8_t> act(stride * static_cast<size_t>(tokens));
+  std::vector<float> out(static_cast<size_t>(tokens * cpu::kGroupRows));
+  const cpu::GemmKernel gemm = kernels.gemm_for(type);
   for (auto _ : state) {
-    cpu::quantize_activation_row(act_type, x.data(), act.data(), cols);
-    for (int64_t r = 0; r < rows; ++r) y[static_cast<size_t>(r)] = kernel(matrix->tensor.row(r), act.data(), cols);
-    benchmark::DoNotOptimize(y.data());
+    for (int64_t t = 0; t < tokens; ++t) {
+      uint8_t* row = act.data() + static_cast<size_t>(t) * stride;
+      if (format == cpu::ActivationFormat::Q8K) {
+        kernels.quantize_k(x.data() + t * cols, reinterpret_cast<cpu::ActBlockK*>(row), cols);
+      } else {
+        kernels.quantize_32(x.data() + t * cols, reinterpret_cast<cpu::ActBlock32*>(row), cols);
+      }
+    }
+    for (int64_t g = 0; g < packed.groups(); ++g) {
+      gemm(packed.group(g), act.data(), stride, tokens, packed.blocks(), out.data());
+      benchmark::DoNotOptimize(out.data());
+    }
   }
-  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(matrix->bytes.size()));
-  state.SetLabel(cpu::kernel_isa());
+  const double iterations = static_cast<double>(state.iterations());
+  state.counters["weight_GB/s"] = benchmark::Counter(iterations * static_cast<double>(packed.bytes()) / 1e9, benchmark::Counter::kIsRate);
+  state.counters["GFLOP/s"] = benchmark::Counter(iterations * 2.0 * static_cast<double>(rows * cols * tokens) / 1e9, benchmark::Counter::kIsRate);
+  state.SetLabel(std::string(cpu::isa_name(isa)));
 }
 
-void real_shapes(benchmark::internal::Benchmark* b) {
-  // Qwen2.5-0.5B (896 / 4864), -1.5B (1536 / 8960), -7B (3584 / 18944): q/o, up/gate, down.
-  for (auto [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{
-           {1536, 1536}, {8960, 1536}, {1536, 8960}, {3584, 3584}, {18944, 3584}, {3584, 18944}}) {
-    b->Args({rows, cols});
+// {rows, cols} of a model's matrices, each with 1 and 64 tokens.
+void shapes(benchmark::internal::Benchmark* b, std::initializer_list<std::pair<int64_t, int64_t>> matrices) {
+  for (auto [rows, cols] : matrices) {
+    for (int64_t tokens : {1, 64}) b->Args({rows, cols, tokens});
   }
+  b->ArgNames({"rows", "cols", "tokens"});
 }
 
-void small_block_shapes(benchmark::internal::Benchmark* b) {
-  for (auto [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{
-           {896, 896}, {4864, 896}, {896, 4864}, {1536, 1536}, {8960, 1536}}) {
-    b->Args({rows, cols});
-  }
+// Qwen2.5-1.5B (1536 / 8960) and -7B (3584 / 18944): q/o, gate/up, down (Q4_K, Q6_K files).
+void k_shapes(benchmark::internal::Benchmark* b) {
+  shapes(b, {{1536, 1536}, {8960, 1536}, {1536, 8960}, {3584, 3584}, {18944, 3584}, {3584, 18944}});
+}
+// Qwen2.5-0.5B (896 / 4864; Q5_0, Q8_0) and SmolLM2-135M (576 / 1536; Q4_1, Q8_0 output), and one
+// matrix larger than the last-level cache (decode streams every matrix from memory: a model does
+// not fit in the cache).
+void small_shapes(benchmark::internal::Benchmark* b) {
+  shapes(b, {{896, 896}, {4864, 896}, {576, 576}, {1536, 576}, {576, 1536}, {18944, 3584}});
 }
 
-BENCHMARK_CAPTURE(BM_Matvec, Q4_K, TensorType::Q4_K)->Apply(real_shapes);
-BENCHMARK_CAPTURE(BM_Matvec, Q5_K, TensorType::Q5_K)->Apply(real_shapes);
-BENCHMARK_CAPTURE(BM_Matvec, Q6_K, TensorType::Q6_K)->Apply(real_shapes);
-BENCHMARK_CAPTURE(BM_Matvec, Q8_0, TensorType::Q8_0)->Apply(small_block_shapes);
-BENCHMARK_CAPTURE(BM_Matvec, Q5_0, TensorType::Q5_0)->Apply(small_block_shapes);
-BENCHMARK_CAPTURE(BM_Matvec, Q4_0, TensorType::Q4_0)->Apply(small_block_shapes);
-BENCHMARK_CAPTURE(BM_Matvec, F16, TensorType::F16)->Apply(small_block_shapes);
-BENCHMARK_CAPTURE(BM_Matvec, BF16, TensorType::BF16)->Apply(small_block_shapes);
+#define REALIZAR_GEMM_BENCH(TYPE, SHAPES)                                                          \
+  BENCHMARK_CAPTURE(BM_Gemm, TYPE/avx512, TensorType::TYPE, Isa::Avx512)->Apply(SHAPES);           \
+  BENCHMARK_CAPTURE(BM_Gemm, TYPE/avx2, TensorType::TYPE, Isa::Avx2)->Apply(SHAPES);               \
+  BENCHMARK_CAPTURE(BM_Gemm, TYPE/scalar, TensorType::TYPE, Isa::Scalar)->Apply(SHAPES)
+
+REALIZAR_GEMM_BENCH(Q4_K, k_shapes);
+REALIZAR_GEMM_BENCH(Q5_K, k_shapes);
+REALIZAR_GEMM_BENCH(Q6_K, k_shapes);
+REALIZAR_GEMM_BENCH(Q8_0, small_shapes);
+REALIZAR_GEMM_BENCH(Q5_0, small_shapes);
+REALIZAR_GEMM_BENCH(Q4_0, small_shapes);
+REALIZAR_GEMM_BENCH(Q4_1, small_shapes);
+REALIZAR_GEMM_BENCH(Q5_1, small_shapes);
+
+// Decode attention of one token over `length` cached positions: one KV head's group of query heads
+// (Qwen2.5-1.5B: 6 query heads per KV head, head_dim 128). GB/s of the float16 cache rows read.
+void BM_Attention(benchmark::State& state, Isa isa) {
+  if (skip_unsupported(state, isa)) return;
+  const int64_t length = state.range(0), queries = state.range(1), head_dim = 128;
+  const cpu::KernelSet& kernels = cpu::kernel_set(isa);
+  const int64_t blocks = (length + 15) / 16;
+  std::vector<int32_t> table(static_cast<size_t>(blocks));
+  for (int64_t i = 0; i < blocks; ++i) table[static_cast<size_t>(i)] = static_cast<int32_t>((i * 7) % blocks);
+  std::vector<ggml_half> keys(static_cast<size_t>(blocks * 16 * head_dim)), values(keys.size());
+  const std::vector<float> kv = normal_floats(static_cast<int64_t>(keys.size()), 2);
+  for (size_t i = 0; i < keys.size(); ++i) keys[i] = values[i] = fp32_to_fp16(kv[i]);
+  const std::vector<float> q = normal_floats(queries * head_dim, 3);
+  std::vector<float> out(q.size());
+  std::vector<const float*> q_ptr;
+  std::vector<float*> out_ptr;
+  for (int64_t i = 0; i < queries; ++i) {
+    q_ptr.push_back(q.data() + i * head_dim);
+    out_ptr.push_back(out.data() + i * head_dim);
+  }
+  const std::vector<int64_t> lengths(static_cast<size_t>(queries), length);
+  std::vector<float> scratch(static_cast<size_t>(cpu::attention_scratch_floats(queries, head_dim, length)));
+  for (auto _ : state) {
+    kernels.attention({q_ptr.data(), out_ptr.data(), lengths.data(), queries, table.data(), keys.data(), 16 * head_dim,
+                       values.data(), head_dim, head_dim, 0.088f, scratch.data()});
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.counters["cache_GB/s"] = benchmark::Counter(
+      static_cast<double>(state.iterations()) * 2.0 * static_cast<double>(length * head_dim) * 2.0 / 1e9, benchmark::Counter::kIsRate);
+  state.SetLabel(std::string(cpu::isa_name(isa)));
+}
+
+void attention_shapes(benchmark::internal::Benchmark* b) {
+  for (int64_t length : {256, 4096}) b->Args({length, 6});
+  b->ArgNames({"length", "queries"});
+}
+
+BENCHMARK_CAPTURE(BM_Attention, avx512, Isa::Avx512)->Apply(attention_shapes);
+BENCHMARK_CAPTURE(BM_Attention, avx2, Isa::Avx2)->Apply(attention_shapes);
+BENCHMARK_CAPTURE(BM_Attention, scalar, Isa::Scalar)->Apply(attention_shapes);
 
 // ---- end to end ----------------------------------------------------------------------------------
 
@@ -209,6 +300,7 @@ void BM_ModelPrefill(benchmark::State& state) {
   }
   state.counters["tok/cpu_s"] = static_cast<double>(n * state.iterations()) / (process_cpu_seconds() - cpu_start);
   state.counters["tok/s"] = benchmark::Counter(static_cast<double>(n), benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(std::string(cpu_kernel_set_name()));
 }
 
 // Token generation: one token per forward after a 32-token prompt (llama-bench tg).
@@ -239,6 +331,7 @@ void BM_ModelDecode(benchmark::State& state) {
   state.counters["tok/s"] = benchmark::Counter(1.0, benchmark::Counter::kIsIterationInvariantRate);
   state.counters["weight_GB/s"] = benchmark::Counter(
       static_cast<double>(weight_bytes_per_token(m.weights)) / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(std::string(cpu_kernel_set_name()));
 }
 
 BENCHMARK(BM_ModelPrefill)->Arg(64)->Unit(benchmark::kMillisecond)->MinTime(3.0)->UseRealTime();

@@ -98,12 +98,12 @@ TEST_F(BenchCli, BandwidthUseFollowsFromRateBytesAndBandwidth) {
   const double bandwidth = doc["bandwidth"]["bytes_per_second"].get<double>();
   ASSERT_GT(bandwidth, 0);
   EXPECT_EQ(doc["copy_bandwidth_bytes_per_second"].get<double>(), bandwidth);
-  // tiny: 2 layers, 2 KV heads of 16 dims, float32 keys and values: 2 * 2 * 32 * 4 bytes.
-  EXPECT_EQ(doc["kv_bytes_per_token"], 512);
+  // tiny: 2 layers, 2 KV heads of 16 dims, float16 keys and values: 2 * 2 * 32 * 2 bytes.
+  EXPECT_EQ(doc["kv_bytes_per_token"], 256);
   for (const json& r : doc["results"]) {
     const int parallel = r["parallel"];
     const double steps_per_second = r["tokens_per_second_mean"].get<double>() / parallel;
-    const double bytes = doc["weight_bytes_per_token"].get<double>() + parallel * 4.5 * 512;  // 1..8 cached
+    const double bytes = doc["weight_bytes_per_token"].get<double>() + parallel * 4.5 * 256;  // 1..8 cached
     EXPECT_DOUBLE_EQ(r["bytes_read_per_step"].get<double>(), bytes) << r["test"];
     EXPECT_NEAR(r["bandwidth_fraction"].get<double>(), steps_per_second * bytes / bandwidth, 1e-12) << r["test"];
   }

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_features.h"
 #include "backend/reference/reference_backend.h"
 #include "realizar/sampling.h"
 #include "realizar/gguf.h"
@@ -139,26 +140,43 @@ std::vector<float> prefill(testing::TestBackend& backend, const std::vector<int3
 struct ModelCase {
   Architecture arch;
   Scheme scheme;
+  cpu::Isa isa;  // the kernel set, forced
 };
+
+void PrintTo(const ModelCase& c, std::ostream* os) { *os << c.scheme.name << " " << cpu::isa_name(c.isa); }
 
 std::string model_case_name(const ::testing::TestParamInfo<ModelCase>& info) {
   const char* arch = info.param.arch == Architecture::Llama ? "llama"
                      : info.param.arch == Architecture::Qwen2 ? "qwen2" : "phi2";
-  return std::string(arch) + "_" + info.param.scheme.name;
+  std::string isa(cpu::isa_name(info.param.isa));
+  std::replace(isa.begin(), isa.end(), '-', '_');
+  return std::string(arch) + "_" + info.param.scheme.name + "_" + isa;
 }
 
-class CpuVsReferenceTest : public ::testing::TestWithParam<ModelCase> {};
+// Every model case runs with each kernel set this CPU can run (the others are skipped).
+class CpuVsReferenceTest : public ::testing::TestWithParam<ModelCase> {
+ protected:
+  void SetUp() override {
+    if (!cpu::isa_supported(GetParam().isa, cpu::cpu_features())) {
+      GTEST_SKIP() << "this CPU cannot run the " << cpu::isa_name(GetParam().isa) << " kernels";
+    }
+  }
+  std::unique_ptr<testing::TestBackend> make_cpu(const TestModel& model, int threads = 2) const {
+    return testing::driven(make_cpu_backend(model.config, model.weights, testing::cache_options(64, threads), GetParam().isa));
+  }
+};
 
 // Prefill logits of every prompt token agree with the reference within the scheme's tolerance
-// (max |cpu - ref| / max |ref|): float weights differ only by float32 vs float64 accumulation
-// (~1e-6 per matmul; bound 1e-4). 8-bit activations round each
+// (max |cpu - ref| / max |ref|): with float weights the difference is the float16 KV cache (each
+// key and value rounded by up to 2^-11 relative; observed up to 5.6e-4 at the logits of these
+// 2-layer models, bound 1.5e-3) plus float32 vs float64 accumulation (~1e-6 per matmul). 8-bit activations round each
 // matmul input by up to max|x| / 254, about 0.8% rms of a Gaussian-like row of 256 (max/rms ~ 3.5);
 // over the 9 chained matmuls of these 2-layer models that is ~2.5% rms at the logits, and the
 // observed max over ~1000 logits is 4.3% (bound 6e-2; llama.cpp quantizes activations the same way).
 TEST_P(CpuVsReferenceTest, PrefillLogitsMatchReference) {
   const TestModel model(GetParam().arch, GetParam().scheme);
   auto reference = testing::driven(make_reference_backend(model.config, model.weights, testing::cache_options(64)));
-  auto cpu = testing::driven(make_cpu_backend(model.config, model.weights, testing::cache_options(64, 2)));
+  auto cpu = make_cpu(model);
   const std::vector<float> want = prefill(*reference, kPrompt);
   const std::vector<float> got = prefill(*cpu, kPrompt);
   ASSERT_EQ(got.size(), kPrompt.size() * static_cast<size_t>(model.config.vocab_size));
@@ -170,8 +188,8 @@ TEST_P(CpuVsReferenceTest, PrefillLogitsMatchReference) {
 TEST_P(CpuVsReferenceTest, ForwardGreedyPicksEachWantedRowsArgMax) {
   const TestModel model(GetParam().arch, GetParam().scheme);
   const auto vocab = static_cast<size_t>(model.config.vocab_size);
-  auto cpu = testing::driven(make_cpu_backend(model.config, model.weights, testing::cache_options(64, 2)));
-  auto cpu_greedy = testing::driven(make_cpu_backend(model.config, model.weights, testing::cache_options(64, 2)));
+  auto cpu = make_cpu(model);
+  auto cpu_greedy = make_cpu(model);
   Batch batch;
   for (size_t i = 0; i < kPrompt.size(); ++i) {
     batch.add(kPrompt[i], static_cast<int32_t>(i), 0, i % 3 != 1);
@@ -196,7 +214,7 @@ TEST_P(CpuVsReferenceTest, GreedyDecodeMatchesReference) {
   const TestModel model(GetParam().arch, GetParam().scheme);
   const int64_t vocab = model.config.vocab_size;
   auto reference = testing::driven(make_reference_backend(model.config, model.weights, testing::cache_options(64)));
-  auto cpu = testing::driven(make_cpu_backend(model.config, model.weights, testing::cache_options(64, 2)));
+  auto cpu = make_cpu(model);
   std::vector<float> want = prefill(*reference, kPrompt);
   std::vector<float> got = prefill(*cpu, kPrompt);
   want.erase(want.begin(), want.end() - vocab);
@@ -226,11 +244,11 @@ TEST_P(CpuVsReferenceTest, GreedyDecodeMatchesReference) {
 TEST_P(CpuVsReferenceTest, InterleavedSequencesMatchSeparateRuns) {
   const TestModel model(GetParam().arch, GetParam().scheme);
   const std::vector<int32_t> other = {7, 7, 60, 31, 4};
-  auto alone = testing::driven(make_cpu_backend(model.config, model.weights, testing::cache_options(64, 2)));
+  auto alone = make_cpu(model);
   const std::vector<float> want_a = prefill(*alone, kPrompt, 0);
   const std::vector<float> want_b = prefill(*alone, other, 1);
 
-  auto together = testing::driven(make_cpu_backend(model.config, model.weights, testing::cache_options(64, 2)));
+  auto together = make_cpu(model);
   Batch batch;
   for (size_t i = 0; i < kPrompt.size(); ++i) {
     batch.add(kPrompt[i], static_cast<int32_t>(i), 0, true);
@@ -245,39 +263,66 @@ TEST_P(CpuVsReferenceTest, InterleavedSequencesMatchSeparateRuns) {
     dst.insert(dst.end(), logits.begin() + static_cast<int64_t>(t) * vocab,
                logits.begin() + static_cast<int64_t>(t + 1) * vocab);
   }
-  EXPECT_LT(testing::relative_max_error(got_a, want_a), 1e-6);
-  EXPECT_LT(testing::relative_max_error(got_b, want_b), 1e-6);
+  EXPECT_EQ(got_a, want_a);  // bit for bit (cpu_backend.h)
+  EXPECT_EQ(got_b, want_b);
   EXPECT_EQ(together->length(0), static_cast<int64_t>(kPrompt.size()));
   EXPECT_EQ(together->length(1), static_cast<int64_t>(other.size()));
+}
+
+// A decode row batched with another sequence's prompt chunk (the scheduler's mixed steps) gives
+// the logits it gives alone, bit for bit.
+TEST_P(CpuVsReferenceTest, DecodeRowBatchedWithAPromptChunkMatchesItsSoloStep) {
+  const TestModel model(GetParam().arch, GetParam().scheme);
+  const auto vocab = static_cast<size_t>(model.config.vocab_size);
+  const int32_t next = static_cast<int32_t>(kPrompt.size());
+  std::vector<float> want, got;
+  auto solo = make_cpu(model);
+  prefill(*solo, kPrompt, 0);
+  Batch step;
+  step.add(9, next, 0, true);
+  solo->forward(step, want);
+  auto mixed = make_cpu(model);
+  prefill(*mixed, kPrompt, 0);
+  Batch batch;
+  batch.add(9, next, 0, true);
+  for (int32_t i = 0; i < 20; ++i) batch.add(kPrompt[static_cast<size_t>(i) % kPrompt.size()], i, 1, i == 19);
+  mixed->forward(batch, got);
+  ASSERT_EQ(got.size(), 2 * vocab);
+  EXPECT_EQ(std::vector<float>(got.begin(), got.begin() + static_cast<int64_t>(vocab)), want);
 }
 
 // The thread count changes how rows and heads are split, never a result: every output is one
 // kernel call whichever thread makes it.
 TEST_P(CpuVsReferenceTest, ThreadCountDoesNotChangeLogits) {
   const TestModel model(GetParam().arch, GetParam().scheme);
-  auto one = testing::driven(make_cpu_backend(model.config, model.weights, testing::cache_options(64, 1)));
-  auto three = testing::driven(make_cpu_backend(model.config, model.weights, testing::cache_options(64, 3)));
+  auto one = make_cpu(model, 1);
+  auto three = make_cpu(model, 3);
   EXPECT_EQ(prefill(*one, kPrompt), prefill(*three, kPrompt));
 }
 
-const Scheme kF32{"f32", TensorType::F32, TensorType::F32, 1e-4};
-const Scheme kF16{"f16", TensorType::F16, TensorType::F16, 1e-4};
-const Scheme kBF16{"bf16", TensorType::BF16, TensorType::BF16, 1e-4};
+const Scheme kF32{"f32", TensorType::F32, TensorType::F32, 1.5e-3};
+const Scheme kF16{"f16", TensorType::F16, TensorType::F16, 1.5e-3};
+const Scheme kBF16{"bf16", TensorType::BF16, TensorType::BF16, 1.5e-3};
 const Scheme kQ8_0{"q8_0", TensorType::Q8_0, TensorType::Q8_0, 6e-2};
 const Scheme kQ5_0{"q5_0", TensorType::Q5_0, TensorType::Q8_0, 6e-2};
 const Scheme kQ4_0{"q4_0", TensorType::Q4_0, TensorType::Q4_1, 6e-2};
 const Scheme kQ4_K_M{"q4_k_m", TensorType::Q4_K, TensorType::Q6_K, 6e-2};
 const Scheme kQ5_K{"q5_k", TensorType::Q5_K, TensorType::Q5_1, 6e-2};
 
-INSTANTIATE_TEST_SUITE_P(
-    Models, CpuVsReferenceTest,
-    ::testing::Values(ModelCase{Architecture::Llama, kF32}, ModelCase{Architecture::Qwen2, kF32},
-                      ModelCase{Architecture::Phi2, kF32}, ModelCase{Architecture::Llama, kF16},
-                      ModelCase{Architecture::Qwen2, kBF16}, ModelCase{Architecture::Llama, kQ8_0},
-                      ModelCase{Architecture::Qwen2, kQ4_K_M}, ModelCase{Architecture::Qwen2, kQ5_0},
-                      ModelCase{Architecture::Llama, kQ4_0}, ModelCase{Architecture::Phi2, kQ4_K_M},
-                      ModelCase{Architecture::Llama, kQ5_K}),
-    model_case_name);
+std::vector<ModelCase> model_cases() {
+  const std::vector<std::pair<Architecture, Scheme>> models = {
+      {Architecture::Llama, kF32},   {Architecture::Qwen2, kF32},     {Architecture::Phi2, kF32},
+      {Architecture::Llama, kF16},   {Architecture::Qwen2, kBF16},    {Architecture::Llama, kQ8_0},
+      {Architecture::Qwen2, kQ4_K_M}, {Architecture::Qwen2, kQ5_0},   {Architecture::Llama, kQ4_0},
+      {Architecture::Phi2, kQ4_K_M}, {Architecture::Llama, kQ5_K}};
+  std::vector<ModelCase> cases;
+  for (cpu::Isa isa : {cpu::Isa::Avx512, cpu::Isa::Avx2, cpu::Isa::Scalar}) {
+    for (const auto& [arch, scheme] : models) cases.push_back({arch, scheme, isa});
+  }
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, CpuVsReferenceTest, ::testing::ValuesIn(model_cases()), model_case_name);
 
 // ---- the golden checkpoints (tools/reference/golden_models.py) through `apr convert` -------------
 
@@ -334,7 +379,9 @@ TEST_P(CpuGoldenTest, MatchesReferenceAndTransformers) {
   }
   if (type == "f32") {
     EXPECT_EQ(cpu_greedy, want_greedy);
-    EXPECT_EQ(checked, static_cast<int>(want_greedy.size()));
+    // Nearly every step's lead exceeds the bound (the float16 cache's bound leaves one of llama's
+    // 32 steps unchecked against the reference; its token still matches transformers above).
+    EXPECT_GE(checked, static_cast<int>(want_greedy.size()) - 2);
   }
 }
 
@@ -344,8 +391,8 @@ std::string golden_case_name(const ::testing::TestParamInfo<GoldenCase>& info) {
 
 INSTANTIATE_TEST_SUITE_P(
     Golden, CpuGoldenTest,
-    ::testing::Values(GoldenCase{"llama", "f32", 1e-4}, GoldenCase{"qwen2", "f32", 1e-4},
-                      GoldenCase{"phi2", "f32", 1e-4}, GoldenCase{"llama", "f16", 1e-4},
+    ::testing::Values(GoldenCase{"llama", "f32", 1.5e-3}, GoldenCase{"qwen2", "f32", 1.5e-3},
+                      GoldenCase{"phi2", "f32", 1.5e-3}, GoldenCase{"llama", "f16", 1.5e-3},
                       GoldenCase{"qwen2", "q8_0", 6e-2}, GoldenCase{"phi2", "q8_0", 6e-2},
                       GoldenCase{"llama", "q4_k_m", 6e-2}, GoldenCase{"qwen2", "q4_k_m", 6e-2},
                       GoldenCase{"phi2", "q4_k_m", 6e-2}),
@@ -375,6 +422,31 @@ TEST_F(CpuBackendErrors, WrongPositionIsAnError) {
   std::vector<float> logits;
   EXPECT_THAT([&] { cpu->forward(batch, logits); },
               ::testing::ThrowsMessage<std::exception>(::testing::HasSubstr("position 4 does not continue its cache (expected 2)")));
+}
+
+TEST_F(CpuBackendErrors, WeightTypeWithoutAKernelIsAnError) {
+  TestModel bad{Architecture::Qwen2, kQ8_0};
+  std::vector<uint8_t> bytes(static_cast<size_t>(bad.config.q_dim()) * row_bytes(TensorType::IQ2_XXS, 256));
+  bad.weights.layers[1].attn_q = WeightTensor{TensorType::IQ2_XXS, 256, bad.config.q_dim(), bytes.data(),
+                                              row_bytes(TensorType::IQ2_XXS, 256)};
+  EXPECT_THAT([&] { make_cpu_backend(bad.config, bad.weights, testing::cache_options(16, 2)); },
+              ::testing::ThrowsMessage<std::exception>(::testing::HasSubstr("no kernel for weight type IQ2_XXS")));
+}
+
+TEST_F(CpuBackendErrors, HeadDimensionsTheKernelsCannotTakeAreAnError) {
+  TestModel bad{Architecture::Qwen2, kQ8_0};
+  bad.config.head_dim = 60;  // q_dim no longer matches, but the check comes first
+  EXPECT_THAT([&] { make_cpu_backend(bad.config, bad.weights, testing::cache_options(16, 2)); },
+              ::testing::ThrowsMessage<std::exception>(::testing::HasSubstr("head dimension 60 is not a multiple of 8")));
+}
+
+TEST_F(CpuBackendErrors, ForcedKernelSetMustRunOnThisCpu) {
+  for (cpu::Isa isa : {cpu::Isa::Avx512, cpu::Isa::Avx2}) {
+    if (cpu::isa_supported(isa, cpu::cpu_features())) continue;
+    EXPECT_THAT([&] { make_cpu_backend(model.config, model.weights, testing::cache_options(16, 2), isa); },
+                ::testing::ThrowsMessage<std::exception>(::testing::HasSubstr("this CPU cannot run the")));
+  }
+  EXPECT_NO_THROW(make_cpu_backend(model.config, model.weights, testing::cache_options(16, 2), cpu::Isa::Scalar));
 }
 
 TEST_F(CpuBackendErrors, TokenOutsideVocabularyIsAnError) {

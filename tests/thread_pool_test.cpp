@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <stdexcept>
 #include <vector>
 
@@ -95,6 +96,86 @@ TEST(ThreadPool, NestedCallFromALoopBodyIsRefused) {
   ThreadPool pool(2);
   EXPECT_THAT([&] { pool.parallel_for(2, [&](int64_t, int64_t, int) { pool.parallel_for(2, [](int64_t, int64_t, int) {}); }); },
               ::testing::ThrowsMessage<Error>(::testing::HasSubstr("from inside one of its own loop bodies")));
+}
+
+TEST(ThreadPool, RunCallsTheTaskOnceOnEveryThread) {
+  ThreadPool pool(4);
+  std::vector<std::atomic<int>> calls(4);
+  pool.run([&](int thread) { calls[static_cast<size_t>(thread)]++; });
+  for (const auto& c : calls) EXPECT_EQ(c.load(), 1);
+}
+
+// A barrier made of wait_for/advance: each phase, every thread writes its slot, advances the
+// phase's counter and waits for all; then it must see every write of the phase.
+TEST(ThreadPool, WaitForSeesEveryWriteBeforeTheAdvances) {
+  for (int threads : {1, 2, 3}) {
+    ThreadPool pool(threads);
+    constexpr int kPhases = 2000;
+    std::vector<std::atomic<uint32_t>> arrived(2 * kPhases);
+    std::vector<int> slots(static_cast<size_t>(threads), -1);
+    std::atomic<int> wrong{0};
+    pool.run([&](int thread) {
+      for (int phase = 0; phase < kPhases; ++phase) {
+        slots[static_cast<size_t>(thread)] = phase;
+        pool.advance(arrived[2 * phase], 1);
+        pool.wait_for(arrived[2 * phase], static_cast<uint32_t>(threads));
+        for (int s : slots) wrong += s != phase;
+        pool.advance(arrived[2 * phase + 1], 1);
+        pool.wait_for(arrived[2 * phase + 1], static_cast<uint32_t>(threads));
+      }
+    });
+    EXPECT_EQ(wrong.load(), 0) << threads << " threads";
+  }
+}
+
+// A thread that advances late (after the others have stopped spinning and gone to sleep) still
+// wakes them.
+TEST(ThreadPool, AdvanceWakesSleepingThreads) {
+  ThreadPool pool(3);
+  std::atomic<uint32_t> ready{0};
+  std::atomic<int> after{0};
+  pool.run([&](int thread) {
+    if (thread == 2) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      pool.advance(ready, 1);
+    }
+    pool.wait_for(ready, 1);
+    after++;
+  });
+  EXPECT_EQ(after.load(), 3);
+}
+
+// A task that throws while the others wait for it: they are released, and run() rethrows the
+// first exception (not a hang).
+TEST(ThreadPool, ExceptionReleasesThreadsWaitingForTheThrower) {
+  ThreadPool pool(3);
+  std::atomic<uint32_t> never{0};
+  std::atomic<int> passed{0};
+  EXPECT_THAT([&] {
+    pool.run([&](int thread) {
+      if (thread == 1) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));  // the others are asleep by now
+        throw Error("thread 1 failed");
+      }
+      pool.wait_for(never, 1);
+      passed++;
+    });
+  }, ::testing::ThrowsMessage<Error>(::testing::HasSubstr("thread 1 failed")));
+  EXPECT_EQ(passed.load(), 0);
+  // The pool works afterwards.
+  std::atomic<uint32_t> count{0};
+  pool.run([&](int) {
+    pool.advance(count, 1);
+    pool.wait_for(count, 3);
+    passed++;
+  });
+  EXPECT_EQ(passed.load(), 3);
+}
+
+TEST(ThreadPool, NestedRunIsRefused) {
+  ThreadPool pool(2);
+  EXPECT_THAT([&] { pool.run([&](int) { pool.run([](int) {}); }); },
+              ::testing::ThrowsMessage<Error>(::testing::HasSubstr("run called from inside one of its own loop bodies")));
 }
 
 TEST(ThreadPool, GlobalPoolIsUsable) {

@@ -5,6 +5,8 @@
 #include <random>
 #include <thread>
 
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_features.h"
 #include "cli/command.h"
 
 namespace realizar::cli {
@@ -117,10 +119,14 @@ EngineOptions engine_options(const DeviceArgs& device, int64_t context) {
 }
 
 void print_engine_line(const Engine& engine, const std::string& model) {
-  const std::string device(engine.device_name());
+  // The CPU backend names its kernel set (chosen at run time) and runs one thread per physical core
+  // by default.
+  const bool cpu = engine.device_name() == "cpu";
+  const std::string device = cpu ? fmt::format("cpu ({})", cpu_kernel_set_name()) : std::string(engine.device_name());
   const int threads = engine.options().threads > 0 ? engine.options().threads
+                      : cpu                        ? cpu::physical_core_count()
                                                    : static_cast<int>(std::thread::hardware_concurrency());
-  const std::string threads_text = device == "cuda" ? "" : fmt::format(", {} threads", threads);
+  const std::string threads_text = engine.device_name() == "cuda" ? "" : fmt::format(", {} threads", threads);
   std::fprintf(stderr, "apr: %s (%s) on %s%s, context %lld tokens\n",
                std::filesystem::path(model).filename().c_str(), engine.model().config.architecture_name.c_str(),
                device.c_str(), threads_text.c_str(), static_cast<long long>(engine.context_length()));

@@ -22,8 +22,8 @@ Device resolve_device(Device device) {
 }
 
 int64_t kv_bytes_per_token(Device device, const ModelConfig& config) {
-  // Before the backend exists: the CUDA backend stores float16, the others float32.
-  return kv_cache_bytes_per_token(config, resolve_device(device) == Device::Cuda ? 2 : 4);
+  // Before the backend exists: the CUDA and CPU backends store float16, the reference float32.
+  return kv_cache_bytes_per_token(config, resolve_device(device) == Device::Reference ? 4 : 2);
 }
 
 std::unique_ptr<Backend> make_backend(Device device, const Model& model, const BackendOptions& options) {

@@ -1,14 +1,22 @@
 #include "util/thread_pool.h"
 
 #include <algorithm>
+#include <chrono>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
 #include "realizar/error.h"
 
 namespace realizar {
 namespace {
 
-// The pool whose loop body this thread is running, to refuse nested calls instead of deadlocking.
+// The pool whose task this thread is running, to refuse nested calls instead of deadlocking.
 thread_local const ThreadPool* running_pool = nullptr;
+
+// Thrown by wait_for() in the other threads once a task has thrown; never reported.
+struct Aborted {};
 
 // Chunk t of [0, n) split into `parts` contiguous chunks whose sizes differ by at most one.
 std::pair<int64_t, int64_t> chunk_bounds(int64_t n, int parts, int t) {
@@ -16,6 +24,12 @@ std::pair<int64_t, int64_t> chunk_bounds(int64_t n, int parts, int t) {
   const int64_t extra = n % parts;  // the first `extra` chunks get one more index
   const int64_t begin = t * base + std::min<int64_t>(t, extra);
   return {begin, begin + base + (t < extra ? 1 : 0)};
+}
+
+void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#endif
 }
 
 }  // namespace
@@ -29,9 +43,32 @@ ThreadPool::ThreadPool(int n_threads) {
 
 ThreadPool::~ThreadPool() {
   stopping_ = true;
-  generation_.fetch_add(1, std::memory_order_release);
-  generation_.notify_all();
+  generation_.fetch_add(1, std::memory_order_seq_cst);
+  wake();
   for (std::thread& worker : workers_) worker.join();
+}
+
+template <typename Done>
+void ThreadPool::wait_until(Done done) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::nanoseconds(kSpinNanoseconds);
+  for (int spins = 0; !done(); ++spins) {
+    if (spins % 64 != 63 || std::chrono::steady_clock::now() < deadline) {
+      cpu_relax();
+      continue;
+    }
+    const uint32_t epoch = wake_epoch_.load(std::memory_order_seq_cst);
+    sleepers_.fetch_add(1, std::memory_order_seq_cst);
+    // A waker changes what done() reads before it reads sleepers_ (both sequentially consistent):
+    // either it sees this sleeper and bumps the epoch, or done() below sees its change.
+    if (!done() && wake_epoch_.load(std::memory_order_seq_cst) == epoch) wake_epoch_.wait(epoch, std::memory_order_seq_cst);
+    sleepers_.fetch_sub(1, std::memory_order_seq_cst);
+  }
+}
+
+void ThreadPool::wake() {
+  if (sleepers_.load(std::memory_order_seq_cst) == 0) return;
+  wake_epoch_.fetch_add(1, std::memory_order_seq_cst);
+  wake_epoch_.notify_all();
 }
 
 ThreadPool& ThreadPool::global() {
@@ -42,49 +79,66 @@ ThreadPool& ThreadPool::global() {
 void ThreadPool::parallel_for(int64_t n, const Body& body) {
   if (running_pool == this) fail("ThreadPool::parallel_for called from inside one of its own loop bodies");
   if (n <= 0) return;
+  run([&](int thread_index) {
+    const auto [begin, end] = chunk_bounds(n, size(), thread_index);
+    if (begin < end) body(begin, end, thread_index);
+  });
+}
+
+void ThreadPool::run(const Task& task) {
+  if (running_pool == this) fail("ThreadPool::run called from inside one of its own loop bodies");
   std::lock_guard call_lock(call_mutex_);
-  body_ = &body;
-  n_ = n;
+  task_ = &task;
   first_error_ = nullptr;
-  workers_busy_.store(static_cast<int32_t>(workers_.size()), std::memory_order_relaxed);
-  generation_.fetch_add(1, std::memory_order_release);  // publishes body_, n_ to the workers
-  generation_.notify_all();
-  run_chunk(0);
-  wait_for_workers();
-  body_ = nullptr;
+  workers_busy_.store(static_cast<uint32_t>(workers_.size()), std::memory_order_relaxed);
+  generation_.fetch_add(1, std::memory_order_seq_cst);  // publishes task_ to the workers
+  wake();
+  run_task(0);
+  wait_until([this] { return workers_busy_.load(std::memory_order_acquire) == 0; });
+  task_ = nullptr;
+  aborted_.store(false, std::memory_order_relaxed);
   if (first_error_) std::rethrow_exception(first_error_);
 }
 
-void ThreadPool::wait_for_workers() {
-  for (int32_t busy = workers_busy_.load(std::memory_order_acquire); busy != 0;
-       busy = workers_busy_.load(std::memory_order_acquire)) {
-    workers_busy_.wait(busy, std::memory_order_acquire);
-  }
+void ThreadPool::wait_for(const std::atomic<uint32_t>& counter, uint32_t value) {
+  wait_until([&] {
+    return counter.load(std::memory_order_acquire) == value || aborted_.load(std::memory_order_acquire);
+  });
+  if (counter.load(std::memory_order_acquire) != value) throw Aborted{};
 }
 
-void ThreadPool::run_chunk(int thread_index) noexcept {
-  const auto [begin, end] = chunk_bounds(n_, size(), thread_index);
-  if (begin == end) return;
+void ThreadPool::advance(std::atomic<uint32_t>& counter, uint32_t n) {
+  counter.fetch_add(n, std::memory_order_seq_cst);  // releases this thread's writes
+  wake();
+}
+
+void ThreadPool::run_task(int thread_index) noexcept {
   running_pool = this;
   try {
-    (*body_)(begin, end, thread_index);
+    (*task_)(thread_index);
+  } catch (const Aborted&) {
+    // Another thread's task threw first; its exception is the one reported.
   } catch (...) {
-    std::lock_guard error_lock(error_mutex_);
-    if (!first_error_) first_error_ = std::current_exception();
+    {
+      std::lock_guard error_lock(error_mutex_);
+      if (!first_error_) first_error_ = std::current_exception();
+    }
+    aborted_.store(true, std::memory_order_seq_cst);
+    wake();  // threads asleep in wait_for see aborted_
   }
   running_pool = nullptr;
 }
 
 void ThreadPool::worker_loop(int thread_index) {
-  // The generation at construction: a job (or the shutdown) published before this thread got
+  // The generation at construction: a task (or the shutdown) published before this thread got
   // here has already bumped it, and must not be missed.
   uint32_t seen = 0;
   while (true) {
-    generation_.wait(seen, std::memory_order_acquire);  // returns once the generation changed
+    wait_until([&] { return generation_.load(std::memory_order_acquire) != seen; });
     seen = generation_.load(std::memory_order_acquire);
     if (stopping_) return;
-    run_chunk(thread_index);
-    if (workers_busy_.fetch_sub(1, std::memory_order_acq_rel) == 1) workers_busy_.notify_one();
+    run_task(thread_index);
+    if (workers_busy_.fetch_sub(1, std::memory_order_seq_cst) == 1) wake();
   }
 }
 

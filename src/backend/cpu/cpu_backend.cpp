@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cmath>
-#include <functional>
 #include <vector>
 
+#include "backend/cpu/cpu_features.h"
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/packed_weights.h"
 #include "kv/kv_manager.h"
 #include "realizar/error.h"
 #include "realizar/quant.h"
@@ -16,8 +18,17 @@
 namespace realizar {
 namespace {
 
-constexpr int64_t kInitialBatch = 64;     // tokens the scratch buffers hold before growing
-constexpr int64_t kTileRows = 16;         // weight rows a thread runs against all batch tokens
+using cpu::ActivationFormat;
+using cpu::kGroupRows;
+
+constexpr int64_t kInitialBatch = 64;   // tokens the scratch buffers hold before growing
+constexpr int64_t kTokensPerPass = 64;  // tokens one GEMM call runs against a weight group
+constexpr int64_t kTileTokens = 8;      // tokens of one sequence sharing an attention call
+static_assert(kKvBlockSize == 16, "the key cache layout (kernels.h key_cache_index) has 16-slot blocks");
+constexpr std::array<ActivationFormat, 3> kFormats = {ActivationFormat::Q8K, ActivationFormat::Q8Block32,
+                                                      ActivationFormat::F32};
+
+size_t format_index(ActivationFormat format) { return static_cast<size_t>(format); }
 
 std::vector<float> dequantized(const WeightTensor& w) {
   if (!w.present()) return {};
@@ -26,23 +37,28 @@ std::vector<float> dequantized(const WeightTensor& w) {
   return out;
 }
 
-// A weight matrix resolved for the hot loop: its kernel and activation encoding.
+// A weight matrix resolved for the hot loop: packed with its GEMM kernel, or read row by row.
 struct Linear {
   WeightTensor weight;
+  std::unique_ptr<cpu::PackedMatrix> packed;  // nullptr: row-wise float dot products
+  cpu::GemmKernel gemm = nullptr;
+  ActivationFormat format = ActivationFormat::F32;
   std::vector<float> bias;  // empty: none
-  cpu::DotKernel kernel = nullptr;
-  cpu::MultiDotKernel multi_kernel = nullptr;  // nullptr: `kernel` token by token
-  TensorType input_type = TensorType::F32;
 
   Linear() = default;
-  Linear(const WeightTensor& w, const WeightTensor& b)
-      : weight(w), bias(dequantized(b)), kernel(cpu::dot_kernel(w.type)),
-        multi_kernel(cpu::multi_dot_kernel(w.type)), input_type(cpu::activation_type(w.type)) {
-    if (w.cols % static_cast<int64_t>(tensor_type_info(input_type).block_size) != 0) {
-      fail("CPU backend: {} weight with {} columns is not a multiple of the {} block",
-           tensor_type_name(w.type), w.cols, tensor_type_name(input_type));
+  Linear(const WeightTensor& w, const WeightTensor& b, const cpu::KernelSet& kernels, cpu::PackedArena& arena,
+         ThreadPool& pool)
+      : weight(w), format(cpu::activation_format(w.type)), bias(dequantized(b)) {
+    if (cpu::can_pack(w.type)) {
+      packed = std::make_unique<cpu::PackedMatrix>(w, arena, pool);
+      gemm = kernels.gemm_for(w.type);
+    } else if (!can_dequantize(w.type)) {
+      fail("the CPU backend has no kernel for weight type {}", tensor_type_name(w.type));
     }
   }
+  int64_t rows() const { return weight.rows; }
+  int64_t cols() const { return weight.cols; }
+  int64_t groups() const { return (weight.rows + kGroupRows - 1) / kGroupRows; }
 };
 
 struct Norm {
@@ -56,54 +72,123 @@ struct Layer {
   Linear q, k, v, o, gate, up, down;
 };
 
-// One output of a grouped matmul: out[t * out_stride + r] = W[r] . x[t] (+ bias[r]).
+// What a matmul does with row r of token t's result v.
+enum class Epilogue {
+  Store,   // out = v + bias
+  AddTo,   // out += v + bias (the residual connections)
+  SwiGLU,  // out = silu(gate . x + gate bias) * (v + bias), `gate` the paired matrix
+  Gelu,    // out = gelu(v + bias)
+};
+
+// One output of a matmul stage: out[t * out_stride + r] from linear's row r against token t.
 struct Projection {
   const Linear* linear;
   float* out;
+  int64_t out_stride;
+  Epilogue epilogue = Epilogue::Store;
+  const Linear* gate = nullptr;  // SwiGLU only
 };
+
+// A run of tokens of one sequence whose attention is computed in one call per KV head.
+struct AttentionTile {
+  int64_t first;  // batch index of the first token
+  int64_t count;
+  int32_t seq;
+};
+
+// Per-thread scratch of a forward pass.
+struct ThreadScratch {
+  std::vector<float> gemm_out, gate_out;  // [kTokensPerPass][16]
+  std::vector<float> attention;           // the attention kernel's scratch
+  std::vector<const float*> queries;
+  std::vector<float*> outputs;
+  std::vector<int64_t> lengths;
+  std::vector<float> row;                 // a dequantized weight row (row-wise matrices)
+  std::vector<float> epilogue;            // [2][16]
+};
+
+// One stage of a forward pass: its items are claimed by whichever threads are running (a thread
+// the OS has descheduled holds nobody up unless it holds an item), and a thread moves on to the
+// next stage once every item of this one is done. A cache line each (no false sharing).
+struct alignas(64) Stage {
+  std::atomic<int64_t> next{0};   // next unclaimed item
+  std::atomic<uint32_t> done{0};  // items finished
+};
+
+// Stages of one forward pass: the embedding, 10 per layer, 3 for the logits.
+constexpr int64_t stages_per_forward(int64_t layers) { return 1 + 10 * layers + 3; }
 
 class CpuBackend final : public Backend {
  public:
-  CpuBackend(const ModelConfig& config, const ModelWeights& weights, const BackendOptions& options)
+  CpuBackend(const ModelConfig& config, const ModelWeights& weights, const BackendOptions& options,
+             const cpu::KernelSet& kernels)
       : config_(config),
         weights_(weights),
-        pool_(options.threads),
-        cache_slots_(options.cache_slots) {
+        kernels_(kernels),
+        pool_(options.threads > 0 ? options.threads : cpu::physical_core_count()),
+        cache_slots_(options.cache_slots),
+        max_sequence_length_(std::max<int64_t>(options.max_sequence_length, 1)) {
+    if (config.head_dim % 8 != 0) fail("CPU backend: head dimension {} is not a multiple of 8", config.head_dim);
+    if (config.rope_dim % 2 != 0 || config.rope_dim > config.head_dim) {
+      fail("CPU backend: rotary dimension {} is not an even number up to the head dimension {}", config.rope_dim,
+           config.head_dim);
+    }
+    size_t packed = 0;
+    for_each_matrix(weights, [&](const WeightTensor& w) {
+      if (cpu::can_pack(w.type)) packed += cpu::packed_bytes(w);
+    });
+    arena_ = std::make_unique<cpu::PackedArena>(packed);
+    const auto linear = [&](const WeightTensor& w, const WeightTensor& bias) {
+      return Linear(w, bias, kernels_, *arena_, pool_);
+    };
     for (const LayerWeights& w : weights.layers) {
       Layer& l = layers_.emplace_back();
       l.attn_norm = Norm(w.attn_norm, w.attn_norm_bias);
       l.ffn_norm = Norm(w.ffn_norm, WeightTensor{});
-      l.q = Linear(w.attn_q, w.attn_q_bias);
-      l.k = Linear(w.attn_k, w.attn_k_bias);
-      l.v = Linear(w.attn_v, w.attn_v_bias);
-      l.o = Linear(w.attn_output, w.attn_output_bias);
-      if (w.ffn_gate.present()) l.gate = Linear(w.ffn_gate, WeightTensor{});
-      l.up = Linear(w.ffn_up, w.ffn_up_bias);
-      l.down = Linear(w.ffn_down, w.ffn_down_bias);
+      l.q = linear(w.attn_q, w.attn_q_bias);
+      l.k = linear(w.attn_k, w.attn_k_bias);
+      l.v = linear(w.attn_v, w.attn_v_bias);
+      l.o = linear(w.attn_output, w.attn_output_bias);
+      if (w.ffn_gate.present()) l.gate = linear(w.ffn_gate, WeightTensor{});
+      l.up = linear(w.ffn_up, w.ffn_up_bias);
+      l.down = linear(w.ffn_down, w.ffn_down_bias);
     }
     output_norm_ = Norm(weights.output_norm, weights.output_norm_bias);
-    output_ = Linear(weights.output, weights.output_bias);
-    const size_t layer_floats = static_cast<size_t>(cache_slots_ * config.kv_dim());
-    keys_.assign(static_cast<size_t>(config.block_count), std::vector<float>(layer_floats));
-    values_.assign(static_cast<size_t>(config.block_count), std::vector<float>(layer_floats));
-    scores_.assign(static_cast<size_t>(pool_.size()),
-                   std::vector<float>(static_cast<size_t>(std::max<int64_t>(options.max_sequence_length, 1))));
+    output_ = linear(weights.output, weights.output_bias);
+    for (int64_t i = 0; i < config.rope_dim / 2; ++i) {
+      inverse_frequency_.push_back(std::pow(static_cast<double>(config.rope_freq_base),
+                                            -2.0 * static_cast<double>(i) / static_cast<double>(config.rope_dim)));
+    }
+    const size_t layer_values = static_cast<size_t>(cache_slots_ * config.kv_dim());
+    keys_.assign(static_cast<size_t>(config.block_count), std::vector<ggml_half>(layer_values));
+    values_.assign(static_cast<size_t>(config.block_count), std::vector<ggml_half>(layer_values));
+    const int64_t group = config.head_count / config.head_count_kv;
+    const int64_t max_queries = kTileTokens * group;
+    scratch_.resize(static_cast<size_t>(pool_.size()));
+    for (ThreadScratch& s : scratch_) {
+      s.gemm_out.resize(kTokensPerPass * kGroupRows);
+      s.gate_out.resize(kTokensPerPass * kGroupRows);
+      s.attention.resize(static_cast<size_t>(cpu::attention_scratch_floats(max_queries, config.head_dim, max_sequence_length_)));
+      s.queries.resize(static_cast<size_t>(max_queries));
+      s.outputs.resize(static_cast<size_t>(max_queries));
+      s.lengths.resize(static_cast<size_t>(max_queries));
+      s.epilogue.resize(2 * kGroupRows);
+    }
+    stages_ = std::vector<Stage>(static_cast<size_t>(stages_per_forward(config.block_count)));
     reserve_batch(kInitialBatch);
   }
 
   std::string_view name() const override { return "cpu"; }
   const ModelConfig& config() const override { return config_; }
   int64_t cache_slots() const override { return cache_slots_; }
-  int64_t kv_bytes_per_token() const override {
-    return kv_cache_bytes_per_token(config_, sizeof(float));
-  }
+  int64_t kv_bytes_per_token() const override { return kv_cache_bytes_per_token(config_, sizeof(ggml_half)); }
 
   void copy_blocks(std::span<const BlockCopy> copies) override {
-    const int64_t block_floats = kKvBlockSize * config_.kv_dim();
+    const int64_t block_values = kKvBlockSize * config_.kv_dim();
     for (const BlockCopy& c : copies) {
       for (auto* layers : {&keys_, &values_}) {
-        for (std::vector<float>& layer : *layers) {
-          std::copy_n(layer.begin() + c.from * block_floats, block_floats, layer.begin() + c.to * block_floats);
+        for (std::vector<ggml_half>& layer : *layers) {
+          std::copy_n(layer.begin() + c.from * block_values, block_values, layer.begin() + c.to * block_values);
         }
       }
     }
@@ -112,19 +197,40 @@ class CpuBackend final : public Backend {
   void forward(const Batch& batch, const KvStep& cache, std::vector<float>& logits) override {
     batch.check_tokens(config_.vocab_size);
     const int64_t longest = *std::max_element(batch.positions.begin(), batch.positions.end()) + 1;
-    if (longest > static_cast<int64_t>(scores_[0].size())) {
+    if (longest > max_sequence_length_) {
       fail("CPU backend: position {} is past the longest sequence it was built for ({})", longest - 1,
-           scores_[0].size());
+           max_sequence_length_);
     }
     const int64_t tokens = static_cast<int64_t>(batch.size());
     reserve_batch(tokens);
-    embed(batch);
-    rope_tables(batch);
-    for (size_t l = 0; l < layers_.size(); ++l) layer(l, batch, cache);
-    output_logits(batch, logits);
+    plan_attention(batch);
+    wanted_.clear();
+    for (size_t t = 0; t < batch.size(); ++t) {
+      if (batch.want_logits[t]) wanted_.push_back(static_cast<int64_t>(t));
+    }
+    logits.resize(wanted_.size() * static_cast<size_t>(config_.vocab_size));
+    for (Stage& stage : stages_) {
+      stage.next.store(0, std::memory_order_relaxed);
+      stage.done.store(0, std::memory_order_relaxed);
+    }
+    pool_.run([&](int thread) {
+      Pass pass{*this, batch, cache, logits, thread};
+      pass.run();
+    });
   }
 
  private:
+  // The matrices the constructor turns into Linears, in no particular order.
+  template <typename Fn>
+  static void for_each_matrix(const ModelWeights& weights, const Fn& fn) {
+    for (const LayerWeights& w : weights.layers) {
+      for (const WeightTensor* m : {&w.attn_q, &w.attn_k, &w.attn_v, &w.attn_output, &w.ffn_gate, &w.ffn_up, &w.ffn_down}) {
+        if (m->present()) fn(*m);
+      }
+    }
+    fn(weights.output);
+  }
+
   // ---- scratch ---------------------------------------------------------------------------------
 
   void reserve_batch(int64_t tokens) {
@@ -138,273 +244,397 @@ class CpuBackend final : public Backend {
     k_.resize(floats(config_.kv_dim()));
     v_.resize(floats(config_.kv_dim()));
     attn_.resize(floats(config_.q_dim()));
-    proj_.resize(floats(hidden));
-    gate_.resize(floats(ffn));
     up_.resize(floats(ffn));
-    cos_.resize(floats(config_.rope_dim / 2));
-    sin_.resize(floats(config_.rope_dim / 2));
-    // Rounded up to whole super-blocks: a type's buffer is only used for widths it divides.
+    rope_.resize(floats(config_.rope_dim));  // per token: cos, sin of each pair
     const int64_t widest = (std::max({hidden, ffn, config_.q_dim()}) + QK_K - 1) / QK_K * QK_K;
-    for (TensorType type : kActivationTypes) {
-      quantized_[index_of(type)].resize(static_cast<size_t>(tokens) * row_bytes(type, widest));
+    for (ActivationFormat format : kFormats) {
+      activations_[format_index(format)].resize(static_cast<size_t>(tokens) * cpu::activation_row_bytes(format, widest));
     }
+    wanted_.reserve(static_cast<size_t>(tokens));
+    tiles_.reserve(static_cast<size_t>(tokens));
   }
 
-  static constexpr std::array<TensorType, 3> kActivationTypes = {TensorType::F32, TensorType::Q8_0,
-                                                                 TensorType::Q8_K};
-  static size_t index_of(TensorType type) {
-    return static_cast<size_t>(std::find(kActivationTypes.begin(), kActivationTypes.end(), type) -
-                               kActivationTypes.begin());
-  }
-
-  // ---- building blocks -------------------------------------------------------------------------
-
-  void embed(const Batch& batch) {
-    const int64_t hidden = config_.embedding_length;
+  // Consecutive batch tokens of one sequence, up to kTileTokens, share an attention call.
+  void plan_attention(const Batch& batch) {
+    tiles_.clear();
     for (size_t t = 0; t < batch.size(); ++t) {
-      dequantize_row(weights_.token_embd.type, weights_.token_embd.row(batch.tokens[t]),
-                     x_.data() + static_cast<int64_t>(t) * hidden, hidden);
-    }
-  }
-
-  // cos/sin of position * base^(-2i / rope_dim) for each token, shared by all layers.
-  void rope_tables(const Batch& batch) {
-    const int64_t half = config_.rope_dim / 2;
-    for (size_t t = 0; t < batch.size(); ++t) {
-      for (int64_t i = 0; i < half; ++i) {
-        const double theta = static_cast<double>(batch.positions[t]) *
-                             std::pow(static_cast<double>(config_.rope_freq_base),
-                                      -2.0 * static_cast<double>(i) / static_cast<double>(config_.rope_dim));
-        cos_[t * half + i] = static_cast<float>(std::cos(theta));
-        sin_[t * half + i] = static_cast<float>(std::sin(theta));
+      const int32_t seq = batch.seq_ids[t];
+      if (!tiles_.empty() && tiles_.back().seq == seq && tiles_.back().count < kTileTokens &&
+          tiles_.back().first + tiles_.back().count == static_cast<int64_t>(t)) {
+        ++tiles_.back().count;
+      } else {
+        tiles_.push_back({static_cast<int64_t>(t), 1, seq});
       }
     }
   }
 
-  void rope(float* v, int64_t heads, int64_t t) const {
-    const int64_t half = config_.rope_dim / 2;
-    const bool neox = config_.rope_style == RopeStyle::NeoX;
-    const float* cs = cos_.data() + t * half;
-    const float* sn = sin_.data() + t * half;
-    for (int64_t h = 0; h < heads; ++h) {
-      float* head = v + h * config_.head_dim;
-      for (int64_t i = 0; i < half; ++i) {
-        const int64_t a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
-        const float x0 = head[a], x1 = head[b];
-        head[a] = x0 * cs[i] - x1 * sn[i];
-        head[b] = x0 * sn[i] + x1 * cs[i];
-      }
-    }
-  }
+  // ---- one forward pass, run by every thread of the pool ----------------------------------------
 
-  // RMSNorm (Zhang & Sennrich 2019) or LayerNorm (Ba et al. 2016) of `tokens` rows of `in`.
-  void norm(const Norm& n, const float* in, float* out, int64_t tokens) {
-    const int64_t width = config_.embedding_length;
-    for_each_token(tokens, [&](int64_t t) {
-      const float* x = in + t * width;
-      float* y = out + t * width;
+  struct Pass {
+    CpuBackend& b;
+    const Batch& batch;
+    const KvStep& cache;
+    std::vector<float>& logits;
+    int thread;
+    int threads = b.pool_.size();
+    size_t stage_index = 0;
+    ThreadScratch& scratch = b.scratch_[static_cast<size_t>(thread)];
+    const ModelConfig& c = b.config_;
+    const cpu::KernelSet& k = b.kernels_;
+    int64_t tokens = static_cast<int64_t>(batch.size());
+
+    void run() {
+      embed();
+      for (size_t l = 0; l < b.layers_.size(); ++l) layer(l);
+      output();
+    }
+
+    // fn(item) for the items of the next stage this thread claims, `grain` at a time; returns once
+    // all of the stage's items are done (by any thread).
+    template <typename Fn>
+    void stage(int64_t items, int64_t grain, const Fn& fn) {
+      if (stage_index == b.stages_.size()) fail("CPU backend: more stages than stages_per_forward counts");
+      Stage& st = b.stages_[stage_index++];
+      for (int64_t first = st.next.fetch_add(grain, std::memory_order_relaxed); first < items;
+           first = st.next.fetch_add(grain, std::memory_order_relaxed)) {
+        const int64_t last = std::min(items, first + grain);
+        for (int64_t item = first; item < last; ++item) fn(item);
+        b.pool_.advance(st.done, static_cast<uint32_t>(last - first));
+      }
+      b.pool_.wait_for(st.done, static_cast<uint32_t>(items));
+    }
+
+    void embed() {
+      const int64_t hidden = c.embedding_length, half = c.rope_dim / 2;
+      stage(tokens, 1, [&](int64_t t) {
+        dequantize_row(b.weights_.token_embd.type, b.weights_.token_embd.row(batch.tokens[static_cast<size_t>(t)]),
+                       b.x_.data() + t * hidden, hidden);
+        // cos and sin of position * base^(-2i / rope_dim), shared by all layers
+        float* table = b.rope_.data() + t * 2 * half;
+        for (int64_t i = 0; i < half; ++i) {
+          const double theta = static_cast<double>(batch.positions[static_cast<size_t>(t)]) * b.inverse_frequency_[static_cast<size_t>(i)];
+          table[2 * i] = static_cast<float>(std::cos(theta));
+          table[2 * i + 1] = static_cast<float>(std::sin(theta));
+        }
+      });
+    }
+
+    void layer(size_t l) {
+      const Layer& w = b.layers_[l];
+      const int64_t hidden = c.embedding_length;
+      // Attention block: x += o(attention(q, k, v of norm(x)))
+      normalize_and_quantize(w.attn_norm, {&w.q, &w.k, &w.v});
+      matmul(std::array{Projection{&w.q, b.q_.data(), c.q_dim()}, Projection{&w.k, b.k_.data(), c.kv_dim()},
+                        Projection{&w.v, b.v_.data(), c.kv_dim()}},
+             b.h_.data(), tokens);
+      rope_and_store(l);
+      attention(l);
+      quantize(b.attn_.data(), c.q_dim(), {&w.o}, tokens);
+      matmul(std::array{Projection{&w.o, b.x_.data(), hidden, Epilogue::AddTo}}, b.attn_.data(), tokens);
+      // MLP block: x += down(act(up(norm(x)))); a parallel residual (phi-2) feeds it the attention's
+      // normed input, still in h_.
+      const int64_t ffn = c.feed_forward_length;
+      if (c.parallel_residual) {
+        quantize(b.h_.data(), hidden, {&w.up}, tokens);
+      } else {
+        normalize_and_quantize(w.ffn_norm, {&w.gate, &w.up});
+      }
+      if (c.gelu_mlp) {
+        matmul(std::array{Projection{&w.up, b.up_.data(), ffn, Epilogue::Gelu}}, b.h_.data(), tokens);
+      } else {
+        matmul(std::array{Projection{&w.up, b.up_.data(), ffn, Epilogue::SwiGLU, &w.gate}}, b.h_.data(), tokens);
+      }
+      quantize(b.up_.data(), ffn, {&w.down}, tokens);
+      matmul(std::array{Projection{&w.down, b.x_.data(), hidden, Epilogue::AddTo}}, b.up_.data(), tokens);
+    }
+
+    void output() {
+      const int64_t hidden = c.embedding_length;
+      const int64_t wanted = static_cast<int64_t>(b.wanted_.size());
+      // The wanted rows of x, normed, into the first rows of h_, then quantized.
+      stage(wanted, 1, [&](int64_t i) {
+        norm_row(b.output_norm_, b.x_.data() + b.wanted_[static_cast<size_t>(i)] * hidden, b.h_.data() + i * hidden, 0, hidden);
+      });
+      quantize(b.h_.data(), hidden, {&b.output_}, wanted);
+      matmul(std::array{Projection{&b.output_, logits.data(), c.vocab_size}}, b.h_.data(), wanted);
+    }
+
+    // ---- normalization and activation quantization ----------------------------------------------
+
+    // RMSNorm (Zhang & Sennrich 2019) or LayerNorm (Ba et al. 2016) of row `in` into columns
+    // [from, to) of `out`; the statistics are always those of the whole row.
+    void norm_row(const Norm& n, const float* in, float* out, int64_t from, int64_t to) const {
+      const int64_t width = c.embedding_length;
       double mean = 0.0;
-      if (config_.layer_norm) {
-        for (int64_t i = 0; i < width; ++i) mean += x[i];
+      if (c.layer_norm) {
+        for (int64_t i = 0; i < width; ++i) mean += in[i];
         mean /= static_cast<double>(width);
       }
       double var = 0.0;
-      for (int64_t i = 0; i < width; ++i) var += (x[i] - mean) * (x[i] - mean);
-      const float scale = static_cast<float>(1.0 / std::sqrt(var / static_cast<double>(width) + config_.norm_epsilon));
+      for (int64_t i = 0; i < width; ++i) var += (in[i] - mean) * (in[i] - mean);
+      const float scale = static_cast<float>(1.0 / std::sqrt(var / static_cast<double>(width) + c.norm_epsilon));
       const float m = static_cast<float>(mean);
-      for (int64_t i = 0; i < width; ++i) {
-        y[i] = (x[i] - m) * scale * n.weight[static_cast<size_t>(i)];
-        if (!n.bias.empty()) y[i] += n.bias[static_cast<size_t>(i)];
+      for (int64_t i = from; i < to; ++i) {
+        out[i] = (in[i] - m) * scale * n.weight[static_cast<size_t>(i)];
+        if (!n.bias.empty()) out[i] += n.bias[static_cast<size_t>(i)];
       }
-    });
-  }
+    }
 
-  // The pool's loop without a heap allocation: a std::function made from a reference_wrapper
-  // stores it in place, where a lambda capturing several references would be heap-allocated.
-  template <typename Body>
-  void parallel_for(int64_t n, const Body& body) {
-    pool_.parallel_for(n, std::cref(body));
-  }
-
-  // fn(t) for every token, over the pool when there is more than one (a decode step does not
-  // wake the workers for per-token work).
-  template <typename Fn>
-  void for_each_token(int64_t tokens, const Fn& fn) {
-    if (tokens == 1) return fn(0);
-    parallel_for(tokens, [&](int64_t begin, int64_t end, int) {
-      for (int64_t t = begin; t < end; ++t) fn(t);
-    });
-  }
-
-  // Runs every projection of `group` (all reading the same `tokens` x cols input) in one parallel
-  // loop over tiles of their rows: the input is quantized once per activation type, and each tile
-  // of weight rows is read once for all tokens.
-  template <size_t N>
-  void matmul(const std::array<Projection, N>& group, const float* input, int64_t tokens) {
-    const int64_t cols = group[0].linear->weight.cols;
-    std::array<bool, 3> needed{};
-    for (const Projection& p : group) needed[index_of(p.linear->input_type)] = true;
-    for (size_t i = 0; i < kActivationTypes.size(); ++i) {
-      if (!needed[i]) continue;
-      const TensorType type = kActivationTypes[i];
-      const size_t bytes = row_bytes(type, static_cast<uint64_t>(cols));
-      uint8_t* dst = quantized_[i].data();
-      for_each_token(tokens, [&](int64_t t) {
-        cpu::quantize_activation_row(type, input + t * cols, dst + static_cast<size_t>(t) * bytes, cols);
+    // A stage over `rows` rows of `width` columns: whole rows when there are enough for every
+    // thread, else each row split into column ranges of whole `align`-column blocks (a decode
+    // step's single row is quantized by all threads).
+    template <typename Fn>
+    void for_row_parts(int64_t rows, int64_t width, int64_t align, const Fn& fn) {
+      const int64_t blocks = width / align;
+      const int64_t parts = rows >= threads ? 1 : std::clamp<int64_t>(threads, 1, std::max<int64_t>(blocks, 1));
+      stage(rows * parts, 1, [&](int64_t item) {
+        const int64_t row = item / parts, part = item % parts;
+        fn(row, part == 0 ? 0 : blocks * part / parts * align, part == parts - 1 ? width : blocks * (part + 1) / parts * align);
       });
     }
-    std::array<int64_t, N + 1> tile_start{};
-    for (size_t i = 0; i < N; ++i) {
-      tile_start[i + 1] = tile_start[i] + (group[i].linear->weight.rows + kTileRows - 1) / kTileRows;
+
+    static int64_t alignment(std::initializer_list<const Linear*> consumers) {
+      int64_t align = 32;
+      for (const Linear* l : consumers) {
+        if (l->format == ActivationFormat::Q8K) align = QK_K;
+      }
+      return align;
     }
-    parallel_for(tile_start[N], [&](int64_t begin, int64_t end, int) {
-      for (int64_t tile = begin; tile < end; ++tile) {
+
+    // Columns [from, to) of row t of `in` (width columns) into every activation format `consumers`
+    // read (F32 reads `in` itself).
+    void quantize_part(const float* in, int64_t width, std::initializer_list<const Linear*> consumers, int64_t t,
+                       int64_t from, int64_t to) const {
+      std::array<bool, kFormats.size()> done{};
+      for (const Linear* l : consumers) {
+        if (l->weight.data == nullptr || done[format_index(l->format)]) continue;
+        done[format_index(l->format)] = true;
+        uint8_t* row = b.activations_[format_index(l->format)].data() +
+                       static_cast<size_t>(t) * cpu::activation_row_bytes(l->format, width);
+        const float* x = in + t * width + from;
+        switch (l->format) {
+          case ActivationFormat::Q8K:
+            k.quantize_k(x, reinterpret_cast<cpu::ActBlockK*>(row) + from / QK_K, to - from);
+            break;
+          case ActivationFormat::Q8Block32:
+            k.quantize_32(x, reinterpret_cast<cpu::ActBlock32*>(row) + from / 32, to - from);
+            break;
+          case ActivationFormat::F32:
+            break;  // the matmul reads the float rows in place
+        }
+      }
+    }
+
+    void quantize(const float* in, int64_t width, std::initializer_list<const Linear*> consumers, int64_t rows) {
+      for_row_parts(rows, width, alignment(consumers), [&](int64_t t, int64_t from, int64_t to) {
+        quantize_part(in, width, consumers, t, from, to);
+      });
+    }
+
+    // norm(x) into h_ and quantized for `consumers`; each part computes its row's statistics.
+    void normalize_and_quantize(const Norm& n, std::initializer_list<const Linear*> consumers) {
+      const int64_t hidden = c.embedding_length;
+      for_row_parts(tokens, hidden, alignment(consumers), [&](int64_t t, int64_t from, int64_t to) {
+        norm_row(n, b.x_.data() + t * hidden, b.h_.data() + t * hidden, from, to);
+        quantize_part(b.h_.data(), hidden, consumers, t, from, to);
+      });
+    }
+
+    // ---- matmul ----------------------------------------------------------------------------------
+
+    // A stage over the groups of every projection, claimed a few at a time, against `rows` input
+    // rows: the quantized activations of `input` (float rows, read as such by row-wise matrices).
+    template <size_t N>
+    void matmul(const std::array<Projection, N>& group, const float* input, int64_t rows) {
+      std::array<int64_t, N + 1> start{};
+      for (size_t i = 0; i < N; ++i) start[i + 1] = start[i] + group[i].linear->groups();
+      const int64_t total = start[N];
+      stage(total, std::max<int64_t>(1, total / (8 * threads)), [&](int64_t task) {
         size_t i = 0;
-        while (tile >= tile_start[i + 1]) ++i;
-        run_tile(group[i], tile - tile_start[i], tokens);
-      }
-    });
-  }
-
-  void run_tile(const Projection& p, int64_t tile, int64_t tokens) const {
-    const Linear& l = *p.linear;
-    const int64_t cols = l.weight.cols, rows = l.weight.rows;
-    const size_t in_bytes = row_bytes(l.input_type, static_cast<uint64_t>(cols));
-    const uint8_t* in = quantized_[index_of(l.input_type)].data();
-    const int64_t r_end = std::min(rows, (tile + 1) * kTileRows);
-    for (int64_t r = tile * kTileRows; r < r_end; ++r) {
-      const uint8_t* w = l.weight.row(r);
-      const float bias = l.bias.empty() ? 0.0f : l.bias[static_cast<size_t>(r)];
-      int64_t t = 0;
-      if (l.multi_kernel != nullptr) {
-        for (; t < tokens; t += cpu::kMaxTokens) {
-          const int count = static_cast<int>(std::min<int64_t>(cpu::kMaxTokens, tokens - t));
-          float dots[cpu::kMaxTokens];
-          l.multi_kernel(w, in + static_cast<size_t>(t) * in_bytes, in_bytes, count, cols, dots);
-          for (int i = 0; i < count; ++i) p.out[(t + i) * rows + r] = dots[i] + bias;
-        }
-      }
-      for (; t < tokens; ++t) {
-        p.out[t * rows + r] = l.kernel(w, in + static_cast<size_t>(t) * in_bytes, cols) + bias;
-      }
-    }
-  }
-
-  // ---- the transformer -------------------------------------------------------------------------
-
-  void layer(size_t l, const Batch& batch, const KvStep& cache) {
-    const Layer& w = layers_[l];
-    const int64_t tokens = static_cast<int64_t>(batch.size());
-    const int64_t hidden = config_.embedding_length;
-    const size_t n = static_cast<size_t>(tokens * hidden);
-    norm(w.attn_norm, x_.data(), h_.data(), tokens);
-    attention(l, batch, cache);
-    matmul(std::array{Projection{&w.o, proj_.data()}}, attn_.data(), tokens);
-    for (size_t i = 0; i < n; ++i) x_[i] += proj_[i];
-    // A parallel residual (phi-2) feeds the MLP the attention's normed input, still in h_.
-    if (!config_.parallel_residual) norm(w.ffn_norm, x_.data(), h_.data(), tokens);
-    feed_forward(w, tokens);
-    for (size_t i = 0; i < n; ++i) x_[i] += proj_[i];
-  }
-
-  // Causal GQA self-attention; this batch's keys and values are stored first so that each token
-  // sees every earlier position of its sequence.
-  void attention(size_t l, const Batch& batch, const KvStep& cache) {
-    const Layer& w = layers_[l];
-    const int64_t tokens = static_cast<int64_t>(batch.size());
-    const int64_t kv_dim = config_.kv_dim(), q_dim = config_.q_dim(), head_dim = config_.head_dim;
-    matmul(std::array{Projection{&w.q, q_.data()}, Projection{&w.k, k_.data()},
-                      Projection{&w.v, v_.data()}},
-           h_.data(), tokens);
-    std::vector<float>& keys = keys_[l];
-    std::vector<float>& values = values_[l];
-    for (int64_t t = 0; t < tokens; ++t) {
-      rope(q_.data() + t * q_dim, config_.head_count, t);
-      rope(k_.data() + t * kv_dim, config_.head_count_kv, t);
-      std::copy_n(k_.data() + t * kv_dim, kv_dim, keys.data() + cache.slots[static_cast<size_t>(t)] * kv_dim);
-      std::copy_n(v_.data() + t * kv_dim, kv_dim, values.data() + cache.slots[static_cast<size_t>(t)] * kv_dim);
-    }
-    const int64_t group = config_.head_count / config_.head_count_kv;
-    const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_dim)));
-    // Items run head-major so that each thread's contiguous chunk mixes early tokens (short
-    // histories) and late ones (long histories) of a prompt.
-    parallel_for(tokens * config_.head_count, [&](int64_t begin, int64_t end, int thread) {
-      float* scores = scores_[static_cast<size_t>(thread)].data();
-      for (int64_t item = begin; item < end; ++item) {
-        const int64_t t = item % tokens, head = item / tokens;
-        const std::span<const int32_t> blocks = cache.kv.blocks(batch.seq_ids[static_cast<size_t>(t)]);
-        const int64_t length = batch.positions[static_cast<size_t>(t)] + 1;
-        const int64_t kv_offset = (head / group) * head_dim;
-        const float* qh = q_.data() + t * q_dim + head * head_dim;
-        const auto slot = [&](int64_t j) { return blocks[static_cast<size_t>(j / kKvBlockSize)] * kKvBlockSize + j % kKvBlockSize; };
-        float max_score = -INFINITY;
-        for (int64_t j = 0; j < length; ++j) {
-          scores[j] = cpu::dot_f32(qh, keys.data() + slot(j) * kv_dim + kv_offset, head_dim) * scale;
-          max_score = std::max(max_score, scores[j]);
-        }
-        float total = 0.0f;
-        for (int64_t j = 0; j < length; ++j) total += (scores[j] = std::exp(scores[j] - max_score));
-        float* oh = attn_.data() + t * q_dim + head * head_dim;
-        std::fill_n(oh, head_dim, 0.0f);
-        for (int64_t j = 0; j < length; ++j) {
-          cpu::axpy_f32(scores[j] / total, values.data() + slot(j) * kv_dim + kv_offset, oh, head_dim);
-        }
-      }
-    });
-  }
-
-  // SwiGLU (Shazeer 2020) or phi-2's GELU MLP from h_ into proj_.
-  void feed_forward(const Layer& w, int64_t tokens) {
-    const int64_t ffn = config_.feed_forward_length;
-    if (config_.gelu_mlp) {
-      matmul(std::array{Projection{&w.up, up_.data()}}, h_.data(), tokens);
-      constexpr float kSqrt2OverPi = 0.7978845608028654f;  // GELU, tanh form (Hendrycks & Gimpel)
-      for_each_token(tokens, [&](int64_t t) {
-        for (float* u = up_.data() + t * ffn; u < up_.data() + (t + 1) * ffn; ++u) {
-          *u = 0.5f * *u * (1.0f + std::tanh(kSqrt2OverPi * (*u + 0.044715f * *u * *u * *u)));
-        }
-      });
-    } else {
-      matmul(std::array{Projection{&w.gate, gate_.data()}, Projection{&w.up, up_.data()}}, h_.data(), tokens);
-      for_each_token(tokens, [&](int64_t t) {
-        for (int64_t i = t * ffn; i < (t + 1) * ffn; ++i) up_[i] *= gate_[i] / (1.0f + std::exp(-gate_[i]));
+        while (task >= start[i + 1]) ++i;
+        run_group(group[i], task - start[i], input, rows);
       });
     }
-    matmul(std::array{Projection{&w.down, proj_.data()}}, up_.data(), tokens);
-  }
 
-  void output_logits(const Batch& batch, std::vector<float>& logits) {
-    const int64_t hidden = config_.embedding_length;
-    int64_t wanted = 0;
-    for (size_t t = 0; t < batch.size(); ++t) {
-      if (!batch.want_logits[t]) continue;
-      std::copy_n(x_.data() + static_cast<int64_t>(t) * hidden, hidden, h_.data() + wanted * hidden);
-      ++wanted;
+    const uint8_t* activation_rows(const Linear& l, const float* floats) const {
+      if (l.format == ActivationFormat::F32) return reinterpret_cast<const uint8_t*>(floats);
+      return b.activations_[format_index(l.format)].data();
     }
-    norm(output_norm_, h_.data(), x_.data(), wanted);
-    logits.resize(static_cast<size_t>(wanted * config_.vocab_size));
-    matmul(std::array{Projection{&output_, logits.data()}}, x_.data(), wanted);
-  }
+
+    // out[t * 16 + r] for rows 16g + r of `l` against tokens [t0, t0 + n).
+    void compute_group(const Linear& l, int64_t g, int64_t t0, int64_t n, const float* floats, float* out) {
+      const size_t row_bytes = cpu::activation_row_bytes(l.format, l.cols());
+      const uint8_t* act = activation_rows(l, floats) + static_cast<size_t>(t0) * row_bytes;
+      if (l.packed) {
+        l.gemm(l.packed->group(g), act, row_bytes, n, l.packed->blocks(), out);
+        return;
+      }
+      for (int64_t r = 0; r < kGroupRows; ++r) {
+        const int64_t row = g * kGroupRows + r;
+        if (row >= l.rows()) break;
+        for (int64_t t = 0; t < n; ++t) {
+          out[t * kGroupRows + r] = row_dot(l, row, reinterpret_cast<const float*>(act + static_cast<size_t>(t) * row_bytes));
+        }
+      }
+    }
+
+    float row_dot(const Linear& l, int64_t r, const float* x) {
+      const WeightTensor& w = l.weight;
+      switch (w.type) {
+        case TensorType::F32: return k.dot_f32(reinterpret_cast<const float*>(w.row(r)), x, w.cols);
+        case TensorType::F16: return k.dot_f16(reinterpret_cast<const ggml_half*>(w.row(r)), x, w.cols);
+        case TensorType::BF16: return k.dot_bf16(reinterpret_cast<const uint16_t*>(w.row(r)), x, w.cols);
+        default: {
+          // Types without a kernel of their own (Q2_K, Q3_K, ...): dequantize the row, then a float dot.
+          scratch.row.resize(static_cast<size_t>(w.cols));
+          dequantize_row(w.type, w.row(r), scratch.row.data(), w.cols);
+          return k.dot_f32(scratch.row.data(), x, w.cols);
+        }
+      }
+    }
+
+    void run_group(const Projection& p, int64_t g, const float* in_floats, int64_t rows) {
+      const Linear& l = *p.linear;
+      const int64_t r0 = g * kGroupRows, count = std::min<int64_t>(kGroupRows, l.rows() - r0);
+      for (int64_t t0 = 0; t0 < rows; t0 += kTokensPerPass) {
+        const int64_t n = std::min(kTokensPerPass, rows - t0);
+        compute_group(l, g, t0, n, in_floats, scratch.gemm_out.data());
+        if (p.epilogue == Epilogue::SwiGLU) compute_group(*p.gate, g, t0, n, in_floats, scratch.gate_out.data());
+        for (int64_t t = 0; t < n; ++t) {
+          float* value = scratch.gemm_out.data() + t * kGroupRows;
+          if (!l.bias.empty()) {
+            for (int64_t r = 0; r < count; ++r) value[r] += l.bias[static_cast<size_t>(r0 + r)];
+          }
+          float* dst = p.out + (t0 + t) * p.out_stride + r0;
+          switch (p.epilogue) {
+            case Epilogue::Store:
+              std::copy_n(value, count, dst);
+              break;
+            case Epilogue::AddTo:
+              for (int64_t r = 0; r < count; ++r) dst[r] += value[r];
+              break;
+            case Epilogue::SwiGLU:
+              k.swiglu(scratch.gate_out.data() + t * kGroupRows, value, scratch.epilogue.data(), kGroupRows);
+              std::copy_n(scratch.epilogue.data(), count, dst);
+              break;
+            case Epilogue::Gelu:
+              for (int64_t r = 0; r < count; ++r) dst[r] = gelu(value[r]);
+              break;
+          }
+        }
+      }
+    }
+
+    static float gelu(float u) {
+      constexpr float kSqrt2OverPi = 0.7978845608028654f;  // GELU, tanh form (Hendrycks & Gimpel 2016)
+      return 0.5f * u * (1.0f + std::tanh(kSqrt2OverPi * (u + 0.044715f * u * u * u)));
+    }
+
+    // ---- attention -------------------------------------------------------------------------------
+
+    // RoPE (Su et al. 2021) on every token's query and key heads, then the keys and values into the
+    // cache as float16.
+    void rope_and_store(size_t l) {
+      const int64_t kv_dim = c.kv_dim(), q_dim = c.q_dim();
+      stage(tokens, 1, [&](int64_t t) {
+        rope(b.q_.data() + t * q_dim, c.head_count, t);
+        rope(b.k_.data() + t * kv_dim, c.head_count_kv, t);
+        const int64_t slot = cache.slots[static_cast<size_t>(t)];
+        for (int64_t h = 0; h < c.head_count_kv; ++h) {
+          for (int64_t e = 0; e < c.head_dim; ++e) {
+            b.keys_[l][static_cast<size_t>(cpu::key_cache_index(slot, h, e, c.head_count_kv, c.head_dim))] =
+                fp32_to_fp16(b.k_[static_cast<size_t>(t * kv_dim + h * c.head_dim + e)]);
+          }
+        }
+        k.to_f16(b.v_.data() + t * kv_dim, b.values_[l].data() + slot * kv_dim, kv_dim);
+      });
+    }
+
+    void rope(float* v, int64_t heads, int64_t t) const {
+      const int64_t half = c.rope_dim / 2;
+      const bool neox = c.rope_style == RopeStyle::NeoX;
+      const float* table = b.rope_.data() + t * 2 * half;
+      for (int64_t h = 0; h < heads; ++h) {
+        float* head = v + h * c.head_dim;
+        for (int64_t i = 0; i < half; ++i) {
+          const int64_t a = neox ? i : 2 * i, z = neox ? i + half : 2 * i + 1;
+          const float x0 = head[a], x1 = head[z], cs = table[2 * i], sn = table[2 * i + 1];
+          head[a] = x0 * cs - x1 * sn;
+          head[z] = x0 * sn + x1 * cs;
+        }
+      }
+    }
+
+    // Causal GQA attention: items are (tile, KV head), each one kernel call over the tile's tokens
+    // and the query heads of that KV head.
+    void attention(size_t l) {
+      const int64_t kv_heads = c.head_count_kv, group = c.head_count / kv_heads, head_dim = c.head_dim;
+      stage(static_cast<int64_t>(b.tiles_.size()) * kv_heads, 1, [&](int64_t item) {
+        const AttentionTile& tile = b.tiles_[static_cast<size_t>(item / kv_heads)];
+        const int64_t kv_head = item % kv_heads;
+        int64_t queries = 0;
+        for (int64_t t = tile.first; t < tile.first + tile.count; ++t) {
+          for (int64_t h = kv_head * group; h < (kv_head + 1) * group; ++h) {
+            scratch.queries[static_cast<size_t>(queries)] = b.q_.data() + t * c.q_dim() + h * head_dim;
+            scratch.outputs[static_cast<size_t>(queries)] = b.attn_.data() + t * c.q_dim() + h * head_dim;
+            scratch.lengths[static_cast<size_t>(queries)] = batch.positions[static_cast<size_t>(t)] + 1;
+            ++queries;
+          }
+        }
+        const cpu::AttentionArgs args{
+            scratch.queries.data(),
+            scratch.outputs.data(),
+            scratch.lengths.data(),
+            queries,
+            cache.kv.blocks(tile.seq).data(),
+            b.keys_[l].data() + kv_head * head_dim * kKvBlockSize,
+            kKvBlockSize * c.kv_dim(),
+            b.values_[l].data() + kv_head * head_dim,
+            c.kv_dim(),
+            head_dim,
+            static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_dim))),
+            scratch.attention.data(),
+        };
+        k.attention(args);
+      });
+    }
+  };
 
   ModelConfig config_;
   ModelWeights weights_;
+  const cpu::KernelSet& kernels_;
   ThreadPool pool_;
   int64_t cache_slots_;
+  int64_t max_sequence_length_;
+  std::unique_ptr<cpu::PackedArena> arena_;  // the packed weights of every Linear
   std::vector<Layer> layers_;
   Norm output_norm_;
   Linear output_;
-  std::vector<std::vector<float>> keys_, values_;  // per layer: [slot][kv_dim]
-  std::vector<std::vector<float>> scores_;         // per thread: attention scores
+  std::vector<double> inverse_frequency_;             // base^(-2i / rope_dim)
+  // Per layer: keys as cpu::key_cache_index lays them out, values [slot][kv_dim]; float16.
+  std::vector<std::vector<ggml_half>> keys_, values_;
+  std::vector<ThreadScratch> scratch_;
+  std::vector<Stage> stages_;
   int64_t capacity_ = 0;
-  std::vector<float> x_, h_, q_, k_, v_, attn_, proj_, gate_, up_, cos_, sin_;
-  std::array<std::vector<uint8_t>, 3> quantized_;  // matmul input, per activation type
+  std::vector<float> x_, h_, q_, k_, v_, attn_, up_, rope_;
+  std::array<std::vector<uint8_t>, kFormats.size()> activations_;  // matmul inputs, per format
+  std::vector<int64_t> wanted_;        // batch rows whose logits are wanted
+  std::vector<AttentionTile> tiles_;
 };
 
 }  // namespace
 
 std::unique_ptr<Backend> make_cpu_backend(const ModelConfig& config, const ModelWeights& weights,
                                           const BackendOptions& options) {
-  return std::make_unique<CpuBackend>(config, weights, options);
+  return std::make_unique<CpuBackend>(config, weights, options, cpu::active_kernels());
 }
+
+std::unique_ptr<Backend> make_cpu_backend(const ModelConfig& config, const ModelWeights& weights,
+                                          const BackendOptions& options, cpu::Isa isa) {
+  if (!cpu::isa_supported(isa, cpu::cpu_features())) fail("this CPU cannot run the {} kernels", cpu::isa_name(isa));
+  return std::make_unique<CpuBackend>(config, weights, options, cpu::kernel_set(isa));
+}
+
+std::string_view cpu_kernel_set_name() { return cpu::isa_name(cpu::active_kernels().isa); }
 
 }  // namespace realizar
