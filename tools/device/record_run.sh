@@ -78,19 +78,20 @@ if has cpu; then
   done
 fi
 
-serve_sweep() {  # MODEL: apr serve, then apr bench serve at 1, 8, 32, 64 streams
-  local m=$1 M=/tmp/models/$1.gguf
+serve_sweep() {  # MODEL TAG LEVELS [apr serve flags]: apr serve, then apr bench serve at each level of streams
+  local m=$1 tag=$2 levels=$3 M=/tmp/models/$1.gguf
+  shift 3
   wait_for $m
-  $C/apr serve $M --device cuda --port 8090 --parallel 64 --ctx 4096 --max-queue 256 > $L/serve-$m.log 2>&1 &
+  $C/apr serve $M --device cuda --port 8090 --parallel 64 --ctx 4096 --max-queue 256 "$@" > $L/serve-$tag.log 2>&1 &
   local pid=$!
   for i in $(seq 120); do curl -sf http://127.0.0.1:8090/health > /dev/null && break; sleep 1; done
-  say "== $m apr serve: $(head -3 $L/serve-$m.log | tr '\n' ' ')"
-  for n in 1 8 32 64; do
+  say "== $tag apr serve $*: $(head -3 $L/serve-$tag.log | tr '\n' ' ')"
+  for n in $levels; do
     timeout 200 $C/apr bench serve http://127.0.0.1:8090 --requests $((2 * n)) --concurrency $n --prompt-len 512 --output-len 128 \
-      --tokenizer $M --json $L/serve-$m-$n.json > $L/serve-$m-$n.txt 2>&1
-    table "$m http x$n" < $L/serve-$m-$n.txt
+      --tokenizer $M --json $L/serve-$tag-$n.json > $L/serve-$tag-$n.txt 2>&1
+    table "$tag http x$n" < $L/serve-$tag-$n.txt
   done
-  if [ $m = 7b ]; then  # prefix cache: the same 2,000-token prompt twice
+  if [ $tag = 7b ]; then  # prefix cache: the same 2,000-token prompt twice
     python3 - <<'PY' 2>&1 | tee -a "$R"
 import json, time, urllib.request
 prompt = [(i * 7919) % 150000 + 100 for i in range(2000)]
@@ -104,10 +105,12 @@ a, b = ask(), ask()
 print(f"prefix cache 7b: first {a[0]*1e3:.1f} ms (cached {a[1]}, prompt_ms {a[2]:.1f}), repeat {b[0]*1e3:.1f} ms (cached {b[1]}, prompt_ms {b[2]:.1f}): {b[0]/a[0]:.3f}x")
 PY
   fi
-  kill -TERM $pid; wait $pid; say "$m serve exit $?: $(tail -1 $L/serve-$m.log)"
+  kill -TERM $pid; wait $pid; say "$tag serve exit $?: $(tail -1 $L/serve-$tag.log)"
 }
 if has serve; then
-  for m in $MODELS; do case $m in 1.5b|7b) serve_sweep $m ;; esac; done
+  for m in $MODELS; do case $m in 1.5b|7b) serve_sweep $m $m "1 8 32 64" ;; esac; done
+  # the inter-token latency / throughput trade: steps of at most 64 tokens stay on the tensor-core path
+  echo "$MODELS" | grep -q 7b && serve_sweep 7b 7b-budget64 "32" --max-batch-tokens 64
   if echo "$MODELS" | grep -q 7b; then
     bench 7b-engine engine /tmp/models/7b.gguf --device cuda --parallel 32 --ctx 1536 --requests 64 --concurrency 32 \
       --prompt-len 128-1024 --output-len 64-256 $S
