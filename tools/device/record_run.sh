@@ -37,7 +37,7 @@ lscpu | grep -E "^Model name|^CPU\(s\)|^Thread" | tee -a "$R"
 ldd $C/apr | grep "not found" | tee -a "$R"
 
 if has tests; then
-  for t in cuda_attention_test cuda_backend_test cuda_engine_test cuda_sampling_test cuda_mma_test; do
+  for t in cuda_attention_test cuda_backend_test cuda_engine_test cuda_sampling_test cuda_mma_test cuda_kernels_test; do
     [ -x $C/$t ] || continue
     timeout 200 $C/$t --gtest_brief=1 > $L/$t.log 2>&1
     say "$t rc=$?: $(grep -E '^\[  (PASSED|FAILED)' $L/$t.log | tr '\n' ' ')"
@@ -51,6 +51,7 @@ if has tests; then
   for tool in memcheck racecheck; do
     say "$tool mma: $(timeout 70 compute-sanitizer --tool $tool $C/cuda_mma_test --gtest_filter="$F" 2>&1 | grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' | tail -1)"
   done
+  say "memcheck kernels: $(timeout 100 compute-sanitizer --tool memcheck $C/cuda_kernels_test --gtest_brief=1 2>&1 | grep 'ERROR SUMMARY' | tail -1)"
   say "memcheck backend: $(timeout 70 compute-sanitizer --tool memcheck $C/cuda_backend_test --gtest_filter='*GraphedStepsWithPromptChunks*:*ChunkContinuing*' 2>&1 | grep 'ERROR SUMMARY' | tail -1)"
   REALIZAR_CUDA_BENCH=1 timeout 100 $C/cuda_attention_bench_test > $L/attention_bench.txt 2>&1; say "attention bench rc=$?"
 fi

@@ -20,8 +20,9 @@ __device__ __forceinline__ float half_at(const uint8_t* p) {
 }
 
 // n little-endian 32-bit words starting at a 2-byte aligned address (the blocks of Q4_0, Q5_0,
-// Q8_0 and Q6_K are only 2-byte aligned): aligned 4-byte loads joined by funnel shifts; the word
-// past the last is only read when the bytes reach into it.
+// Q8_0 and Q6_K are only 2-byte aligned): aligned 4-byte loads joined by funnel shifts. At an
+// address 2 past a word boundary the last two bytes come from a 2-byte load, so nothing past
+// p + 4n is read (a 4-byte load there would read 2 bytes past the end of a matrix's last block).
 template <int n>
 __device__ __forceinline__ void load_words_2aligned(const uint8_t* p, uint32_t* out) {
   const uintptr_t address = reinterpret_cast<uintptr_t>(p);
@@ -30,7 +31,7 @@ __device__ __forceinline__ void load_words_2aligned(const uint8_t* p, uint32_t* 
   uint32_t w[n + 1];
 #pragma unroll
   for (int i = 0; i < n; ++i) w[i] = __ldg(aligned + i);
-  w[n] = shift != 0 ? __ldg(aligned + n) : 0u;
+  w[n] = shift != 0 ? __ldg(reinterpret_cast<const unsigned short*>(p + 4 * n - 2)) : 0u;
 #pragma unroll
   for (int i = 0; i < n; ++i) out[i] = __funnelshift_r(w[i], w[i + 1], shift);
 }
