@@ -179,3 +179,28 @@ def test_failed_requests_are_recorded_and_fail_the_run(tmp_path, fault, message)
     assert server["failed"] == 3 and server["completed"] == 0
     assert any(message in e for e in server["errors"]), server["errors"]
     assert message in r.stdout  # the table names the error too
+
+
+def test_against_a_real_apr_serve(tmp_path):
+    """The load client against `apr serve` itself (tiny synth model, CPU): every request completes,
+    the token counts are the planned ones (exact prompt lengths through the model's tokenizer,
+    ignore_eos), the stream gives latencies, and the server counted the same generated tokens."""
+    from serve_support import Server, metrics, synth_model
+
+    model = synth_model(tmp_path)
+    with Server(model, "--device", "cpu", "-t", 2, "--parallel", 4, "--ctx", 256) as server:
+        r = serve(server.url, tmp_path / "s.json", "--requests", 6, "--concurrency", 3, "--prompt-len", 24,
+                  "--output-len", 8, "--tokenizer", model, "--warmup", 0)
+        assert r.returncode == 0, r.stderr
+        served = metrics(server)
+    doc = json.loads((tmp_path / "s.json").read_text())
+    validate(doc)
+    [subject] = doc["servers"]
+    assert subject["completed"] == 6 and subject["failed"] == 0
+    [run] = subject["runs"]
+    assert run["output_tokens"] == 6 * 8
+    assert run["prompt_tokens"] == 6 * 24
+    assert served[("realizar:generation_tokens_total", ())] == 6 * 8
+    assert served[("realizar:prompt_tokens_total", ())] == 6 * 24
+    assert 0 < subject["ttft_ms"]["p50"] <= subject["ttft_ms"]["p99"]
+    assert subject["itl_ms"]["p50"] > 0
