@@ -7,6 +7,17 @@
 
 namespace realizar::server {
 
+const char* wire_finish_reason(FinishReason reason, std::string_view api) {
+  switch (reason) {
+    case FinishReason::Stop: return "stop";
+    case FinishReason::Length: return "length";
+    case FinishReason::None:
+    case FinishReason::Cancelled:
+    case FinishReason::Error: break;
+  }
+  throw ApiError(500, "server_error", fmt::format("no {} finish reason for '{}'", api, finish_reason_name(reason)));
+}
+
 void Outcome::add(const RequestEvent& event) {
   text += event.text;
   tokens.insert(tokens.end(), event.tokens.begin(), event.tokens.end());

@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "realizar/chat_template.h"
@@ -35,6 +36,10 @@ struct Outcome {
 
   void add(const RequestEvent& event);  // appends an event's text and tokens; keeps the final state
 };
+
+// The finish reason as OpenAI's finish_reason and Ollama's done_reason spell it ("stop",
+// "length"); a request that ended otherwise has none: a 500 ApiError naming `api`.
+const char* wire_finish_reason(FinishReason reason, std::string_view api);
 
 class ResponseShape {
  public:

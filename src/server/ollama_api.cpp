@@ -17,17 +17,6 @@ enum class Api { Chat, Generate };
 
 int64_t nanoseconds(double seconds) { return static_cast<int64_t>(seconds * 1e9); }
 
-const char* ollama_done_reason(FinishReason reason) {
-  switch (reason) {
-    case FinishReason::Stop: return "stop";
-    case FinishReason::Length: return "length";
-    case FinishReason::None:
-    case FinishReason::Cancelled:
-    case FinishReason::Error: break;
-  }
-  throw ApiError(500, "server_error", fmt::format("no Ollama done_reason for '{}'", finish_reason_name(reason)));
-}
-
 class OllamaShape : public ResponseShape {
  public:
   OllamaShape(Api api, std::string model) : api_(api), model_(std::move(model)) {}
@@ -71,7 +60,7 @@ class OllamaShape : public ResponseShape {
 
   json final_piece(const std::string& text, FinishReason finish, const RequestStats& s) const {
     json r = piece(text, true);
-    r["done_reason"] = ollama_done_reason(finish);
+    r["done_reason"] = wire_finish_reason(finish, "Ollama");
     r["total_duration"] = nanoseconds(s.total_seconds);
     r["load_duration"] = 0;  // the model was loaded when the server started
     r["prompt_eval_count"] = s.prompt_tokens;

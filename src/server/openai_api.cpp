@@ -143,17 +143,6 @@ json completion_logprobs(const std::vector<GeneratedToken>& tokens, const Tokeni
   return out;
 }
 
-const char* openai_finish_reason(FinishReason reason) {
-  switch (reason) {
-    case FinishReason::Stop: return "stop";
-    case FinishReason::Length: return "length";
-    case FinishReason::None:
-    case FinishReason::Cancelled:
-    case FinishReason::Error: break;
-  }
-  throw ApiError(500, "server_error", fmt::format("no OpenAI finish reason for '{}'", finish_reason_name(reason)));
-}
-
 std::string sse(const json& data) { return "data: " + to_wire(data) + "\n\n"; }
 
 class OpenAiShape : public ResponseShape {
@@ -178,7 +167,7 @@ class OpenAiShape : public ResponseShape {
                        with_logprobs ? logprobs(event.tokens) : json(), json()));
     }
     if (event.finish == FinishReason::None) return out;
-    json last = chunk(api_ == Api::Chat ? json::object() : json(""), json(), openai_finish_reason(event.finish));
+    json last = chunk(api_ == Api::Chat ? json::object() : json(""), json(), wire_finish_reason(event.finish, "OpenAI"));
     last["timings"] = timings_json(event.stats);
     out += sse(last);
     if (include_usage_) {
@@ -198,7 +187,7 @@ class OpenAiShape : public ResponseShape {
     json response = envelope(false);
     json choice = {{"index", 0},
                    {"logprobs", top_logprobs_ >= 0 ? logprobs(outcome.tokens) : json()},
-                   {"finish_reason", openai_finish_reason(outcome.finish)}};
+                   {"finish_reason", wire_finish_reason(outcome.finish, "OpenAI")}};
     if (api_ == Api::Chat) {
       choice["message"] = {{"role", "assistant"}, {"content", outcome.text}};
     } else {
