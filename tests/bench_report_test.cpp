@@ -27,15 +27,7 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using nlohmann::json;
 
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using realizar::testing::error_of;
 
 // ---- SSE -----------------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@
 #include "bench/stats.h"
 #include "bench/workload.h"
 #include "realizar/error.h"
+#include "test_support.h"
 
 namespace realizar::bench {
 namespace {
@@ -23,15 +24,7 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using realizar::testing::error_of;
 
 // Reference values: numpy 2.4 (np.mean, np.median, np.std(ddof=1), np.percentile).
 const std::vector<double> kSamples = {10.2, 9.8, 10.5, 10.1, 30.0, 9.9, 10.3};

@@ -23,16 +23,7 @@ using realizar::testing::run_apr;
 using realizar::testing::TempDir;
 using ::testing::HasSubstr;
 
-template <typename Action>
-std::string error_of(Action&& action) {
-  try {
-    action();
-  } catch (const Error& error) {
-    return error.what();
-  }
-  ADD_FAILURE() << "no realizar::Error thrown";
-  return "";
-}
+using realizar::testing::error_of;
 
 struct Tensor {
   std::string name;

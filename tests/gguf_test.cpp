@@ -30,17 +30,7 @@ std::vector<uint8_t> random_bytes(size_t count, uint32_t seed) {
   return bytes;
 }
 
-// The message of the realizar::Error that `action` throws ("" and a test failure when none).
-template <typename Action>
-std::string error_of(Action&& action) {
-  try {
-    action();
-  } catch (const Error& error) {
-    return error.what();
-  }
-  ADD_FAILURE() << "no realizar::Error thrown";
-  return "";
-}
+using realizar::testing::error_of;
 
 // Metadata with every value type, edge values, nested and empty arrays, odd strings.
 std::vector<std::pair<std::string, Value>> every_type_metadata() {

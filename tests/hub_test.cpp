@@ -24,16 +24,7 @@ using realizar::testing::write_file;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-template <typename Action>
-std::string error_of(Action&& action) {
-  try {
-    action();
-  } catch (const Error& error) {
-    return error.what();
-  }
-  ADD_FAILURE() << "no realizar::Error thrown";
-  return "";
-}
+using realizar::testing::error_of;
 
 // Sets an environment variable for the test's duration (restoring the old value).
 class ScopedEnv {

@@ -10,20 +10,14 @@
 #include "kv/kv_manager.h"
 #include "kv/step_inputs.h"
 #include "realizar/error.h"
+#include "test_support.h"
 
 namespace realizar {
 namespace {
 
 using ::testing::HasSubstr;
 
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
-}
+using realizar::testing::error_of;
 
 std::vector<BlockCopy> no_copies;
 

@@ -12,6 +12,7 @@
 #include "realizar/error.h"
 #include "realizar/quant.h"
 #include "realizar/tensor_type.h"
+#include "test_support.h"
 
 namespace realizar::parallel {
 namespace {
@@ -140,14 +141,7 @@ TEST(ShardWeights, EveryTypeTheDequantizerReadsIsCovered) {
   EXPECT_EQ(readable_types().size(), 14u);
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
-}
+using realizar::testing::error_of;
 
 TEST(ShardWeights, ColumnRangesInsideABlockAreRefused) {
   const Matrix q4k = random_matrix(TensorType::Q4_K, 2, 2, 4);

@@ -8,10 +8,26 @@
 #include <string>
 #include <vector>
 
+#include <gtest/gtest.h>
+
 #include "engine/batch_runner.h"
 #include "realizar/backend.h"
+#include "realizar/error.h"
 
 namespace realizar::testing {
+
+// The message of the realizar::Error that `action` throws ("" and a test failure when it throws
+// none).
+template <typename Action>
+std::string error_of(Action&& action) {
+  try {
+    action();
+  } catch (const Error& error) {
+    return error.what();
+  }
+  ADD_FAILURE() << "no realizar::Error thrown";
+  return "";
+}
 
 // A fresh directory under the system temp dir, removed when the object goes away.
 class TempDir {

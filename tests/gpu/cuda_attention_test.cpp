@@ -23,6 +23,7 @@
 
 #include "realizar/error.h"
 #include "realizar/quant.h"
+#include "test_support.h"
 
 #ifdef REALIZAR_HAVE_CUDA
 #include <cuda_runtime_api.h>
@@ -420,14 +421,7 @@ INSTANTIATE_TEST_SUITE_P(Steps, CudaAttentionStep, ::testing::ValuesIn(step_case
 INSTANTIATE_TEST_SUITE_P(Decode, CudaDecode, ::testing::ValuesIn(decode_cases()),
                          [](const auto& info) { return info.param.name; });
 
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
-}
+using realizar::testing::error_of;
 
 // The launcher refuses, before any launch, what it has no kernel for.
 TEST(CudaAttention, RefusesShapesSplitsAndCopiesItHasNoKernelFor) {
