@@ -50,6 +50,25 @@ void gemm(const uint8_t* group, const uint8_t* act, size_t act_stride, int64_t t
 
 // ---- GEMM tiles ---------------------------------------------------------------------------------
 
+// The loop every tile runs: for each pass of Ops::kLanes rows of the group, T float accumulators
+// start at zero, `block(p, a, lane0, acc)` adds packed block b (p) against the T tokens'
+// activation blocks b (a[t]), and the accumulators are stored as out[t][row].
+template <typename Ops, int T, typename Packed, typename Act, typename Block>
+void tile_loop(const uint8_t* group, const uint8_t* const* act, int64_t blocks, float* out, const Block& block) {
+  using F = typename Ops::F;
+  const auto* packed = reinterpret_cast<const Packed*>(group);
+  for (int lane0 = 0; lane0 < kGroupRows; lane0 += Ops::kLanes) {
+    F acc[T];
+    for (int t = 0; t < T; ++t) acc[t] = Ops::zero_f();
+    for (int64_t b = 0; b < blocks; ++b) {
+      const Act* a[T];
+      for (int t = 0; t < T; ++t) a[t] = reinterpret_cast<const Act*>(act[t]) + b;
+      block(packed[b], a, lane0, acc);
+    }
+    for (int t = 0; t < T; ++t) Ops::store(out + t * kGroupRows + lane0, acc[t]);
+  }
+}
+
 // Q4_0, Q4_1, Q5_0, Q5_1: per block and token, dot(q, qa) - offset * sum(qa) over 32 columns in
 // int32 (exact), then acc += (d * dot) * d_a, plus m * s_a for a min (Q4_1, Q5_1).
 template <typename Ops, typename Packed, int kOffset>
@@ -58,37 +77,29 @@ struct Tile32 {
   static void run(const uint8_t* group, const uint8_t* const* act, int64_t blocks, float* out) {
     using I = typename Ops::I;
     using F = typename Ops::F;
-    const auto* packed = reinterpret_cast<const Packed*>(group);
-    for (int lane0 = 0; lane0 < kGroupRows; lane0 += Ops::kLanes) {
-      F acc[T];
-      for (int t = 0; t < T; ++t) acc[t] = Ops::zero_f();
-      for (int64_t b = 0; b < blocks; ++b) {
-        const Packed& p = packed[b];
-        const ActBlock32* a[T];
-        for (int t = 0; t < T; ++t) a[t] = reinterpret_cast<const ActBlock32*>(act[t]) + b;
-        I dot[T];
-        for (int t = 0; t < T; ++t) dot[t] = Ops::zero_i();
-        for (int c = 0; c < 4; ++c) {
-          const typename Ops::B bytes = Ops::load(p.qs[c] + 4 * lane0);
-          typename Ops::B low = Ops::low_nibbles(bytes), high = Ops::high_nibbles(bytes);
-          if constexpr (HasHighBits<Packed>) {
-            low = Ops::or_bit4(low, p.qh[c][0] >> (4 * lane0));
-            high = Ops::or_bit4(high, p.qh[c][1] >> (4 * lane0));
-          }
-          for (int t = 0; t < T; ++t) {
-            dot[t] = Ops::dot(dot[t], low, a[t]->qs + 4 * c);
-            dot[t] = Ops::dot(dot[t], high, a[t]->qs + 16 + 4 * c);
-          }
+    const auto block = [](const Packed& p, const ActBlock32* const (&a)[T], int lane0, F (&acc)[T]) {
+      I dot[T];
+      for (int t = 0; t < T; ++t) dot[t] = Ops::zero_i();
+      for (int c = 0; c < 4; ++c) {
+        const typename Ops::B bytes = Ops::load(p.qs[c] + 4 * lane0);
+        typename Ops::B low = Ops::low_nibbles(bytes), high = Ops::high_nibbles(bytes);
+        if constexpr (HasHighBits<Packed>) {
+          low = Ops::or_bit4(low, p.qh[c][0] >> (4 * lane0));
+          high = Ops::or_bit4(high, p.qh[c][1] >> (4 * lane0));
         }
-        const F d = Ops::half(p.d + lane0);
         for (int t = 0; t < T; ++t) {
-          if constexpr (kOffset != 0) dot[t] = Ops::sub(dot[t], Ops::set1_i(kOffset * a[t]->sum));
-          acc[t] = Ops::fma(Ops::mul(Ops::cvt(dot[t]), d), Ops::set1(a[t]->d), acc[t]);
-          if constexpr (HasMin<Packed>) acc[t] = Ops::fma(Ops::half(p.m + lane0), Ops::set1(a[t]->s), acc[t]);
+          dot[t] = Ops::dot(dot[t], low, a[t]->qs + 4 * c);
+          dot[t] = Ops::dot(dot[t], high, a[t]->qs + 16 + 4 * c);
         }
       }
-      for (int t = 0; t < T; ++t) Ops::store(out + t * kGroupRows + lane0, acc[t]);
-    }
+      const F d = Ops::half(p.d + lane0);
+      for (int t = 0; t < T; ++t) {
+        if constexpr (kOffset != 0) dot[t] = Ops::sub(dot[t], Ops::set1_i(kOffset * a[t]->sum));
+        acc[t] = Ops::fma(Ops::mul(Ops::cvt(dot[t]), d), Ops::set1(a[t]->d), acc[t]);
+        if constexpr (HasMin<Packed>) acc[t] = Ops::fma(Ops::half(p.m + lane0), Ops::set1(a[t]->s), acc[t]);
+      }
+    };
+    tile_loop<Ops, T, Packed, ActBlock32>(group, act, blocks, out, block);
   }
 };
 
@@ -100,28 +111,20 @@ struct TileQ8_0 {
   static void run(const uint8_t* group, const uint8_t* const* act, int64_t blocks, float* out) {
     using I = typename Ops::I;
     using F = typename Ops::F;
-    const auto* packed = reinterpret_cast<const PackedQ8_0*>(group);
-    for (int lane0 = 0; lane0 < kGroupRows; lane0 += Ops::kLanes) {
-      F acc[T];
-      for (int t = 0; t < T; ++t) acc[t] = Ops::zero_f();
-      for (int64_t b = 0; b < blocks; ++b) {
-        const PackedQ8_0& p = packed[b];
-        const ActBlock32* a[T];
-        for (int t = 0; t < T; ++t) a[t] = reinterpret_cast<const ActBlock32*>(act[t]) + b;
-        I dot[T];
-        for (int t = 0; t < T; ++t) dot[t] = Ops::zero_i();
-        for (int c = 0; c < 8; ++c) {
-          const typename Ops::Signed w = Ops::prepare_signed(Ops::load(p.qs[c] + 4 * lane0));
-          for (int t = 0; t < T; ++t) dot[t] = Ops::dot_signed(dot[t], w, a[t]->qs + 4 * c);
-        }
-        const F d = Ops::half(p.d + lane0);
-        for (int t = 0; t < T; ++t) {
-          if constexpr (Ops::kSignedBias != 0) dot[t] = Ops::sub(dot[t], Ops::set1_i(Ops::kSignedBias * a[t]->sum));
-          acc[t] = Ops::fma(Ops::mul(Ops::cvt(dot[t]), d), Ops::set1(a[t]->d), acc[t]);
-        }
+    const auto block = [](const PackedQ8_0& p, const ActBlock32* const (&a)[T], int lane0, F (&acc)[T]) {
+      I dot[T];
+      for (int t = 0; t < T; ++t) dot[t] = Ops::zero_i();
+      for (int c = 0; c < 8; ++c) {
+        const typename Ops::Signed w = Ops::prepare_signed(Ops::load(p.qs[c] + 4 * lane0));
+        for (int t = 0; t < T; ++t) dot[t] = Ops::dot_signed(dot[t], w, a[t]->qs + 4 * c);
       }
-      for (int t = 0; t < T; ++t) Ops::store(out + t * kGroupRows + lane0, acc[t]);
-    }
+      const F d = Ops::half(p.d + lane0);
+      for (int t = 0; t < T; ++t) {
+        if constexpr (Ops::kSignedBias != 0) dot[t] = Ops::sub(dot[t], Ops::set1_i(Ops::kSignedBias * a[t]->sum));
+        acc[t] = Ops::fma(Ops::mul(Ops::cvt(dot[t]), d), Ops::set1(a[t]->d), acc[t]);
+      }
+    };
+    tile_loop<Ops, T, PackedQ8_0, ActBlock32>(group, act, blocks, out, block);
   }
 };
 
@@ -133,45 +136,37 @@ struct TileQ4Q5K {
   static void run(const uint8_t* group, const uint8_t* const* act, int64_t blocks, float* out) {
     using I = typename Ops::I;
     using F = typename Ops::F;
-    const auto* packed = reinterpret_cast<const Packed*>(group);
-    for (int lane0 = 0; lane0 < kGroupRows; lane0 += Ops::kLanes) {
-      F acc[T];
-      for (int t = 0; t < T; ++t) acc[t] = Ops::zero_f();
-      for (int64_t b = 0; b < blocks; ++b) {
-        const Packed& p = packed[b];
-        const ActBlockK* a[T];
-        for (int t = 0; t < T; ++t) a[t] = reinterpret_cast<const ActBlockK*>(act[t]) + b;
-        I scaled[T];
-        for (int t = 0; t < T; ++t) scaled[t] = Ops::zero_i();
-        for (int s = 0; s < 8; ++s) {
-          const int pair = s / 2, h = s % 2;
-          I dot[T];
-          for (int t = 0; t < T; ++t) dot[t] = Ops::zero_i();
-          for (int c = 0; c < 8; ++c) {
-            const int w = 8 * pair + c;
-            const typename Ops::B bytes = Ops::load(p.qs[w] + 4 * lane0);
-            typename Ops::B q = h ? Ops::high_nibbles(bytes) : Ops::low_nibbles(bytes);
-            if constexpr (HasHighBits<Packed>) q = Ops::or_bit4(q, p.qh[w][h] >> (4 * lane0));
-            for (int t = 0; t < T; ++t) dot[t] = Ops::dot(dot[t], q, a[t]->qs + 32 * s + 4 * c);
-          }
-          const I sc = Ops::u8_to_i32(p.scales[s] + lane0);
-          for (int t = 0; t < T; ++t) scaled[t] = Ops::add(scaled[t], Ops::mullo(dot[t], sc));
+    const auto block = [](const Packed& p, const ActBlockK* const (&a)[T], int lane0, F (&acc)[T]) {
+      I scaled[T];
+      for (int t = 0; t < T; ++t) scaled[t] = Ops::zero_i();
+      for (int s = 0; s < 8; ++s) {
+        const int pair = s / 2, h = s % 2;
+        I dot[T];
+        for (int t = 0; t < T; ++t) dot[t] = Ops::zero_i();
+        for (int c = 0; c < 8; ++c) {
+          const int w = 8 * pair + c;
+          const typename Ops::B bytes = Ops::load(p.qs[w] + 4 * lane0);
+          typename Ops::B q = h ? Ops::high_nibbles(bytes) : Ops::low_nibbles(bytes);
+          if constexpr (HasHighBits<Packed>) q = Ops::or_bit4(q, p.qh[w][h] >> (4 * lane0));
+          for (int t = 0; t < T; ++t) dot[t] = Ops::dot(dot[t], q, a[t]->qs + 32 * s + 4 * c);
         }
-        I mins[T];
-        for (int t = 0; t < T; ++t) mins[t] = Ops::zero_i();
-        for (int pair = 0; pair < 4; ++pair) {
-          const I m = Ops::u8pairs_to_i16(&p.mins[pair][lane0][0]);
-          for (int t = 0; t < T; ++t) mins[t] = Ops::madd16(mins[t], m, a[t]->bsums32 + 2 * pair);
-        }
-        const F d = Ops::half(p.d + lane0), dmin = Ops::half(p.dmin + lane0);
-        for (int t = 0; t < T; ++t) {
-          const F da = Ops::set1(a[t]->d);
-          acc[t] = Ops::fma(Ops::cvt(scaled[t]), Ops::mul(d, da), acc[t]);
-          acc[t] = Ops::fnma(Ops::cvt(mins[t]), Ops::mul(dmin, da), acc[t]);
-        }
+        const I sc = Ops::u8_to_i32(p.scales[s] + lane0);
+        for (int t = 0; t < T; ++t) scaled[t] = Ops::add(scaled[t], Ops::mullo(dot[t], sc));
       }
-      for (int t = 0; t < T; ++t) Ops::store(out + t * kGroupRows + lane0, acc[t]);
-    }
+      I mins[T];
+      for (int t = 0; t < T; ++t) mins[t] = Ops::zero_i();
+      for (int pair = 0; pair < 4; ++pair) {
+        const I m = Ops::u8pairs_to_i16(&p.mins[pair][lane0][0]);
+        for (int t = 0; t < T; ++t) mins[t] = Ops::madd16(mins[t], m, a[t]->bsums32 + 2 * pair);
+      }
+      const F d = Ops::half(p.d + lane0), dmin = Ops::half(p.dmin + lane0);
+      for (int t = 0; t < T; ++t) {
+        const F da = Ops::set1(a[t]->d);
+        acc[t] = Ops::fma(Ops::cvt(scaled[t]), Ops::mul(d, da), acc[t]);
+        acc[t] = Ops::fnma(Ops::cvt(mins[t]), Ops::mul(dmin, da), acc[t]);
+      }
+    };
+    tile_loop<Ops, T, Packed, ActBlockK>(group, act, blocks, out, block);
   }
 };
 
@@ -184,50 +179,42 @@ struct TileQ6K {
     using I = typename Ops::I;
     using F = typename Ops::F;
     using B = typename Ops::B;
-    const auto* packed = reinterpret_cast<const PackedQ6_K*>(group);
-    for (int lane0 = 0; lane0 < kGroupRows; lane0 += Ops::kLanes) {
-      F acc[T];
-      for (int t = 0; t < T; ++t) acc[t] = Ops::zero_f();
-      for (int64_t b = 0; b < blocks; ++b) {
-        const PackedQ6_K& p = packed[b];
-        const ActBlockK* a[T];
-        for (int t = 0; t < T; ++t) a[t] = reinterpret_cast<const ActBlockK*>(act[t]) + b;
-        I scaled[T];
-        for (int t = 0; t < T; ++t) scaled[t] = Ops::zero_i();
-        for (int pair = 0; pair < 8; ++pair) {
-          const I scale_pairs = Ops::s8pairs_to_i16(&p.scales[pair][lane0][0]);
-          const I scales[2] = {Ops::even_i16(scale_pairs), Ops::odd_i16(scale_pairs)};
-          for (int h = 0; h < 2; ++h) {
-            const int j = 2 * pair + h;
-            const PackedQ6_K::SubBlock& sub = p.sub[j];
-            const B ql0 = Ops::load(sub.ql[0] + 4 * lane0), ql1 = Ops::load(sub.ql[1] + 4 * lane0);
-            const B qh = Ops::load(sub.qh + 4 * lane0);
-            const B q[4] = {Ops::or_(Ops::low_nibbles(ql0), Ops::template q6_high<0>(qh)),
-                            Ops::or_(Ops::high_nibbles(ql0), Ops::template q6_high<1>(qh)),
-                            Ops::or_(Ops::low_nibbles(ql1), Ops::template q6_high<2>(qh)),
-                            Ops::or_(Ops::high_nibbles(ql1), Ops::template q6_high<3>(qh))};
-            I dot[T];
-            for (int t = 0; t < T; ++t) dot[t] = Ops::zero_i();
-            for (int v = 0; v < 4; ++v) {
-              for (int t = 0; t < T; ++t) dot[t] = Ops::dot(dot[t], q[v], a[t]->qs + 16 * j + 4 * v);
-            }
-            for (int t = 0; t < T; ++t) scaled[t] = Ops::add(scaled[t], Ops::mullo(dot[t], scales[h]));
+    const auto block = [](const PackedQ6_K& p, const ActBlockK* const (&a)[T], int lane0, F (&acc)[T]) {
+      I scaled[T];
+      for (int t = 0; t < T; ++t) scaled[t] = Ops::zero_i();
+      for (int pair = 0; pair < 8; ++pair) {
+        const I scale_pairs = Ops::s8pairs_to_i16(&p.scales[pair][lane0][0]);
+        const I scales[2] = {Ops::even_i16(scale_pairs), Ops::odd_i16(scale_pairs)};
+        for (int h = 0; h < 2; ++h) {
+          const int j = 2 * pair + h;
+          const PackedQ6_K::SubBlock& sub = p.sub[j];
+          const B ql0 = Ops::load(sub.ql[0] + 4 * lane0), ql1 = Ops::load(sub.ql[1] + 4 * lane0);
+          const B qh = Ops::load(sub.qh + 4 * lane0);
+          const B q[4] = {Ops::or_(Ops::low_nibbles(ql0), Ops::template q6_high<0>(qh)),
+                          Ops::or_(Ops::high_nibbles(ql0), Ops::template q6_high<1>(qh)),
+                          Ops::or_(Ops::low_nibbles(ql1), Ops::template q6_high<2>(qh)),
+                          Ops::or_(Ops::high_nibbles(ql1), Ops::template q6_high<3>(qh))};
+          I dot[T];
+          for (int t = 0; t < T; ++t) dot[t] = Ops::zero_i();
+          for (int v = 0; v < 4; ++v) {
+            for (int t = 0; t < T; ++t) dot[t] = Ops::dot(dot[t], q[v], a[t]->qs + 16 * j + 4 * v);
           }
-        }
-        I offsets[T];
-        for (int t = 0; t < T; ++t) offsets[t] = Ops::zero_i();
-        for (int pair = 0; pair < 8; ++pair) {
-          const I scale_pairs = Ops::s8pairs_to_i16(&p.scales[pair][lane0][0]);
-          for (int t = 0; t < T; ++t) offsets[t] = Ops::madd16(offsets[t], scale_pairs, a[t]->bsums + 2 * pair);
-        }
-        const F d = Ops::half(p.d + lane0);
-        for (int t = 0; t < T; ++t) {
-          const I total = Ops::sub(scaled[t], Ops::shl5(offsets[t]));
-          acc[t] = Ops::fma(Ops::cvt(total), Ops::mul(d, Ops::set1(a[t]->d)), acc[t]);
+          for (int t = 0; t < T; ++t) scaled[t] = Ops::add(scaled[t], Ops::mullo(dot[t], scales[h]));
         }
       }
-      for (int t = 0; t < T; ++t) Ops::store(out + t * kGroupRows + lane0, acc[t]);
-    }
+      I offsets[T];
+      for (int t = 0; t < T; ++t) offsets[t] = Ops::zero_i();
+      for (int pair = 0; pair < 8; ++pair) {
+        const I scale_pairs = Ops::s8pairs_to_i16(&p.scales[pair][lane0][0]);
+        for (int t = 0; t < T; ++t) offsets[t] = Ops::madd16(offsets[t], scale_pairs, a[t]->bsums + 2 * pair);
+      }
+      const F d = Ops::half(p.d + lane0);
+      for (int t = 0; t < T; ++t) {
+        const I total = Ops::sub(scaled[t], Ops::shl5(offsets[t]));
+        acc[t] = Ops::fma(Ops::cvt(total), Ops::mul(d, Ops::set1(a[t]->d)), acc[t]);
+      }
+    };
+    tile_loop<Ops, T, PackedQ6_K, ActBlockK>(group, act, blocks, out, block);
   }
 };
 
