@@ -71,6 +71,9 @@ class Backend {
  public:
   virtual ~Backend();
   virtual std::string_view name() const = 0;
+  // What the backend chose at load that the start line shows after its name (the CPU kernel set,
+  // the CUDA float16 weight copies); empty: nothing.
+  virtual std::string detail() const { return {}; }
   virtual const ModelConfig& config() const = 0;
 
   // Token slots of the cache storage (the KV manager driving this backend has as many).
@@ -112,11 +115,19 @@ inline int64_t kv_cache_bytes_per_token(const ModelConfig& config, int64_t eleme
 }
 
 // Sizes a backend is built with.
+// Whether the CUDA backend keeps float16 copies of its weight matrices, and when it multiplies
+// with them (cuBLAS) instead of its kernels on the quantized weights: steps over 64 tokens always;
+// steps of 2-64 tokens by a measurement at load (Measured), always (Always, for tests), or never
+// (Off; REALIZAR_CUDA_HALF_WEIGHTS=0 makes Measured Off too).
+enum class HalfWeightCopies { Off, Measured, Always };
+
 struct BackendOptions {
   int64_t cache_slots = 0;          // token slots of the KV cache, over all sequences
   int64_t max_sequence_length = 0;  // longest sequence a step will attend over
   int threads = 0;                  // CPU threads (0: all cores)
   int tensor_parallel = 1;          // ranks (GPUs) to split the model over (docs/tensor-parallel.md)
+  // CUDA: float16 copies of the weight matrices in device memory the KV cache leaves idle.
+  HalfWeightCopies half_weight_copies = HalfWeightCopies::Measured;
 };
 
 }  // namespace realizar

@@ -211,6 +211,8 @@ class Engine {
   const Model& model() const { return *model_; }
   const Tokenizer& tokenizer() const { return model_->tokenizer; }
   std::string_view device_name() const { return device_name_; }
+  // The backend's detail() (its kernel set, its weight copies; may be empty).
+  std::string_view device_detail() const { return device_detail_; }
   int64_t context_length() const { return context_length_; }
   int64_t kv_cache_tokens() const { return kv_cache_tokens_; }
   const EngineOptions& options() const { return options_; }
@@ -238,6 +240,7 @@ class Engine {
   int64_t context_length_ = 0;
   int64_t kv_cache_tokens_ = 0;
   std::string device_name_;
+  std::string device_detail_;
   std::unique_ptr<Scheduler> scheduler_;
 };
 

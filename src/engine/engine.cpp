@@ -147,6 +147,7 @@ Engine::Engine(const std::filesystem::path& model_path, const EngineOptions& opt
   backend_options.tensor_parallel = options.tensor_parallel;
   std::unique_ptr<Backend> backend = make_backend(device, *model_, backend_options);
   device_name_ = std::string(backend->name());
+  device_detail_ = backend->detail();
   SchedulerLimits limits;
   limits.context_length = context_length_;
   limits.max_sequences = options.max_sequences;

@@ -4,8 +4,8 @@
 // Skips without a GPU.
 //
 // Tolerance: the CUDA backend keeps keys and values in float16 (relative rounding 2^-11) and, for
-// batches over 8 tokens, multiplies float16 copies of weights and activations with float32
-// accumulation; the reference keeps float32 throughout with float64 sums. Those roundings move
+// batches over 8 tokens (over 2 with its float16 weight copies), multiplies float16 copies of
+// weights and activations with float32 accumulation; the reference keeps float32 throughout with float64 sums. Those roundings move
 // the logits of these models by a few 1e-4 of their largest magnitude (measured up to 5e-3 on
 // the 70-token batch); the bound is 1e-2 to leave room for their growth through the layers.
 // Batches of up to 8 tokens with quantized weights quantize the activations to int8 blocks
@@ -100,26 +100,33 @@ std::vector<int32_t> some_tokens(int64_t vocab, size_t n, uint32_t seed) {
   return t;
 }
 
-class CudaBackendGolden : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {};
+// Parameters: golden checkpoint, weight type, and whether the backend multiplies with float16
+// weight copies (from 2 tokens on) or only with its kernels on the quantized weights.
+class CudaBackendGolden : public ::testing::TestWithParam<std::tuple<std::string, std::string, bool>> {};
 
 TEST_P(CudaBackendGolden, MatchesTheReferenceBackend) {
   if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device";
-  const auto& [name, type] = GetParam();
+  const auto& [name, type, half_copies] = GetParam();
   TempDir dir;
   const LoadedModel m(testing::convert_golden_checkpoint(dir, name, type));
-  auto cuda = testing::driven(make_cuda_backend(m.config, m.weights, testing::cache_options(256)));
+  BackendOptions options = testing::cache_options(256);
+  options.half_weight_copies = half_copies ? HalfWeightCopies::Always : HalfWeightCopies::Off;
+  auto cuda = testing::driven(make_cuda_backend(m.config, m.weights, options));
   auto reference = testing::driven(make_reference_backend(m.config, m.weights, testing::cache_options(256)));
 
-  // A 70-token prompt (the float16 cuBLAS path) and 10 more tokens (the float16 tensor-core path
-  // on the quantized weights) with every row's logits, then 3 decode steps (the int8 matvec path).
-  const std::vector<int32_t> prompt = some_tokens(m.config.vocab_size, 80, 1);
-  std::vector<Batch> batches(5);
-  for (size_t i = 0; i < prompt.size(); ++i) batches[i < 70 ? 0 : 1].add(prompt[i], static_cast<int32_t>(i), 3, true);
+  // With every row's logits: a 70-token prompt (cuBLAS on the float16 copies, or on float16
+  // passes dequantized per step), 10 more tokens (the copies, or the float16 tensor-core path on
+  // the quantized weights), 3 decode steps (the int8 matvec path) and a 4-token chunk (the copies,
+  // or the int8 matvec path).
+  const std::vector<int32_t> prompt = some_tokens(m.config.vocab_size, 87, 1);
+  std::vector<Batch> batches(6);
+  for (size_t i = 0; i < 80; ++i) batches[i < 70 ? 0 : 1].add(prompt[i], static_cast<int32_t>(i), 3, true);
   for (int s = 2; s < 5; ++s) batches[s].add(prompt[s], 78 + s, 3, true);
+  for (int i = 83; i < 87; ++i) batches[5].add(prompt[i], i, 3, true);
   const double tolerance = type == "f32" || type == "f16" ? kLogitTolerance : kInt8LogitTolerance;
   expect_same_logits(*cuda, *reference, batches, tolerance);
 
-  auto cuda_fresh = testing::driven(make_cuda_backend(m.config, m.weights, testing::cache_options(256)));
+  auto cuda_fresh = testing::driven(make_cuda_backend(m.config, m.weights, options));
   auto reference_fresh = testing::driven(make_reference_backend(m.config, m.weights, testing::cache_options(256)));
   const std::vector<int32_t> short_prompt(prompt.begin(), prompt.begin() + 5);
   expect_same_greedy_choices(*cuda_fresh, *reference_fresh, short_prompt, 16,
@@ -129,8 +136,11 @@ TEST_P(CudaBackendGolden, MatchesTheReferenceBackend) {
 INSTANTIATE_TEST_SUITE_P(
     AllArchitectures, CudaBackendGolden,
     ::testing::Combine(::testing::Values("qwen2", "llama", "phi2"),
-                       ::testing::Values("f32", "f16", "q8_0", "q4_k_m")),
-    [](const auto& info) { return std::get<0>(info.param) + "_" + std::get<1>(info.param); });
+                       ::testing::Values("f32", "f16", "q8_0", "q4_k_m"), ::testing::Bool()),
+    [](const auto& info) {
+      return std::get<0>(info.param) + "_" + std::get<1>(info.param) +
+             (std::get<2>(info.param) ? "_half_copies" : "_no_copies");
+    });
 
 // Several sequences of different lengths in one batch, interleaved, with some logits unwanted;
 // a released sequence's blocks are reused by a new one.

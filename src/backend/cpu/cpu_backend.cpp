@@ -179,6 +179,7 @@ class CpuBackend final : public Backend {
   }
 
   std::string_view name() const override { return "cpu"; }
+  std::string detail() const override { return std::string(cpu::isa_name(kernels_.isa)); }
   const ModelConfig& config() const override { return config_; }
   int64_t cache_slots() const override { return cache_slots_; }
   int64_t kv_bytes_per_token() const override { return kv_cache_bytes_per_token(config_, sizeof(ggml_half)); }
@@ -634,7 +635,5 @@ std::unique_ptr<Backend> make_cpu_backend(const ModelConfig& config, const Model
   if (!cpu::isa_supported(isa, cpu::cpu_features())) fail("this CPU cannot run the {} kernels", cpu::isa_name(isa));
   return std::make_unique<CpuBackend>(config, weights, options, cpu::kernel_set(isa));
 }
-
-std::string_view cpu_kernel_set_name() { return cpu::isa_name(cpu::active_kernels().isa); }
 
 }  // namespace realizar

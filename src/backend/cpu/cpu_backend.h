@@ -40,8 +40,4 @@ std::unique_ptr<Backend> make_cpu_backend(const ModelConfig& config, const Model
 std::unique_ptr<Backend> make_cpu_backend(const ModelConfig& config, const ModelWeights& weights,
                                           const BackendOptions& options, cpu::Isa isa);
 
-// The kernel set CPU backends of this process run ("avx512-vnni", "avx2", "scalar"; kernels.h).
-// Throws realizar::Error when REALIZAR_CPU_ISA asks for one this CPU cannot run.
-std::string_view cpu_kernel_set_name();
-
 }  // namespace realizar

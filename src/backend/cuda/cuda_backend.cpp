@@ -4,16 +4,19 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <set>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "backend/cuda/device_info.h"
 #include "backend/cuda/device_sampler.h"
@@ -39,6 +42,8 @@ constexpr int64_t kGraphMaxTokens = 64;     // steps of at most this many tokens
 constexpr size_t kMaxGraphs = 256;          // and at most this many graphs are held
 constexpr int64_t kMaxSplitRows = 2048;     // rows of attention partials (split key ranges)
 constexpr int64_t kGemmScratchElements = int64_t{64} << 20;  // float16 weights per GEMM pass
+constexpr size_t kHalfCopyReserve = size_t{2} << 30;  // device memory left free beside the copies
+constexpr double kHalfCopyMargin = 0.97;    // the copies take steps where they are this much faster
 
 void check(cudaError_t status, const char* what) {
   if (status != cudaSuccess) fail("CUDA error in {}: {}", what, cudaGetErrorString(status));
@@ -161,6 +166,9 @@ class CudaBackend final : public Backend {
     check(cublasSetStream(cublas_, stream_), "cublasSetStream");
     upload_weights(weights);
     allocate_scratch();
+    if (options.half_weight_copies != HalfWeightCopies::Off && keep_half_copies()) {
+      choose_half_copy_steps(options.half_weight_copies);
+    }
     const char* graphs = std::getenv("REALIZAR_CUDA_GRAPHS");
     use_graphs_ = graphs == nullptr || std::string_view(graphs) != "0";
   }
@@ -172,6 +180,19 @@ class CudaBackend final : public Backend {
   }
 
   std::string_view name() const override { return "cuda"; }
+  // E.g. "float16 weight copies: 13.2 GiB, steps of 5-8 and 33+ tokens".
+  std::string detail() const override {
+    if (half_weight_bytes_ == 0) return {};
+    std::vector<std::string> ranges;
+    for (int64_t t = 2; t <= kMmaMaxTokens + 1; ++t) {
+      if (!takes_half_copies(t)) continue;
+      const int64_t first = t;
+      while (t <= kMmaMaxTokens && takes_half_copies(t + 1)) ++t;
+      ranges.push_back(t > kMmaMaxTokens ? fmt::format("{}+", first) : fmt::format("{}-{}", first, t));
+    }
+    return fmt::format("float16 weight copies: {:.1f} GiB, steps of {} tokens",
+                       static_cast<double>(half_weight_bytes_) / (1 << 30), fmt::join(ranges, " and "));
+  }
   const ModelConfig& config() const override { return config_; }
   int64_t cache_slots() const override { return cache_slots_; }
   int64_t kv_bytes_per_token() const override {
@@ -373,6 +394,141 @@ class CudaBackend final : public Backend {
     tokens_host_.reset(pinned);
   }
 
+  // Device memory left idle once the weights, the KV cache and the scratch are allocated holds a
+  // float16 copy of every matrix the linear layers read (the LM head included, the embedding
+  // table not), when all of them fit with kHalfCopyReserve to spare: batched steps then multiply
+  // with cuBLAS on the copies instead of dequantizing on every step (docs/perf-notes.md, "Float16
+  // weight copies"). REALIZAR_CUDA_HALF_WEIGHTS=0 keeps the memory free.
+  // Returns whether it keeps them.
+  bool keep_half_copies() {
+    const char* env = std::getenv("REALIZAR_CUDA_HALF_WEIGHTS");
+    if (env != nullptr && std::string_view(env) == "0") return false;
+    std::vector<cuda::DeviceMatrix*> matrices;
+    for (cuda::DeviceMatrix* m : matrix_uses()) {
+      if (m->type == static_cast<uint32_t>(TensorType::F16)) {
+        m->half = m->data;  // already float16
+      } else {
+        matrices.push_back(m);
+      }
+    }
+    size_t bytes = 0;
+    for (const cuda::DeviceMatrix* m : matrices) bytes += half_copy_bytes(*m);
+    size_t free = 0, total = 0;
+    check(cudaMemGetInfo(&free, &total), "cudaMemGetInfo");
+    const size_t reserve = std::max(kHalfCopyReserve, total / 20);
+    if (bytes + reserve > free) return false;
+    half_weights_ = device_alloc(bytes, "float16 weight copies");
+    auto* next = static_cast<uint8_t*>(half_weights_.get());
+    for (cuda::DeviceMatrix* m : matrices) {
+      if (m->data == nullptr) continue;  // absent (phi-2 has no gate)
+      cuda::dequantize_to_half(*m, 0, m->rows, next, stream_);
+      m->half = next;
+      next += half_copy_bytes(*m);
+    }
+    check(cudaStreamSynchronize(stream_), "float16 weight copies");
+    half_weight_bytes_ = bytes;
+    return true;
+  }
+
+  // Which steps of 2-64 tokens multiply with the copies: per range of step sizes, the linear
+  // layers of every layer timed on both paths (the int8 matvec or the tensor-core product against
+  // cuBLAS on the copies) at the range's largest size; the copies take the range when they are
+  // kHalfCopyMargin faster. Which wins depends on the model and the GPU (H200: the copies win
+  // 9-64-token steps of a 0.5B model and lose 3-4-token steps of a 7B one; docs/perf-notes.md,
+  // "Float16 weight copies").
+  void choose_half_copy_steps(HalfWeightCopies mode) {
+    int64_t low = 2;
+    for (const int64_t high : {4, 8, 16, 32, 64}) {
+      bool copies = true;
+      if (mode == HalfWeightCopies::Measured) {
+        copies = time_linears(high, true) < kHalfCopyMargin * time_linears(high, false);
+      }
+      for (int64_t t = low; t <= high; ++t) copies_win_[static_cast<size_t>(t)] = copies;
+      low = high + 1;
+    }
+  }
+
+  // Milliseconds for the linear layers of every layer at a step of `tokens` tokens (zero inputs),
+  // with or without the copies: the best of two replays of them captured as a graph, as steps of
+  // up to kGraphMaxTokens run (timing the launches themselves would measure the host's speed).
+  double time_linears(int64_t tokens, bool copies) {
+    const bool saved = copies_win_[static_cast<size_t>(tokens)];
+    copies_win_[static_cast<size_t>(tokens)] = copies;
+    const ModelConfig& c = config_;
+    for (const auto& [buffer, cols] : {std::pair{h_, c.embedding_length}, std::pair{x_, c.embedding_length},
+                                        std::pair{attn_, c.q_dim()}, std::pair{up_, c.feed_forward_length}}) {
+      check(cudaMemsetAsync(buffer, 0, static_cast<size_t>(tokens * cols) * sizeof(float), stream_),
+            "linear timing inputs");
+    }
+    cudaGraph_t graph = nullptr;
+    check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "begin capture");
+    try {
+      enqueue_linears(tokens);
+    } catch (...) {  // the stream must leave capture mode before the error goes up
+      cudaStreamEndCapture(stream_, &graph);
+      if (graph != nullptr) cudaGraphDestroy(graph);
+      throw;
+    }
+    check(cudaStreamEndCapture(stream_, &graph), "end capture");
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t status = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    check(status, "graph instantiate");
+    cudaEvent_t start = nullptr, stop = nullptr;
+    check(cudaEventCreate(&start), "event");
+    check(cudaEventCreate(&stop), "event");
+    double best = std::numeric_limits<double>::infinity();
+    for (int pass = 0; pass < 3; ++pass) {  // the first warms up
+      check(cudaEventRecord(start, stream_), "event record");
+      check(cudaGraphLaunch(exec, stream_), "graph launch");
+      check(cudaEventRecord(stop, stream_), "event record");
+      check(cudaEventSynchronize(stop), "linear timing");
+      float ms = 0;
+      check(cudaEventElapsedTime(&ms, start, stop), "event time");
+      if (pass > 0) best = std::min(best, static_cast<double>(ms));
+    }
+    cudaEventDestroy(start);
+    cudaEventDestroy(stop);
+    cudaGraphExecDestroy(exec);
+    copies_win_[static_cast<size_t>(tokens)] = saved;
+    return best;
+  }
+
+  // The linear layers of every layer, as enqueue_layers runs them, on the scratch inputs.
+  void enqueue_linears(int64_t tokens) {
+    const ModelConfig& c = config_;
+    const int64_t ffn = c.feed_forward_length;
+    for (const DeviceLayer& w : layers_) {
+      LinearInput normed{h_, tokens};
+      linear_parts({{w.q, q_, c.q_dim(), w.q_bias}, {w.k, k_, c.kv_dim(), w.k_bias}, {w.v, v_, c.kv_dim(), w.v_bias}},
+                   normed, false);
+      LinearInput attended{attn_, tokens};
+      linear(w.o, attended, x_, c.embedding_length, w.o_bias, true);
+      LinearInput normed_again{h_, tokens};
+      if (c.gelu_mlp) {
+        linear(w.up, normed_again, up_, ffn, w.up_bias, false);
+      } else {
+        linear_parts({{w.gate, gate_, ffn, nullptr}, {w.up, up_, ffn, w.up_bias}}, normed_again, false);
+      }
+      LinearInput activated{up_, tokens};
+      linear(w.down, activated, x_, c.embedding_length, w.down_bias, true);
+    }
+  }
+
+  // The matrices the linear layers multiply (the LM head included; the embedding table, which it
+  // may share, is gathered by rows and keeps its own entry).
+  std::vector<cuda::DeviceMatrix*> matrix_uses() {
+    std::vector<cuda::DeviceMatrix*> uses{&output_};
+    for (DeviceLayer& l : layers_) {
+      for (cuda::DeviceMatrix* m : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) uses.push_back(m);
+    }
+    return uses;
+  }
+
+  static size_t half_copy_bytes(const cuda::DeviceMatrix& m) {
+    return m.data == nullptr ? 0 : round_up(static_cast<size_t>(m.rows * m.cols) * sizeof(uint16_t), 256);
+  }
+
   const StepLayout& layout() const { return packer_.layout(); }
   const int32_t* device_field(int64_t offset) const {
     return static_cast<const int32_t*>(step_device_.get()) + offset;
@@ -523,11 +679,21 @@ class CudaBackend final : public Backend {
     return tokens > kMatvecMaxTokens && tokens <= kMmaMaxTokens && cuda::matvec_reads_int8(type);
   }
 
+  // Whether a step of `tokens` tokens multiplies `w` with cuBLAS on its float16 copy.
+  bool takes_half_copy(const cuda::DeviceMatrix& w, int64_t tokens) const {
+    return w.half != nullptr && takes_half_copies(tokens);
+  }
+  bool takes_half_copies(int64_t tokens) const {
+    return tokens > kMmaMaxTokens || copies_win_[static_cast<size_t>(tokens)];
+  }
+
   // y = W x (+ bias) (+ y when accumulating) for the input's rows ([tokens x W.cols]).
   void linear(const cuda::DeviceMatrix& w, LinearInput& in, float* y, int64_t ldy, const float* bias,
               bool accumulate) {
     const int64_t tokens = in.tokens;
-    if (tokens <= kMatvecMaxTokens && cuda::matvec_reads_int8(w.type)) {
+    if (takes_half_copy(w, tokens)) {
+      linear_gemm(w, in, y, ldy, bias, accumulate);
+    } else if (tokens <= kMatvecMaxTokens && cuda::matvec_reads_int8(w.type)) {
       quantize_input(in, w.cols);
       cuda::matvec_int8(w, x_q8_, y, ldy, bias, accumulate, tokens, stream_);
     } else if (tokens <= kMatvecMaxTokens) {
@@ -554,7 +720,7 @@ class CudaBackend final : public Backend {
   // The copies of an input of `cols` values per token that the kernel making it writes: the int8
   // blocks in x_q8_ for the matvec path, the float16 values in gemm_x_ for the others.
   cuda::InputCopy fused_copy(int64_t tokens, int64_t cols) const {
-    if (tokens > kMatvecMaxTokens) return {{}, gemm_x_};
+    if (tokens > kMatvecMaxTokens || (half_weight_bytes_ > 0 && takes_half_copies(tokens))) return {{}, gemm_x_};
     return {cols % 32 == 0 ? x_q8_ : cuda::ActivationsQ8{}, nullptr};
   }
 
@@ -566,8 +732,9 @@ class CudaBackend final : public Backend {
   // matrices of one type that take the int8 matvec or the tensor-core product share a launch.
   void linear_parts(std::initializer_list<cuda::MatvecPart> parts, LinearInput& in, bool accumulate) {
     const int64_t tokens = in.tokens;
-    const auto grouped = [&](uint32_t type) {
-      return tokens <= kMatvecMaxTokens ? cuda::matvec_reads_int8(type) : takes_mma(type, tokens);
+    const auto grouped = [&](const cuda::DeviceMatrix& w) {
+      if (takes_half_copy(w, tokens)) return false;
+      return tokens <= kMatvecMaxTokens ? cuda::matvec_reads_int8(w.type) : takes_mma(w.type, tokens);
     };
     cuda::MatvecPart run[cuda::kMaxMatvecParts];
     int run_size = 0;
@@ -582,7 +749,7 @@ class CudaBackend final : public Backend {
       run_size = 0;
     };
     for (const cuda::MatvecPart& part : parts) {
-      if (!grouped(part.w.type)) {
+      if (!grouped(part.w)) {
         flush();
         linear(part.w, in, part.y, part.ldy, part.bias, accumulate);
         continue;
@@ -593,29 +760,40 @@ class CudaBackend final : public Backend {
     flush();
   }
 
-  // Batches the quantized-weight kernels do not take: dequantize to float16 and multiply with
-  // cuBLAS.
+  // Batches the quantized-weight kernels do not take, and matrices with a float16 copy: cuBLAS on
+  // that copy, or on float16 passes of the matrix dequantized into gemm_weights_.
   void linear_gemm(const cuda::DeviceMatrix& w, LinearInput& in, float* y, int64_t ldy,
                    const float* bias, bool accumulate) {
     const int64_t tokens = in.tokens;
     half_input(in, w.cols);
+    if (w.half != nullptr) {
+      gemm_half(w.half, w.rows, w.cols, tokens, y, ldy, accumulate);
+      if (bias != nullptr) cuda::add_bias(y, ldy, bias, w.rows, tokens, stream_);
+      return;
+    }
     // Passes start at multiples of 64 rows so that every pass's output (y + r0) stays 16-byte
     // aligned: cuBLAS otherwise falls back to its slow 1-element-aligned kernels (measured on the
     // 32B model's 5120-column matrices: 13,107-row passes ran at 311 GB/s).
     const int64_t rows_per_pass =
         std::min(w.rows, std::max<int64_t>(64, kGemmScratchElements / w.cols / 64 * 64));
-    const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
     for (int64_t r0 = 0; r0 < w.rows; r0 += rows_per_pass) {
       const int64_t rows = std::min(rows_per_pass, w.rows - r0);
       cuda::dequantize_to_half(w, r0, rows, gemm_weights_, stream_);
-      check(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(rows),
-                         static_cast<int>(tokens), static_cast<int>(w.cols), &alpha, gemm_weights_,
-                         CUDA_R_16F, static_cast<int>(w.cols), gemm_x_, CUDA_R_16F,
-                         static_cast<int>(w.cols), &beta, y + r0, CUDA_R_32F,
-                         static_cast<int>(ldy), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-            "cublasGemmEx");
+      gemm_half(gemm_weights_, rows, w.cols, tokens, y + r0, ldy, accumulate);
     }
     if (bias != nullptr) cuda::add_bias(y, ldy, bias, w.rows, tokens, stream_);
+  }
+
+  // y[t][r] (+)= sum_c W[r][c] x[t][c] for float16 W [rows x cols] and the float16 input in
+  // gemm_x_ ([tokens x cols]); float32 accumulation and output.
+  void gemm_half(const void* w, int64_t rows, int64_t cols, int64_t tokens, float* y, int64_t ldy,
+                 bool accumulate) {
+    const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+    check(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(rows), static_cast<int>(tokens),
+                       static_cast<int>(cols), &alpha, w, CUDA_R_16F, static_cast<int>(cols), gemm_x_,
+                       CUDA_R_16F, static_cast<int>(cols), &beta, y, CUDA_R_32F, static_cast<int>(ldy),
+                       CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+          "cublasGemmEx");
   }
 
   void enqueue_layers(const Step& step) {
@@ -724,6 +902,9 @@ class CudaBackend final : public Backend {
   cuda::DeviceSampler sampler_{config_.vocab_size, kMaxStepTokens, kMaxOutputRows};
 
   DeviceMemory weights_memory_;
+  DeviceMemory half_weights_;  // keep_half_copies' arena, when it keeps them
+  size_t half_weight_bytes_ = 0;
+  std::array<bool, kMmaMaxTokens + 1> copies_win_{};  // by step size: choose_half_copy_steps
   cuda::DeviceMatrix embedding_, output_;
   const float *output_norm_ = nullptr, *output_norm_bias_ = nullptr, *output_bias_ = nullptr;
   std::vector<DeviceLayer> layers_;

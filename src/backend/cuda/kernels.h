@@ -24,6 +24,9 @@ struct DeviceMatrix {
   int64_t cols = 0;
   size_t row_bytes = 0;
   const uint8_t* data = nullptr;
+  // The backend's float16 copy of the whole matrix ([rows x cols], row-major) when it keeps one
+  // (CudaBackend::keep_half_copies); the kernels here read `data` only.
+  const void* half = nullptr;
 };
 
 // y[t][r] = (accumulate ? y[t][r] : 0) + sum_c W[r][c] x[t][c] + (bias ? bias[r] : 0) for t < tokens.
