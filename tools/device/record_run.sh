@@ -106,6 +106,8 @@ a, b = ask(), ask()
 print(f"prefix cache 7b: first {a[0]*1e3:.1f} ms (cached {a[1]}, prompt_ms {a[2]:.1f}), repeat {b[0]*1e3:.1f} ms (cached {b[1]}, prompt_ms {b[2]:.1f}): {b[0]/a[0]:.3f}x")
 PY
   fi
+  # what the steps were: tokens per step and the backend's time per step, over the whole sweep
+  curl -s http://127.0.0.1:8090/metrics | grep -E "^realizar:(iteration_tokens_total|engine_step_duration_seconds)" > $L/metrics-$tag.txt
   kill -TERM $pid; wait $pid; say "$tag serve exit $?: $(tail -1 $L/serve-$tag.log)"
 }
 if has serve; then
