@@ -300,7 +300,7 @@ void BM_ModelPrefill(benchmark::State& state) {
   }
   state.counters["tok/cpu_s"] = static_cast<double>(n * state.iterations()) / (process_cpu_seconds() - cpu_start);
   state.counters["tok/s"] = benchmark::Counter(static_cast<double>(n), benchmark::Counter::kIsIterationInvariantRate);
-  state.SetLabel(std::string(cpu_kernel_set_name()));
+  state.SetLabel(m.backend->detail());
 }
 
 // Token generation: one token per forward after a 32-token prompt (llama-bench tg).
@@ -331,7 +331,7 @@ void BM_ModelDecode(benchmark::State& state) {
   state.counters["tok/s"] = benchmark::Counter(1.0, benchmark::Counter::kIsIterationInvariantRate);
   state.counters["weight_GB/s"] = benchmark::Counter(
       static_cast<double>(weight_bytes_per_token(m.weights)) / 1e9, benchmark::Counter::kIsIterationInvariantRate);
-  state.SetLabel(std::string(cpu_kernel_set_name()));
+  state.SetLabel(m.backend->detail());
 }
 
 BENCHMARK(BM_ModelPrefill)->Arg(64)->Unit(benchmark::kMillisecond)->MinTime(3.0)->UseRealTime();
