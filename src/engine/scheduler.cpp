@@ -242,6 +242,7 @@ void Scheduler::run(Batch& batch) {
     rows_.push_back(row);
     row_requests_.push_back(&r);
   }
+  const Clock::time_point start = Clock::now();
   try {
     if (!copies_.empty()) backend_->copy_blocks(copies_);
     slots_of(kv_, batch, slots_);
@@ -262,6 +263,8 @@ void Scheduler::run(Batch& batch) {
     std::lock_guard lock(metrics_mutex_);
     metrics_.prompt_tokens += prompt_computed;
     ++metrics_.steps;
+    metrics_.iteration_tokens.observe(static_cast<double>(batch.size()));
+    metrics_.step_duration.observe(seconds_between(start, Clock::now()));
   }
   for (size_t row = 0; row < row_requests_.size(); ++row) {
     Live& r = *row_requests_[row];

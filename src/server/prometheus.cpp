@@ -113,6 +113,10 @@ std::string prometheus_text(const EngineMetrics& m, std::string_view model_name,
               m.e2e_request_latency);
   w.histogram("realizar:request_queue_time_seconds", "Time from submission to first being scheduled.",
               m.request_queue_time);
+  w.histogram("realizar:iteration_tokens_total", "Tokens per engine step (decode rows and prompt chunks).",
+              m.iteration_tokens);
+  w.histogram("realizar:engine_step_duration_seconds",
+              "Time of an engine step's batch through the backend (forward pass and sampling).", m.step_duration);
   w.raw("# HELP realizar:http_responses_total HTTP responses sent, by status code.\n"
         "# TYPE realizar:http_responses_total counter\n");
   for (const auto& [status, count] : http_responses) {

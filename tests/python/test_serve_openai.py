@@ -224,6 +224,13 @@ def test_metrics_count_exactly_what_was_served(model):
         assert m[("realizar:prompt_tokens_total", ())] == sum(u["prompt_tokens"] for u in usages)
         assert m[("realizar:prefix_cache_queries_total", ())] == sum(u["prompt_tokens"] for u in usages)
         assert m[("realizar:time_to_first_token_seconds_bucket", (("le", "+Inf"),))] == 3
+        # one step per generated token: the prompt with the first, then each token fed back
+        steps = m[("realizar:engine_steps_total", ())]
+        assert steps == 4 + 5 + 6
+        assert m[("realizar:iteration_tokens_total_count", ())] == steps
+        assert m[("realizar:iteration_tokens_total_sum", ())] == sum(u["prompt_tokens"] + u["completion_tokens"] - 1 for u in usages)
+        assert m[("realizar:engine_step_duration_seconds_count", ())] == steps
+        assert m[("realizar:engine_step_duration_seconds_sum", ())] > 0
         assert m[("realizar:kv_cache_usage_perc", ())] == 0
         assert m[("realizar:kv_cache_blocks_total", ())] > 0
         assert m[("realizar:num_preemptions_total", ())] == 0
