@@ -433,19 +433,19 @@ class CudaBackend final : public Backend {
 
   // Which steps of 2-64 tokens multiply with the copies: per range of step sizes, the linear
   // layers of every layer timed on both paths (the int8 matvec or the tensor-core product against
-  // cuBLAS on the copies) at the range's largest size; the copies take the range when they are
-  // kHalfCopyMargin faster. Which wins depends on the model and the GPU (H200: the copies win
-  // 9-64-token steps of a 0.5B model and lose 3-4-token steps of a 7B one; docs/perf-notes.md,
-  // "Float16 weight copies").
+  // cuBLAS on the copies) at the range's smallest size, where the copies gain least (their time is
+  // flat in the tokens, the matvec's grows with each, the product's with each 32-token tile); the
+  // copies take the range when they are kHalfCopyMargin faster. Which wins depends on the model and
+  // the GPU (H200: the copies win 9-64-token steps of a 0.5B model and lose 2-4-token steps of
+  // every model; docs/perf-notes.md, "Float16 weight copies").
   void choose_half_copy_steps(HalfWeightCopies mode) {
-    int64_t low = 2;
-    for (const int64_t high : {4, 8, 16, 32, 64}) {
+    constexpr std::array<std::pair<int64_t, int64_t>, 6> kRanges{{{2, 4}, {5, 6}, {7, 8}, {9, 16}, {17, 32}, {33, 64}}};
+    for (const auto& [low, high] : kRanges) {
       bool copies = true;
       if (mode == HalfWeightCopies::Measured) {
-        copies = time_linears(high, true) < kHalfCopyMargin * time_linears(high, false);
+        copies = time_linears(low, true) < kHalfCopyMargin * time_linears(low, false);
       }
       for (int64_t t = low; t <= high; ++t) copies_win_[static_cast<size_t>(t)] = copies;
-      low = high + 1;
     }
   }
 
