@@ -7,7 +7,8 @@
 # PARTS (default "tests bench"): any of
 #   tests  GPU tests, compute-sanitizer on attention, the attention benchmark
 #   bench  apr bench per model: pp512 + tg128 greedy and sampled, 32 streams, 7B context depths
-#   serve  apr serve + apr bench serve at 1/8/32/64 streams, the prefix-cache check, apr bench engine
+#   serve  apr serve + apr bench serve at 1/8/32/64 streams (2 requests per stream), 32 streams in a
+#          steady state (8 per stream; step budgets 512 and 256), the prefix-cache check, apr bench engine
 #   cpu    the host CPU: apr bench --device cpu against llama-bench, same files and threads
 # MODELS (default "0.5b 1.5b 7b 32b"): synth Q4_K_M qwen2.5 presets made (in this order) and used;
 # BENCH_MODELS: those of the bench part (default all). Results: $OUT/summary.txt and
@@ -88,7 +89,7 @@ serve_sweep() {  # MODEL TAG LEVELS [apr serve flags]: apr serve, then apr bench
   for i in $(seq 120); do curl -sf http://127.0.0.1:8090/health > /dev/null && break; sleep 1; done
   say "== $tag apr serve $*: $(head -3 $L/serve-$tag.log | tr '\n' ' ')"
   for n in $levels; do
-    timeout 200 $C/apr bench serve http://127.0.0.1:8090 --requests $((2 * n)) --concurrency $n --prompt-len 512 --output-len 128 \
+    timeout 200 $C/apr bench serve http://127.0.0.1:8090 --requests $((${REQUESTS_PER_STREAM:-2} * n)) --concurrency $n --prompt-len 512 --output-len 128 \
       --tokenizer $M --json $L/serve-$tag-$n.json > $L/serve-$tag-$n.txt 2>&1
     table "$tag http x$n" < $L/serve-$tag-$n.txt
   done
@@ -112,6 +113,11 @@ PY
 }
 if has serve; then
   for m in $MODELS; do case $m in 1.5b|7b) serve_sweep $m $m "1 8 32 64" ;; esac; done
+  # a steady state at 32 streams (8 requests per client: ramp and tail a small part of the run),
+  # with the default step budget and with 256 tokens
+  for m in $MODELS; do case $m in 1.5b|7b)
+    REQUESTS_PER_STREAM=8 serve_sweep $m $m-steady "32"
+    REQUESTS_PER_STREAM=8 serve_sweep $m $m-steady-b256 "32" --max-batch-tokens 256 ;; esac; done
   # the inter-token latency / throughput trade: steps of at most 64 tokens stay on the tensor-core path
   echo "$MODELS" | grep -q 7b && serve_sweep 7b 7b-budget64 "32" --max-batch-tokens 64
   if echo "$MODELS" | grep -q 7b; then
