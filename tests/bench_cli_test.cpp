@@ -9,6 +9,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "backend/cpu/cpu_features.h"
+#include "backend/cpu/kernels.h"
 #include "test_support.h"
 
 namespace realizar {
@@ -94,6 +96,7 @@ TEST_F(BenchCli, MeasuresTheRequestedTestsWithTheRequestedRuns) {
 TEST_F(BenchCli, BandwidthUseFollowsFromRateBytesAndBandwidth) {
   const json doc = bench_json({"-p", "0", "-n", "8", "--parallel", "1,2", "-r", "2"}, "bw.json");
   EXPECT_EQ(doc["backend"], "cpu");
+  EXPECT_EQ(doc["backend_detail"], cpu::isa_name(cpu::active_kernels().isa));  // the kernel set
   EXPECT_EQ(doc["threads"], 1);
   const double bandwidth = doc["bandwidth"]["bytes_per_second"].get<double>();
   ASSERT_GT(bandwidth, 0);

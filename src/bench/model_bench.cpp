@@ -34,6 +34,7 @@ nlohmann::json run_model_benchmark(const ModelBenchConfig& c) {
           {"architecture", model->config.architecture_name},
           {"model_file", model_file},
           {"backend", std::string(backend->name())},
+          {"backend_detail", backend->detail()},
           {"threads", cpu_threads ? nlohmann::json(threads) : nlohmann::json(nullptr)},
           {"weight_bytes_per_token", floor.weight_bytes_per_token},
           {"kv_bytes_per_token", floor.kv_bytes_per_token},

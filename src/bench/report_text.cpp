@@ -157,9 +157,10 @@ std::string model_markdown(const json& doc) {
                                 doc["backend"].get<std::string>());
   out += build_line(env) + host_line(env) + model_line(doc["model_file"]);
   const json& bw = doc["bandwidth"];
-  out += fmt::format("- backend {}{}; weights read per token {}, KV cache {} per token; "
+  const std::string detail = doc.value("backend_detail", std::string());
+  out += fmt::format("- backend {}{}{}; weights read per token {}, KV cache {} per token; "
                      "memory bandwidth {}/s ({})\n",
-                     doc["backend"].get<std::string>(),
+                     doc["backend"].get<std::string>(), detail.empty() ? "" : " (" + detail + ")",
                      doc["threads"].is_number() ? fmt::format(", {} threads", doc["threads"].get<int>()) : "",
                      bytes_text(doc["weight_bytes_per_token"].get<double>()),
                      bytes_text(doc["kv_bytes_per_token"].get<double>()),
