@@ -9,8 +9,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <limits>
 #include <iterator>
+#include <limits>
 #include <set>
 #include <string_view>
 #include <unordered_map>
@@ -168,6 +168,7 @@ class CudaBackend final : public Backend {
     upload_weights(weights);
     allocate_scratch();
     if (options.half_weight_copies != HalfWeightCopies::Off && keep_half_copies()) {
+      half_copies_ = true;
       choose_half_copy_steps(options.half_weight_copies);
     }
     const char* graphs = std::getenv("REALIZAR_CUDA_GRAPHS");
@@ -183,7 +184,7 @@ class CudaBackend final : public Backend {
   std::string_view name() const override { return "cuda"; }
   // E.g. "float16 weight copies: 13.2 GiB, steps of 5-8 and 33+ tokens".
   std::string detail() const override {
-    if (half_weight_bytes_ == 0) return {};
+    if (!half_copies_) return {};
     std::vector<std::string> ranges;
     for (int64_t t = 2; t <= kMmaMaxTokens + 1; ++t) {
       if (!takes_half_copies(t)) continue;
@@ -723,7 +724,7 @@ class CudaBackend final : public Backend {
   // The copies of an input of `cols` values per token that the kernel making it writes: the int8
   // blocks in x_q8_ for the matvec path, the float16 values in gemm_x_ for the others.
   cuda::InputCopy fused_copy(int64_t tokens, int64_t cols) const {
-    if (tokens > kMatvecMaxTokens || (half_weight_bytes_ > 0 && takes_half_copies(tokens))) return {{}, gemm_x_};
+    if (tokens > kMatvecMaxTokens || (half_copies_ && takes_half_copies(tokens))) return {{}, gemm_x_};
     return {cols % 32 == 0 ? x_q8_ : cuda::ActivationsQ8{}, nullptr};
   }
 
@@ -938,8 +939,9 @@ class CudaBackend final : public Backend {
   cuda::DeviceSampler sampler_{config_.vocab_size, kMaxStepTokens, kMaxOutputRows};
 
   DeviceMemory weights_memory_;
-  DeviceMemory half_weights_;  // keep_half_copies' arena, when it keeps them
+  DeviceMemory half_weights_;  // keep_half_copies' arena (float16 matrices need none)
   size_t half_weight_bytes_ = 0;
+  bool half_copies_ = false;   // every matrix has its float16 copy
   std::array<bool, kMmaMaxTokens + 1> copies_win_{};  // by step size: choose_half_copy_steps
   cuda::DeviceMatrix embedding_, output_;
   const float *output_norm_ = nullptr, *output_norm_bias_ = nullptr, *output_bias_ = nullptr;
