@@ -215,8 +215,11 @@ class Engine {
   const Model& model() const { return *model_; }
   const Tokenizer& tokenizer() const { return model_->tokenizer; }
   std::string_view device_name() const { return device_name_; }
-  // The backend's detail() (its kernel set, its weight copies; may be empty).
-  std::string_view device_detail() const { return device_detail_; }
+  // The device as start lines name it, with the backend's detail() (its kernel set, its weight
+  // copies): "cpu (avx512-vnni)", "cuda (float16 weight copies: ...)", "reference".
+  std::string device_label() const {
+    return device_detail_.empty() ? device_name_ : device_name_ + " (" + device_detail_ + ")";
+  }
   int64_t context_length() const { return context_length_; }
   int64_t kv_cache_tokens() const { return kv_cache_tokens_; }
   const EngineOptions& options() const { return options_; }

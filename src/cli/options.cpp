@@ -122,9 +122,7 @@ void print_engine_line(const Engine& engine, const std::string& model) {
   // The CPU backend names its kernel set (chosen at run time) and runs one thread per physical core
   // by default.
   const bool cpu = engine.device_name() == "cpu";
-  const std::string device = engine.device_detail().empty()
-                                 ? std::string(engine.device_name())
-                                 : fmt::format("{} ({})", engine.device_name(), engine.device_detail());
+  const std::string device = engine.device_label();
   const int threads = engine.options().threads > 0 ? engine.options().threads
                       : cpu                        ? cpu::physical_core_count()
                                                    : static_cast<int>(std::thread::hardware_concurrency());

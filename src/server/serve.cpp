@@ -50,7 +50,7 @@ void describe_ready(const Engine& engine, const ModelCard& card, const ServeConf
   const EngineMetrics m = engine.metrics();
   say(fmt::format("ready: {} ({}, {} {}) on {}, {} parallel sequences, context {} tokens, KV cache {} tokens "
                   "({} blocks of {})",
-                  card.alias, card.family, card.parameter_size, card.quantization_level, engine.device_name(),
+                  card.alias, card.family, card.parameter_size, card.quantization_level, engine.device_label(),
                   config.engine.max_sequences, engine.context_length(), engine.kv_cache_tokens(), m.kv_blocks_total,
                   m.kv_block_size));
   const auto& spec_template = engine.tokenizer().spec().chat_template;
