@@ -192,8 +192,9 @@ class CudaBackend final : public Backend {
       while (t <= kMmaMaxTokens && takes_half_copies(t + 1)) ++t;
       ranges.push_back(t > kMmaMaxTokens ? fmt::format("{}+", first) : fmt::format("{}-{}", first, t));
     }
-    return fmt::format("float16 weight copies: {:.1f} GiB, steps of {} tokens",
-                       static_cast<double>(half_weight_bytes_) / (1 << 30), fmt::join(ranges, " and "));
+    const std::string steps = fmt::format("steps of {} tokens", fmt::join(ranges, " and "));
+    if (half_weight_bytes_ == 0) return "cuBLAS on the float16 weights for " + steps;  // a float16 model
+    return fmt::format("float16 weight copies: {:.1f} GiB, {}", static_cast<double>(half_weight_bytes_) / (1 << 30), steps);
   }
   const ModelConfig& config() const override { return config_; }
   int64_t cache_slots() const override { return cache_slots_; }
