@@ -463,20 +463,7 @@ class CudaBackend final : public Backend {
       check(cudaMemsetAsync(buffer, 0, static_cast<size_t>(tokens * cols) * sizeof(float), stream_),
             "linear timing inputs");
     }
-    cudaGraph_t graph = nullptr;
-    check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "begin capture");
-    try {
-      enqueue_linears(tokens);
-    } catch (...) {  // the stream must leave capture mode before the error goes up
-      cudaStreamEndCapture(stream_, &graph);
-      if (graph != nullptr) cudaGraphDestroy(graph);
-      throw;
-    }
-    check(cudaStreamEndCapture(stream_, &graph), "end capture");
-    cudaGraphExec_t exec = nullptr;
-    const cudaError_t status = cudaGraphInstantiate(&exec, graph, 0);
-    cudaGraphDestroy(graph);
-    check(status, "graph instantiate");
+    cudaGraphExec_t exec = instantiate(capture([&] { enqueue_linears(tokens); }));
     cudaEvent_t start = nullptr, stop = nullptr;
     check(cudaEventCreate(&start), "event");
     check(cudaEventCreate(&stop), "event");
@@ -585,26 +572,42 @@ class CudaBackend final : public Backend {
                              a.decode_tokens, a.tiles,         a.tile_splits};
     cudaGraphExec_t exec = graphs_.find(key);
     if (exec == nullptr) {
-      cudaGraph_t graph = nullptr;
-      check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "begin capture");
-      try {
+      cudaGraph_t graph = capture([&] {
         enqueue_layers(step);
         if (step.outputs > 0) enqueue_output(0, step.outputs, mode);
-      } catch (...) {  // a launch failed: the stream must leave capture mode before the error goes up
-        cudaStreamEndCapture(stream_, &graph);
-        if (graph != nullptr) cudaGraphDestroy(graph);
-        throw;
-      }
-      check(cudaStreamEndCapture(stream_, &graph), "end capture");
+      });
       if (std::getenv("REALIZAR_CUDA_GRAPH_STATS") != nullptr) print_graph_size(graph, step);
-      const cudaError_t status = cudaGraphInstantiate(&exec, graph, 0);
-      cudaGraphDestroy(graph);
-      check(status, "graph instantiate");
+      exec = instantiate(graph);
       graphs_.insert(key, exec);
     }
     check(cudaGraphLaunch(exec, stream_), "graph launch");
     check(cudaStreamSynchronize(stream_), "step");
     copy_results(out, 0, step.outputs);
+  }
+
+  // The work `enqueue` puts on the stream, captured as a graph (not run).
+  template <typename Enqueue>
+  cudaGraph_t capture(Enqueue&& enqueue) {
+    cudaGraph_t graph = nullptr;
+    check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "begin capture");
+    try {
+      enqueue();
+    } catch (...) {  // a launch failed: the stream must leave capture mode before the error goes up
+      cudaStreamEndCapture(stream_, &graph);
+      if (graph != nullptr) cudaGraphDestroy(graph);
+      throw;
+    }
+    check(cudaStreamEndCapture(stream_, &graph), "end capture");
+    return graph;
+  }
+
+  // An executable graph of `graph`, which it destroys.
+  static cudaGraphExec_t instantiate(cudaGraph_t graph) {
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t status = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    check(status, "graph instantiate");
+    return exec;
   }
 
   // Output rows [begin, begin + rows) of the step from the pinned buffers (logits and greedy
