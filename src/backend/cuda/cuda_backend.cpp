@@ -484,24 +484,16 @@ class CudaBackend final : public Backend {
     return best;
   }
 
-  // The linear layers of every layer, as enqueue_layers runs them, on the scratch inputs.
+  // The linear layers of every layer (and the MLP's activation between them), as enqueue_layers
+  // runs them, on the scratch inputs.
   void enqueue_linears(int64_t tokens) {
-    const ModelConfig& c = config_;
-    const int64_t ffn = c.feed_forward_length;
     for (const DeviceLayer& w : layers_) {
       LinearInput normed{h_, tokens};
-      linear_parts({{w.q, q_, c.q_dim(), w.q_bias}, {w.k, k_, c.kv_dim(), w.k_bias}, {w.v, v_, c.kv_dim(), w.v_bias}},
-                   normed, false);
+      project_qkv(w, normed);
       LinearInput attended{attn_, tokens};
-      linear(w.o, attended, x_, c.embedding_length, w.o_bias, true);
+      linear(w.o, attended, x_, config_.embedding_length, w.o_bias, true);
       LinearInput normed_again{h_, tokens};
-      if (c.gelu_mlp) {
-        linear(w.up, normed_again, up_, ffn, w.up_bias, false);
-      } else {
-        linear_parts({{w.gate, gate_, ffn, nullptr}, {w.up, up_, ffn, w.up_bias}}, normed_again, false);
-      }
-      LinearInput activated{up_, tokens};
-      linear(w.down, activated, x_, c.embedding_length, w.down_bias, true);
+      feed_forward(w, normed_again);
     }
   }
 
@@ -862,10 +854,7 @@ class CudaBackend final : public Backend {
       cuda::norm_rows(x_, w.attn_norm, w.attn_norm_bias, h_, c.embedding_length, n, c.norm_epsilon,
                       c.layer_norm, normed_copy, stream_);
       LinearInput normed = made_with(h_, n, normed_copy);
-      linear_parts({{w.q, q_, c.q_dim(), w.q_bias},
-                    {w.k, k_, c.kv_dim(), w.k_bias},
-                    {w.v, v_, c.kv_dim(), w.v_bias}},
-                   normed, false);
+      project_qkv(w, normed);
       cuda::rope_and_store_kv(rope, q_, k_, v_, device_field(layout().positions),
                               device_field(layout().slots), n, keys, values, stream_);
       cuda::attention(attn, q_, keys, values, attention_step, step.attention, partials, attn_, attended_copy,
@@ -882,6 +871,13 @@ class CudaBackend final : public Backend {
       }
       feed_forward(w, normed);
     }
+  }
+
+  // q_, k_, v_ = Q, K, V of the normalized input (with their biases).
+  void project_qkv(const DeviceLayer& w, LinearInput& normed) {
+    const ModelConfig& c = config_;
+    linear_parts({{w.q, q_, c.q_dim(), w.q_bias}, {w.k, k_, c.kv_dim(), w.k_bias}, {w.v, v_, c.kv_dim(), w.v_bias}},
+                 normed, false);
   }
 
   // x += down(act(h)): SwiGLU (Shazeer 2020) or, for phi-2, GELU of up(h) + bias. `normed` is
