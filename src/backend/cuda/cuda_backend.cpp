@@ -356,12 +356,7 @@ class CudaBackend final : public Backend {
     partial_ml_ = floats(kMaxSplitRows * c.head_count * 2, "attention partials");
     // float16 scratch for the GEMM path (2 bytes each: half as many floats).
     int64_t largest = 0;
-    for (const DeviceLayer& l : layers_) {
-      for (const cuda::DeviceMatrix* m : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) {
-        largest = std::max(largest, m->rows * m->cols);
-      }
-    }
-    largest = std::max(largest, output_.rows * output_.cols);
+    for (const cuda::DeviceMatrix* m : matrix_uses()) largest = std::max(largest, m->rows * m->cols);
     gemm_weights_ = floats((std::min(largest, kGemmScratchElements) + 1) / 2, "GEMM weights");
     gemm_x_ = floats((t * max_matrix_cols_ + 1) / 2, "GEMM activations");
     // int8 activations for the matvec path (1 byte each, plus a float pair per 32).
@@ -720,7 +715,7 @@ class CudaBackend final : public Backend {
   // The copies of an input of `cols` values per token that the kernel making it writes: the int8
   // blocks in x_q8_ for the matvec path, the float16 values in gemm_x_ for the others.
   cuda::InputCopy fused_copy(int64_t tokens, int64_t cols) const {
-    if (tokens > kMatvecMaxTokens || (half_copies_ && takes_half_copies(tokens))) return {{}, gemm_x_};
+    if (tokens > kMatvecMaxTokens || takes_half_copies(tokens)) return {{}, gemm_x_};
     return {cols % 32 == 0 ? x_q8_ : cuda::ActivationsQ8{}, nullptr};
   }
 
