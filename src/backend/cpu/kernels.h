@@ -11,6 +11,7 @@
 // (packed_weights.h) so that one weight load feeds 16 rows x several tokens of a register tile.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -89,10 +90,25 @@ struct AttentionArgs {
   float* scratch;              // attention_scratch_floats(queries, head_dim, longest length) floats
 };
 using AttentionKernel = void (*)(const AttentionArgs& args);
+// `positions` rounded up to whole 16-slot KV blocks.
+constexpr int64_t whole_blocks(int64_t positions) { return (positions + 15) / 16 * 16; }
 // Floats of scratch an attention call needs: one converted block, and each query's scores (padded
 // to whole blocks).
 constexpr int64_t attention_scratch_floats(int64_t queries, int64_t head_dim, int64_t longest) {
-  return 16 * head_dim + queries * ((longest + 15) / 16 * 16);
+  return 16 * head_dim + queries * whole_blocks(longest);
+}
+// AttentionArgs::scratch as the attention kernels lay it out: one converted block (keys
+// [head_dim][16] or values [16][head_dim]), then each query's scores, `stride` floats apart.
+struct AttentionScratchLayout {
+  int64_t longest;  // the longest of the queries' lengths
+  int64_t stride;   // whole_blocks(longest)
+  float* block;
+  float* scores;    // [queries][stride]
+};
+inline AttentionScratchLayout attention_scratch_layout(const AttentionArgs& args) {
+  int64_t longest = 0;
+  for (int64_t i = 0; i < args.queries; ++i) longest = std::max(longest, args.lengths[i]);
+  return {longest, whole_blocks(longest), args.scratch, args.scratch + 16 * args.head_dim};
 }
 
 // The packed types (packed_weights.h), in the order of KernelSet::gemm.

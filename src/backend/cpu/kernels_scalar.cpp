@@ -141,11 +141,7 @@ void gemm_q6_K(const uint8_t* group, const uint8_t* act, size_t act_stride, int6
 
 void attention(const AttentionArgs& args) {
   const int64_t head_dim = args.head_dim;
-  int64_t longest = 0;
-  for (int64_t i = 0; i < args.queries; ++i) longest = std::max(longest, args.lengths[i]);
-  const int64_t stride = (longest + 15) / 16 * 16;
-  float* block = args.scratch;               // one block's keys [head_dim][16] or values [16][head_dim]
-  float* scores = block + 16 * head_dim;     // [queries][stride]
+  const auto [longest, stride, block, scores] = attention_scratch_layout(args);
   for (int64_t start = 0; start < longest; start += 16) {
     const ggml_half* keys = args.keys + args.block_table[start / 16] * args.key_block_stride;
     for (int64_t e = 0; e < 16 * head_dim; ++e) block[e] = fp16_to_fp32(keys[e]);

@@ -406,11 +406,7 @@ void quantize_32(const float* x, ActBlock32* out, int64_t n) {
 
 void attention(const AttentionArgs& args) {
   const int64_t head_dim = args.head_dim;
-  int64_t longest = 0;
-  for (int64_t i = 0; i < args.queries; ++i) longest = std::max(longest, args.lengths[i]);
-  const int64_t stride = (longest + 15) / 16 * 16;
-  float* block = args.scratch;            // one block's keys [head_dim][16] or values [16][head_dim]
-  float* scores = block + 16 * head_dim;  // [queries][stride]
+  const auto [longest, stride, block, scores] = attention_scratch_layout(args);
   for (int64_t start = 0; start < longest; start += 16) {
     const ggml_half* keys = args.keys + args.block_table[start / 16] * args.key_block_stride;
     for (int64_t e = 0; e < 16 * head_dim; e += 8) _mm256_storeu_ps(block + e, load_f16(keys + e));
@@ -433,7 +429,7 @@ void attention(const AttentionArgs& args) {
   // turns into 0.
   for (int64_t i = 0; i < args.queries; ++i) {
     float* s = scores + i * stride;
-    const int64_t length = args.lengths[i], padded = (length + 15) / 16 * 16;
+    const int64_t length = args.lengths[i], padded = whole_blocks(length);
     float max = -INFINITY;
     for (int64_t j = 0; j < length; ++j) max = std::max(max, s[j]);
     std::fill(s + length, s + padded, -INFINITY);
