@@ -341,13 +341,8 @@ void enqueue_decode_tensor_cores(const AttentionParams& p, const float* q, const
                         out,
                         splits > 1 ? InputCopy{} : copy};  // with splits the merge writes the copy
   const dim3 grid(static_cast<unsigned>(tokens), static_cast<unsigned>(p.head_count_kv), static_cast<unsigned>(splits));
-  switch (decode_padded_dim(p.head_dim)) {
-    case 32: return launch_decode<32>(args, grid, stream);
-    case 64: return launch_decode<64>(args, grid, stream);
-    case 96: return launch_decode<96>(args, grid, stream);
-    case 128: return launch_decode<128>(args, grid, stream);
-    default: unhandled_case("attention (decode)", "head_dim", p.head_dim);
-  }
+  with_padded_head_dim(p.head_dim, "attention (decode)",
+                       [&](auto dim) { launch_decode<decltype(dim)::value>(args, grid, stream); });
 }
 
 }  // namespace realizar::cuda

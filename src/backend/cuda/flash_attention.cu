@@ -327,13 +327,8 @@ void enqueue_flash_attention(const AttentionParams& p, const float* q, const voi
                        out,
                        static_cast<__half*>(half_out)};
   const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(p.head_count_kv), static_cast<unsigned>(splits));
-  switch ((p.head_dim + 31) / 32) {
-    case 1: return launch_tiles<32>(args, grid, stream);
-    case 2: return launch_tiles<64>(args, grid, stream);
-    case 3: return launch_tiles<96>(args, grid, stream);
-    case 4: return launch_tiles<128>(args, grid, stream);
-    default: unhandled_case("attention (tiles)", "head_dim", p.head_dim);
-  }
+  with_padded_head_dim(p.head_dim, "attention (tiles)",
+                       [&](auto dim) { launch_tiles<decltype(dim)::value>(args, grid, stream); });
 }
 
 }  // namespace realizar::cuda

@@ -104,4 +104,18 @@ void with_count(int64_t n, F&& f) {
   with_count_impl(n, f, std::make_integer_sequence<int, kMax>{});
 }
 
+// f(std::integral_constant<int, kDim>{}) for the attention kernels' padded head width: head_dim
+// rounded up to a multiple of 32, one of 32, 64, 96, 128. Throws realizar::Error naming `launcher`
+// for any other head_dim (unhandled_case).
+template <class F>
+void with_padded_head_dim(int head_dim, const char* launcher, F&& f) {
+  switch ((head_dim + 31) / 32) {
+    case 1: return f(std::integral_constant<int, 32>{});
+    case 2: return f(std::integral_constant<int, 64>{});
+    case 3: return f(std::integral_constant<int, 96>{});
+    case 4: return f(std::integral_constant<int, 128>{});
+    default: unhandled_case(launcher, "head_dim", head_dim);
+  }
+}
+
 }  // namespace realizar::cuda
