@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "engine/backend_factory.h"
+#include "util/counted.h"
 
 namespace realizar::bench {
 namespace {
@@ -66,7 +67,7 @@ Bandwidth measure_bandwidth(const Backend& backend, int threads) {
     return {measure_copy_bandwidth(backend, threads), "device-to-device copy of 1 GiB, bytes read + written"};
   }
   const int n = threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency());
-  return {measure_host_read_bandwidth(n), fmt::format("host read of 1 GiB on {} threads", n)};
+  return {measure_host_read_bandwidth(n), "host read of 1 GiB on " + counted(n, "thread")};
 }
 
 }  // namespace realizar::bench

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "realizar/error.h"
+#include "util/counted.h"
 
 namespace realizar::bench {
 namespace {
@@ -97,7 +98,7 @@ std::string runs_cell(const json& s) {
   if (!outliers.empty()) {
     std::string which;
     for (const json& i : outliers) which += (which.empty() ? "#" : ", #") + std::to_string(i.get<int64_t>() + 1);
-    cell += fmt::format(" ({} outlier{}: {})", outliers.size(), outliers.size() > 1 ? "s" : "", which);
+    cell += fmt::format(" ({}: {})", counted(static_cast<int64_t>(outliers.size()), "outlier"), which);
   }
   return cell;
 }
@@ -145,8 +146,8 @@ std::string baseline_warnings(const json& doc, const json& b) {
   }
   if (b["threads"].is_number() && doc["threads"].is_number() &&
       b["threads"].get<int>() != doc["threads"].get<int>()) {
-    out += fmt::format("  - **warning**: {} ran on {} threads, realizar on {}\n", b["name"].get<std::string>(),
-                       b["threads"].get<int>(), doc["threads"].get<int>());
+    out += fmt::format("  - **warning**: {} ran on {}, realizar on {}\n", b["name"].get<std::string>(),
+                       counted(b["threads"].get<int>(), "thread"), doc["threads"].get<int>());
   }
   return out;
 }
@@ -161,7 +162,7 @@ std::string model_markdown(const json& doc) {
   out += fmt::format("- backend {}{}{}; weights read per token {}, KV cache {} per token; "
                      "memory bandwidth {}/s ({})\n",
                      doc["backend"].get<std::string>(), detail.empty() ? "" : " (" + detail + ")",
-                     doc["threads"].is_number() ? fmt::format(", {} threads", doc["threads"].get<int>()) : "",
+                     doc["threads"].is_number() ? ", " + counted(doc["threads"].get<int>(), "thread") : "",
                      bytes_text(doc["weight_bytes_per_token"].get<double>()),
                      bytes_text(doc["kv_bytes_per_token"].get<double>()),
                      bytes_text(bw["bytes_per_second"].get<double>()), bw["method"].get<std::string>());
@@ -177,10 +178,10 @@ std::string model_markdown(const json& doc) {
   if (method.contains("sampling")) out += "- tokens picked: " + method["sampling"].get<std::string>() + "\n";
   const json& baselines = doc["baselines"];
   for (const json& b : baselines) {
-    out += fmt::format("- {}: {} ({}, build {}, {}, {} threads)\n", b["name"].get<std::string>(),
+    out += fmt::format("- {}: {} ({}, build {}, {}, {})\n", b["name"].get<std::string>(),
                        b["source"].get<std::string>(), b["format"].get<std::string>(),
                        text_or(b["build_commit"], "?"), text_or(b["cpu_info"], text_or(b["backends"], "?")),
-                       b["threads"].is_number() ? std::to_string(b["threads"].get<int>()) : "?");
+                       b["threads"].is_number() ? counted(b["threads"].get<int>(), "thread") : "? threads");
     out += baseline_warnings(doc, b);
   }
   bool parallel = false;

@@ -8,6 +8,7 @@
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_features.h"
 #include "cli/command.h"
+#include "util/counted.h"
 
 namespace realizar::cli {
 
@@ -126,7 +127,7 @@ void print_engine_line(const Engine& engine, const std::string& model) {
   const int threads = engine.options().threads > 0 ? engine.options().threads
                       : cpu                        ? cpu::physical_core_count()
                                                    : static_cast<int>(std::thread::hardware_concurrency());
-  const std::string threads_text = engine.device_name() == "cuda" ? "" : fmt::format(", {} threads", threads);
+  const std::string threads_text = engine.device_name() == "cuda" ? "" : ", " + counted(threads, "thread");
   std::fprintf(stderr, "apr: %s (%s) on %s%s, context %lld tokens\n",
                std::filesystem::path(model).filename().c_str(), engine.model().config.architecture_name.c_str(),
                device.c_str(), threads_text.c_str(), static_cast<long long>(engine.context_length()));

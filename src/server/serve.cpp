@@ -12,6 +12,7 @@
 
 #include "realizar/chat_template.h"
 #include "realizar/error.h"
+#include "util/counted.h"
 
 namespace realizar::server {
 namespace {
@@ -91,8 +92,8 @@ int serve(const ServeConfig& config) {
 
   HttpServer server(config.server);
   const int port = server.bind();
-  say(fmt::format("listening on http://{}:{} ({} threads); loading {}", config.server.host, port,
-                  config.server.http_threads, config.model.string()));
+  say(fmt::format("listening on http://{}:{} ({}); loading {}", config.server.host, port,
+                  counted(config.server.http_threads, "thread"), config.model.string()));
   std::promise<void> listener_done;
   std::future<void> listener_closed = listener_done.get_future();
   std::thread listener([&] {
