@@ -11,6 +11,7 @@
 #include <cstring>
 #include <iterator>
 #include <limits>
+#include <map>
 #include <set>
 #include <string_view>
 #include <unordered_map>
@@ -428,22 +429,41 @@ class CudaBackend final : public Backend {
     return true;
   }
 
-  // Which steps of 2-64 tokens multiply with the copies: per range of step sizes, the linear
-  // layers of every layer timed on both paths (the int8 matvec or the tensor-core product against
-  // cuBLAS on the copies) at the range's smallest size, where the copies gain least (their time is
-  // flat in the tokens, the matvec's grows with each, the product's with each 32-token tile); the
-  // copies take the range when they are kHalfCopyMargin faster. Which wins depends on the model and
-  // the GPU (H200: the copies win 9-64-token steps of a 0.5B model and lose 2-4-token steps of
-  // every model; docs/perf-notes.md, "Float16 weight copies").
+  // Which steps of 2-64 tokens multiply with the copies. The ranges are those where the other
+  // path's cost changes shape (the int8 matvec's grows with each token up to 8, the tensor-core
+  // product's with each 32-token tile); in each, the linear layers of every layer are timed on
+  // both paths (the int8 matvec or the tensor-core product against cuBLAS on the copies) at the
+  // range's two ends, and where the ends disagree the range is halved until they agree or meet
+  // (the winner is taken to change once inside a range). The copies take a size when they are
+  // kHalfCopyMargin faster. Which wins depends on the model and the GPU (H200, 7B: the copies win
+  // 17-token steps and lose 32-token ones, although the product's work is the same at both;
+  // docs/perf-notes.md, "Float16 weight copies").
   void choose_half_copy_steps(HalfWeightCopies mode) {
     constexpr std::array<std::pair<int64_t, int64_t>, 6> kRanges{{{2, 4}, {5, 6}, {7, 8}, {9, 16}, {17, 32}, {33, 64}}};
-    for (const auto& [low, high] : kRanges) {
-      bool copies = true;
-      if (mode == HalfWeightCopies::Measured) {
-        copies = time_linears(low, true) < kHalfCopyMargin * time_linears(low, false);
-      }
-      for (int64_t t = low; t <= high; ++t) copies_win_[static_cast<size_t>(t)] = copies;
+    if (mode != HalfWeightCopies::Measured) {
+      copies_win_.fill(true);
+      return;
     }
+    std::map<int64_t, bool> measured;
+    const auto copies_win = [&](int64_t tokens) {
+      const auto [at, fresh] = measured.try_emplace(tokens, false);
+      if (fresh) at->second = time_linears(tokens, true) < kHalfCopyMargin * time_linears(tokens, false);
+      return at->second;
+    };
+    for (const auto& [low, high] : kRanges) decide_half_copy_range(low, high, copies_win);
+  }
+
+  template <class Measure>
+  void decide_half_copy_range(int64_t low, int64_t high, Measure& copies_win) {
+    const bool at_low = copies_win(low), at_high = copies_win(high);
+    if (at_low == at_high || high - low <= 1) {
+      for (int64_t t = low; t < high; ++t) copies_win_[static_cast<size_t>(t)] = at_low;
+      copies_win_[static_cast<size_t>(high)] = at_high;
+      return;
+    }
+    const int64_t middle = (low + high) / 2;
+    decide_half_copy_range(low, middle, copies_win);
+    decide_half_copy_range(middle, high, copies_win);
   }
 
   // Milliseconds for the linear layers of every layer at a step of `tokens` tokens (zero inputs),
