@@ -312,12 +312,15 @@ constexpr int kMinCtas = 4;     // CTAs per multiprocessor (__launch_bounds__): 
 
 // A CTA's token tile and its activation ring: kStages slots of one k-step (32 k) each, holding
 // the float16 values of the tile's 32 tokens ([token][32]: 64 bytes per token, so that the
-// 16-byte B reads of 8 lanes cover 128 contiguous bytes), filled kStages - 1 steps ahead (16 KiB;
-// a step is 16 mma per warp).
+// 16-byte B reads of 8 lanes cover 128 contiguous bytes), 16 KiB, a step being 16 mma per warp.
+// The ring is two halves of kHalfSteps steps: the warps read one while cp.async fills the other,
+// with one __syncthreads per half (a barrier per step cost 3-6 % more at 32 tokens: docs/perf-notes.md,
+// "Fewer barriers in the tensor-core product").
 struct TokenTile {
   static constexpr int kTokens = 8 * kNTiles;
   static constexpr int kSlotBytes = kTokens * 32 * 2;
   static constexpr int kStages = 8;
+  static constexpr int kHalfSteps = kStages / 2;
   static constexpr int kRingBytes = kStages * kSlotBytes;
   static constexpr int kCopies = kTokens * 4 / kThreads;  // 16-byte copies per thread and k-step
   static_assert((kStages & (kStages - 1)) == 0 && kCopies * kThreads == kTokens * 4, "ring layout");
@@ -406,7 +409,7 @@ __device__ __forceinline__ void step_fragments(const typename Q::Raw (&raw)[2], 
 // 32 tokens of token tile blockIdx.y, over units [u0, u1) of K: share blockIdx.x of
 // gridDim.x, which is the cluster's size (the CTAs of one cluster split K and add their sums
 // through distributed shared memory, in rank order). The tile's activations come through the
-// shared ring, loaded kStages - 1 k-steps ahead with cp.async; weights go from global memory (L2,
+// shared ring, one half of it (kHalfSteps k-steps) ahead with cp.async; weights go from global memory (L2,
 // prefetched ahead) to registers once per unit, ahead of their use (see the top of the file), and
 // are turned into float16 fragments step by step.
 template <class Q, int kMTiles>
@@ -487,10 +490,8 @@ __global__ void __launch_bounds__(kThreads, kMinCtas)
   // the first weights are on their way.
   wait_then_allow_next_kernel();
 #pragma unroll 1
-  for (int i = 0; i < Tile::kStages - 1; ++i) {
-    issue(i);
-    cp_async_commit();
-  }
+  for (int i = 0; i < Tile::kHalfSteps; ++i) issue(i);
+  cp_async_commit();
 
   float acc[kMTiles][kNTiles][4];
 #pragma unroll
@@ -516,10 +517,13 @@ __global__ void __launch_bounds__(kThreads, kMinCtas)
 #pragma unroll
     for (int s = 0; s < Q::kSteps; ++s, ++gs) {
       if (Q::kPartialUnits && gs >= steps) break;  // only the small types' last unit
-      cp_async_wait<Tile::kStages - 2>();
-      __syncthreads();  // slot gs is in; every warp is done with slot gs - 1
-      issue(gs + Tile::kStages - 1);
-      cp_async_commit();
+      if (gs % Tile::kHalfSteps == 0) {
+        cp_async_wait<0>();
+        __syncthreads();  // this half is in; every warp is done with the other, which now fills
+#pragma unroll
+        for (int i = 0; i < Tile::kHalfSteps; ++i) issue(gs + Tile::kHalfSteps + i);
+        cp_async_commit();
+      }
       const uint8_t* slot = shared + (gs & (Tile::kStages - 1)) * Tile::kSlotBytes + b_at;
 
       uint32_t a[kMTiles][2][4];
