@@ -1,4 +1,4 @@
-// Small utilities: SHA-256, the realizar home directory, progress formatting, byte sizes.
+// Small utilities: SHA-256, the realizar home directory, progress formatting, byte sizes, counts.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -10,6 +10,7 @@
 #include "realizar/error.h"
 #include "test_support.h"
 #include "util/byte_size.h"
+#include "util/counted.h"
 #include "util/paths.h"
 #include "util/progress.h"
 #include "util/sha256.h"
@@ -95,6 +96,12 @@ TEST(Progress, QuickWorkPrintsNothingUnlessAskedAndPlainOutputHasNoControlCodes)
   EXPECT_THAT(text, HasSubstr("total\n"));
   EXPECT_EQ(text.find('\r'), std::string::npos);
   EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 1);
+}
+
+TEST(Counted, TheNounIsPluralExceptForOne) {
+  EXPECT_EQ(counted(1, "thread"), "1 thread");
+  EXPECT_EQ(counted(2, "thread"), "2 threads");
+  EXPECT_EQ(counted(0, "outlier"), "0 outliers");
 }
 
 TEST(ByteSize, BinaryDecimalAndBareUnits) {
