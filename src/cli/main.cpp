@@ -54,7 +54,10 @@ int main(int argc, char** argv) {
   using namespace realizar::cli;
   CLI::App app{"apr: run large language models stored as GGUF files", "apr"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "apr 0.1.0");
+  // CLI11's own texts start in capitals; every other help text here does not. Subcommands copy
+  // the help flag when they are added.
+  app.set_help_flag("-h,--help", "print this help and exit");
+  app.set_version_flag("--version", "apr 0.1.0", "print the version and exit");
 
   std::vector<Command> commands = registered_commands();
   std::sort(commands.begin(), commands.end(),
