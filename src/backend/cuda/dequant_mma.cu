@@ -18,7 +18,7 @@
 // Tiles: a warp computes 16 or 32 rows (one or two m16 tiles) x 32 tokens (four n8 tiles); a CTA
 // is 4 such warps on consecutive rows, so each weight is turned into fragments once per 32
 // tokens. The tile's activations come through a shared-memory ring of k-steps, filled by
-// cp.async several steps ahead (one __syncthreads per k-step), so the four warps share one copy and
+// cp.async a half ring (4 k-steps) ahead (one __syncthreads per half), so the four warps share one copy and
 // never wait on L2 inside a step. Weights go from global memory to registers once per unit (a
 // block, or four blocks of the 32-element types); each lane asks L2 (cp.async.bulk.prefetch.L2)
 // for its row's next 512 elements one window ahead, 16-row warps load the next unit's registers a
