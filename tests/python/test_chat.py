@@ -304,7 +304,9 @@ def test_smollm2_in_a_terminal_stops_an_answer_on_ctrl_c_and_leaves_on_ctrl_d(sm
         tmux.wait_for(lambda s: "/help lists the commands" in s and s.rstrip().endswith(">"), "prompt")
         tmux.keys("Write a very long story about a dragon who learns to cook.", "Enter")
         # Stop it once the answer is streaming: a few lines have come, well before 400 tokens.
-        screen = tmux.wait_for(lambda s: len(s.split("learns to cook.", 1)[-1].strip()) > 80, "streamed answer")
+        # (The question must be on the screen first: before its echo, the whole screen would count.)
+        screen = tmux.wait_for(lambda s: "learns to cook." in s and len(s.split("learns to cook.", 1)[1].strip()) > 80,
+                               "streamed answer")
         tmux.keys("C-c")
         screen = tmux.wait_for(lambda s: "apr: stopped (the answer so far stays in the chat)" in s, "stop notice")
         tmux.keys("/stats", "Enter")
