@@ -189,6 +189,7 @@ TEST(BenchReport, MarkdownShowsSpreadIntervalsBaselinesAndRatios) {
   EXPECT_THAT(md, HasSubstr("| pp512 |"));
   EXPECT_THAT(md, HasSubstr("– | – |"));  // no baseline row for pp512
   EXPECT_THAT(md, HasSubstr("5 runs: 93.8%"));
+  EXPECT_THAT(md, HasSubstr("- method: 1 warm-up run discarded, then 5 measured runs per test;"));
   EXPECT_THAT(md, HasSubstr("**warning**: llama.cpp ran on 4 threads, realizar on 2"));
   EXPECT_THAT(md, HasSubstr("Q4_K 75.0%, Q6_K 25.0%"));
 }

@@ -130,7 +130,7 @@ std::string interval_note(const json& results) {
   std::string note;
   for (const auto& [count, level] : levels) {
     if (!note.empty()) note += "; ";
-    note += fmt::format("{} runs: {:.1f}%", count, 100 * level);
+    note += fmt::format("{}: {:.1f}%", counted(count, "run"), 100 * level);
   }
   return note.empty() ? "" : " (coverage by run count: " + note + ")";
 }
@@ -167,8 +167,9 @@ std::string model_markdown(const json& doc) {
                      bytes_text(doc["kv_bytes_per_token"].get<double>()),
                      bytes_text(bw["bytes_per_second"].get<double>()), bw["method"].get<std::string>());
   const json& method = doc["method"];
-  out += fmt::format("- method: {} warm-up run(s) discarded, then {} measured runs per test{}; {}\n",
-                     method["warmup"].get<int>(), method["repetitions"].get<int>(),
+  out += fmt::format("- method: {} discarded, then {} per test{}; {}\n",
+                     counted(method["warmup"].get<int>(), "warm-up run"),
+                     counted(method["repetitions"].get<int>(), "measured run"),
                      method["cv_target"].get<double>() > 0
                          ? fmt::format(" and more until the mean's CV is below {} (at most {})",
                                        method["cv_target"].get<double>(),
@@ -279,10 +280,9 @@ std::string serve_markdown(const json& doc) {
   const json& env = doc["environment"];
   const json& servers = doc["servers"];
   std::string out = "## apr bench serve\n\n" + build_line(env) + host_line(env) + workload_line(doc["workload"]);
-  out += fmt::format("- method: {} warm-up request(s) per server, {} run(s) of the workload per "
-                     "server, servers taken in turn; {}\n",
-                     doc["method"]["warmup_requests"].get<int>(),
-                     doc["method"]["repetitions"].get<int>(), env["date"].get<std::string>());
+  out += fmt::format("- method: {} per server, {} of the workload per server, servers taken in turn; {}\n",
+                     counted(doc["method"]["warmup_requests"].get<int>(), "warm-up request"),
+                     counted(doc["method"]["repetitions"].get<int>(), "run"), env["date"].get<std::string>());
   for (const json& s : servers) {
     out += fmt::format("- {}: {} ({}), model `{}`\n", s["name"].get<std::string>(),
                        text_or(s["url"], "in-process"), s["role"].get<std::string>(),
