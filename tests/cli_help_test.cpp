@@ -25,8 +25,7 @@ std::string description_of(const std::string& line, bool in_subcommands) {
   words >> name >> second;
   const bool positional = second == "TEXT" || second.rfind("INT", 0) == 0 || second.rfind("FLOAT", 0) == 0;
   if (name[0] != '-' && !positional && !in_subcommands) return "";
-  const size_t gap = line.rfind("  ");
-  size_t start = gap;
+  size_t start = line.rfind("  ");  // found: the line starts with two spaces
   while (start < line.size() && line[start] == ' ') ++start;
   return line.substr(start);
 }
