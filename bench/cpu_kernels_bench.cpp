@@ -133,6 +133,7 @@ void small_shapes(benchmark::internal::Benchmark* b) {
 }
 
 #define REALIZAR_GEMM_BENCH(TYPE, SHAPES)                                                          \
+  BENCHMARK_CAPTURE(BM_Gemm, TYPE/amx, TensorType::TYPE, Isa::Amx)->Apply(SHAPES);                 \
   BENCHMARK_CAPTURE(BM_Gemm, TYPE/avx512, TensorType::TYPE, Isa::Avx512)->Apply(SHAPES);           \
   BENCHMARK_CAPTURE(BM_Gemm, TYPE/avx2, TensorType::TYPE, Isa::Avx2)->Apply(SHAPES);               \
   BENCHMARK_CAPTURE(BM_Gemm, TYPE/scalar, TensorType::TYPE, Isa::Scalar)->Apply(SHAPES)

@@ -316,7 +316,7 @@ std::vector<ModelCase> model_cases() {
       {Architecture::Qwen2, kQ4_K_M}, {Architecture::Qwen2, kQ5_0},   {Architecture::Llama, kQ4_0},
       {Architecture::Phi2, kQ4_K_M}, {Architecture::Llama, kQ5_K}};
   std::vector<ModelCase> cases;
-  for (cpu::Isa isa : {cpu::Isa::Avx512, cpu::Isa::Avx2, cpu::Isa::Scalar}) {
+  for (cpu::Isa isa : {cpu::Isa::Amx, cpu::Isa::Avx512, cpu::Isa::Avx2, cpu::Isa::Scalar}) {
     for (const auto& [arch, scheme] : models) cases.push_back({arch, scheme, isa});
   }
   return cases;
@@ -441,7 +441,7 @@ TEST_F(CpuBackendErrors, HeadDimensionsTheKernelsCannotTakeAreAnError) {
 }
 
 TEST_F(CpuBackendErrors, ForcedKernelSetMustRunOnThisCpu) {
-  for (cpu::Isa isa : {cpu::Isa::Avx512, cpu::Isa::Avx2}) {
+  for (cpu::Isa isa : {cpu::Isa::Amx, cpu::Isa::Avx512, cpu::Isa::Avx2}) {
     if (cpu::isa_supported(isa, cpu::cpu_features())) continue;
     EXPECT_THAT([&] { make_cpu_backend(model.config, model.weights, testing::cache_options(16, 2), isa); },
                 ::testing::ThrowsMessage<std::exception>(::testing::HasSubstr("this CPU cannot run the")));

@@ -28,7 +28,7 @@ namespace {
 
 using cpu::Isa;
 
-constexpr Isa kIsas[] = {Isa::Scalar, Isa::Avx2, Isa::Avx512};
+constexpr Isa kIsas[] = {Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Amx};
 
 std::string isa_label(Isa isa) {
   std::string name(cpu::isa_name(isa));
@@ -145,7 +145,7 @@ class CpuGemmTest : public ::testing::TestWithParam<GemmCase> {};
 // float32 block scales, products and running sum add a few roundings per block; the bound is
 // 2e-6 of sum |w * a| (a wrong nibble, bit or scale is off by far more). Shapes: real row lengths
 // and odd ones, row counts that are not multiples of 16 (the padded group), and token counts that
-// cover every tile size and remainder of the SIMD kernels.
+// cover every tile size and remainder of the SIMD kernels (AMX: two tiles of 16 and 5 left over).
 TEST_P(CpuGemmTest, MatchesDequantizedProducts) {
   const auto [isa, type] = GetParam();
   KERNELS_OR_SKIP(isa);
@@ -158,25 +158,27 @@ TEST_P(CpuGemmTest, MatchesDequantizedProducts) {
       const Matrix w(type, rows, cols, static_cast<uint32_t>(rows * 7 + cols));
       const cpu::PackedMatrix packed(w.tensor, pool);
       ASSERT_EQ(packed.groups(), (rows + 15) / 16);
-      const int64_t tokens = cols > 1536 ? 7 : 13;
-      const Activations act(type, tokens, cols, static_cast<uint32_t>(cols));
-      const std::vector<float> got = run_gemm(kernels.gemm_for(type), packed, act, 0, tokens);
-      double worst = 0.0;
-      for (int64_t t = 0; t < tokens; ++t) {
-        for (int64_t r = 0; r < rows; ++r) {
-          double want = 0.0, magnitude = 0.0;
-          for (int64_t i = 0; i < cols; ++i) {
-            const double p = w.values[static_cast<size_t>(r * cols + i)] * act.values[static_cast<size_t>(t * cols + i)];
-            want += p;
-            magnitude += std::abs(p);
+      for (int64_t tokens : {cols > 1536 ? int64_t{7} : int64_t{13}, int64_t{37}}) {
+        const Activations act(type, tokens, cols, static_cast<uint32_t>(cols));
+        const std::vector<float> got = run_gemm(kernels.gemm_for(type), packed, act, 0, tokens);
+        double worst = 0.0;
+        for (int64_t t = 0; t < tokens; ++t) {
+          for (int64_t r = 0; r < rows; ++r) {
+            double want = 0.0, magnitude = 0.0;
+            for (int64_t i = 0; i < cols; ++i) {
+              const double p = w.values[static_cast<size_t>(r * cols + i)] * act.values[static_cast<size_t>(t * cols + i)];
+              want += p;
+              magnitude += std::abs(p);
+            }
+            const double error = std::abs(got[static_cast<size_t>(t * rows + r)] - want) / magnitude;
+            worst = std::max(worst, error);
+            ASSERT_LT(error, 2e-6) << "cols " << cols << " rows " << rows << " tokens " << tokens << " token " << t << " row " << r
+                                   << ": got " << got[static_cast<size_t>(t * rows + r)] << ", want " << want;
           }
-          const double error = std::abs(got[static_cast<size_t>(t * rows + r)] - want) / magnitude;
-          worst = std::max(worst, error);
-          ASSERT_LT(error, 2e-6) << "cols " << cols << " rows " << rows << " token " << t << " row " << r
-                                 << ": got " << got[static_cast<size_t>(t * rows + r)] << ", want " << want;
         }
+        RecordProperty("worst_" + std::to_string(rows) + "x" + std::to_string(cols) + "_" + std::to_string(tokens),
+                       ::testing::PrintToString(worst));
       }
-      RecordProperty("worst_" + std::to_string(rows) + "x" + std::to_string(cols), ::testing::PrintToString(worst));
     }
   }
 }
@@ -187,7 +189,7 @@ TEST_P(CpuGemmTest, TokenResultsDoNotDependOnTheBatch) {
   const auto [isa, type] = GetParam();
   KERNELS_OR_SKIP(isa);
   ThreadPool pool(1);
-  const int64_t cols = tensor_type_info(type).block_size == QK_K ? 512 : 128, rows = 32, tokens = 11;
+  const int64_t cols = tensor_type_info(type).block_size == QK_K ? 512 : 128, rows = 32, tokens = 37;
   const Matrix w(type, rows, cols, 3);
   const cpu::PackedMatrix packed(w.tensor, pool);
   const Activations act(type, tokens, cols, 5);
@@ -195,6 +197,25 @@ TEST_P(CpuGemmTest, TokenResultsDoNotDependOnTheBatch) {
   for (int64_t t = 0; t < tokens; ++t) {
     const std::vector<float> alone = run_gemm(kernels.gemm_for(type), packed, act, t, 1);
     EXPECT_EQ(alone, std::vector<float>(together.begin() + t * rows, together.begin() + (t + 1) * rows)) << "token " << t;
+  }
+}
+
+// The AMX kernels give the VNNI kernels' bits: both sum the same exact int32 products per scale
+// unit and combine them in the same float32 order, so a token's result does not depend on which
+// set ran it (tiles of 16 on the tile unit, the rest on VNNI). Real shapes, every packed type.
+TEST(CpuAmxGemm, EqualsTheVnniKernelsBitForBit) {
+  KERNELS_OR_SKIP(Isa::Amx);
+  const cpu::KernelSet& vnni = cpu::kernel_set(Isa::Avx512);
+  ThreadPool pool(1);
+  for (TensorType type : cpu::kPackedTypes) {
+    const int64_t cols = tensor_type_info(type).block_size == QK_K ? 1536 : 896, rows = 48;
+    const Matrix w(type, rows, cols, 11);
+    const cpu::PackedMatrix packed(w.tensor, pool);
+    for (int64_t tokens : {16, 21, 64}) {
+      const Activations act(type, tokens, cols, 17);
+      EXPECT_EQ(run_gemm(kernels.gemm_for(type), packed, act, 0, tokens), run_gemm(vnni.gemm_for(type), packed, act, 0, tokens))
+          << tensor_type_name(type) << ", " << tokens << " tokens";
+    }
   }
 }
 
@@ -399,7 +420,7 @@ TEST(CpuDispatch, ForcedSetsAreCheckedAgainstTheCpu) {
   EXPECT_THAT([&] { cpu::choose_isa(none, "avx2"); },
               ::testing::ThrowsMessage<Error>(::testing::HasSubstr("REALIZAR_CPU_ISA=avx2: this CPU cannot run the avx2 kernels (best: scalar)")));
   EXPECT_THAT([&] { cpu::choose_isa(none, "sse9"); },
-              ::testing::ThrowsMessage<Error>(::testing::HasSubstr("REALIZAR_CPU_ISA must be avx512, avx2 or scalar, got 'sse9'")));
+              ::testing::ThrowsMessage<Error>(::testing::HasSubstr("REALIZAR_CPU_ISA must be amx, avx512, avx2 or scalar, got 'sse9'")));
   cpu::CpuFeatures avx2;
   avx2.avx2 = avx2.fma = avx2.f16c = true;
   EXPECT_EQ(cpu::best_isa(avx2), Isa::Avx2);
@@ -411,6 +432,14 @@ TEST(CpuDispatch, ForcedSetsAreCheckedAgainstTheCpu) {
   EXPECT_EQ(cpu::best_isa(avx512), Isa::Avx512);
   EXPECT_EQ(cpu::choose_isa(avx512, "avx2"), Isa::Avx2);
   EXPECT_EQ(cpu::isa_name(Isa::Avx512), "avx512-vnni");
+  EXPECT_THAT([&] { cpu::choose_isa(avx512, "amx"); },
+              ::testing::ThrowsMessage<Error>(::testing::HasSubstr("REALIZAR_CPU_ISA=amx: this CPU cannot run the amx-int8 kernels (best: avx512-vnni)")));
+  cpu::CpuFeatures amx = avx512;
+  amx.amx_int8 = true;
+  EXPECT_EQ(cpu::best_isa(amx), Isa::Amx);
+  EXPECT_EQ(cpu::choose_isa(amx, "avx512"), Isa::Avx512);
+  amx.avx512vnni = false;  // the AMX set's other kernels are the AVX-512 VNNI ones
+  EXPECT_FALSE(cpu::isa_supported(Isa::Amx, amx));
 }
 
 TEST(CpuDispatch, PhysicalCoresAreAtMostTheHardwareThreads) {

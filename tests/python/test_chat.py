@@ -103,9 +103,9 @@ def test_every_model_run_names_its_device_model_and_threads(tiny, tmp_path, home
     r = chat(tiny, [], *TINY, "-t", "2", cwd=tmp_path, home=home)
     assert r.returncode == 0
     assert r.stdout == ""
-    # The CPU backend names the kernel set CPUID chose (avx512-vnni, avx2 or scalar).
+    # The CPU backend names the kernel set CPUID chose (amx-int8, avx512-vnni, avx2 or scalar).
     [line] = r.stderr.splitlines()
-    assert re.fullmatch(r"apr: tiny\.gguf \(llama\) on cpu \((avx512-vnni|avx2|scalar)\), 2 threads, context 256 tokens", line)
+    assert re.fullmatch(r"apr: tiny\.gguf \(llama\) on cpu \((amx-int8|avx512-vnni|avx2|scalar)\), 2 threads, context 256 tokens", line)
 
 
 def test_clear_forgets_the_turns_and_keeps_the_system_message(tiny, tmp_path, home):

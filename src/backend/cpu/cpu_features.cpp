@@ -1,6 +1,8 @@
 #include "backend/cpu/cpu_features.h"
 
 #include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <set>
@@ -37,6 +39,19 @@ unsigned long long xcr0() {
 
 bool bit(unsigned word, int n) { return ((word >> n) & 1u) != 0; }
 
+// Linux keeps the AMX tile data (8 KiB of state per thread) off until a process asks for it
+// (Documentation/arch/x86/xstate.rst); a kernel too old to know the request, or one that refuses
+// it, leaves AMX unusable, and the kernels fall back to the next set.
+bool os_grants_tile_data() {
+#if defined(__linux__) && defined(__x86_64__)
+  constexpr int kArchReqXcompPerm = 0x1023;
+  constexpr int kXfeatureXtiledata = 18;
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+  return false;
+#endif
+}
+
 CpuFeatures detect() {
   CpuFeatures f;
   const Registers leaf1 = cpuid(1, 0);
@@ -55,7 +70,8 @@ CpuFeatures detect() {
   f.avx512vl = os_zmm && bit(leaf7.ebx, 31);
   f.avx512vnni = os_zmm && bit(leaf7.ecx, 11);
   f.avx512bf16 = os_zmm && bit(leaf7_1.eax, 5);
-  f.amx_int8 = bit(leaf7.edx, 25);
+  const bool os_tiles = (xcr & 0x60000) == 0x60000;  // XTILECFG, XTILEDATA
+  f.amx_int8 = os_tiles && bit(leaf7.edx, 24) && bit(leaf7.edx, 25) && os_grants_tile_data();
   return f;
 }
 #else
@@ -93,6 +109,7 @@ std::string_view isa_name(Isa isa) {
     case Isa::Scalar: return "scalar";
     case Isa::Avx2: return "avx2";
     case Isa::Avx512: return "avx512-vnni";
+    case Isa::Amx: return "amx-int8";
   }
   fail("unknown CPU kernel set {}", static_cast<int>(isa));
 }
@@ -104,12 +121,13 @@ bool isa_supported(Isa isa, const CpuFeatures& f) {
     case Isa::Avx512:
       return isa_supported(Isa::Avx2, f) && f.avx512f && f.avx512bw && f.avx512dq && f.avx512vl &&
              f.avx512vnni;
+    case Isa::Amx: return isa_supported(Isa::Avx512, f) && f.amx_int8;
   }
   fail("unknown CPU kernel set {}", static_cast<int>(isa));
 }
 
 Isa best_isa(const CpuFeatures& features) {
-  for (Isa isa : {Isa::Avx512, Isa::Avx2}) {
+  for (Isa isa : {Isa::Amx, Isa::Avx512, Isa::Avx2}) {
     if (isa_supported(isa, features)) return isa;
   }
   return Isa::Scalar;
@@ -118,14 +136,16 @@ Isa best_isa(const CpuFeatures& features) {
 Isa choose_isa(const CpuFeatures& features, std::optional<std::string_view> forced) {
   if (!forced) return best_isa(features);
   Isa isa;
-  if (*forced == "avx512") {
+  if (*forced == "amx") {
+    isa = Isa::Amx;
+  } else if (*forced == "avx512") {
     isa = Isa::Avx512;
   } else if (*forced == "avx2") {
     isa = Isa::Avx2;
   } else if (*forced == "scalar") {
     isa = Isa::Scalar;
   } else {
-    fail("REALIZAR_CPU_ISA must be avx512, avx2 or scalar, got '{}'", *forced);
+    fail("REALIZAR_CPU_ISA must be amx, avx512, avx2 or scalar, got '{}'", *forced);
   }
   if (!isa_supported(isa, features)) {
     fail("REALIZAR_CPU_ISA={}: this CPU cannot run the {} kernels (best: {})", *forced, isa_name(isa),

@@ -2,11 +2,13 @@
 // CPU backend's kernel sets (kernels.h) follows from it.
 //
 // Kernel sets, best first:
+//   "amx-int8":    "avx512-vnni" with its GEMM kernels on the AMX tile unit (Sapphire Rapids and
+//                  later), where the OS lets this process use the tile registers
 //   "avx512-vnni": AVX-512 F/BW/DQ/VL + VNNI (Ice Lake, Sapphire Rapids, Zen 4 and later)
 //   "avx2":        AVX2 + FMA + F16C (Haswell, Zen 1 and later)
 //   "scalar":      portable C++, any CPU
-// REALIZAR_CPU_ISA=avx512|avx2|scalar forces one (tests, comparisons); forcing a set the CPU cannot
-// run is an error, not a crash. AMX tiles are not used (see docs/perf-notes.md, CPU backend).
+// REALIZAR_CPU_ISA=amx|avx512|avx2|scalar forces one (tests, comparisons); forcing a set the CPU
+// cannot run is an error, not a crash.
 #pragma once
 
 #include <optional>
@@ -20,15 +22,17 @@ struct CpuFeatures {
   bool avx2 = false, fma = false, f16c = false;
   bool avx512f = false, avx512bw = false, avx512dq = false, avx512vl = false, avx512vnni = false;
   bool avx512bf16 = false;
-  bool amx_int8 = false;  // reported only; no kernel uses it
+  // AMX-TILE + AMX-INT8, the OS saving tile state (XCR0 bits 17, 18) and granting this process the
+  // tile data (Linux arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA), asked once at detection).
+  bool amx_int8 = false;
 };
 
 // The features of the CPU this process runs on (computed once).
 const CpuFeatures& cpu_features();
 
-enum class Isa { Scalar, Avx2, Avx512 };
+enum class Isa { Scalar, Avx2, Avx512, Amx };
 
-// "scalar", "avx2", "avx512-vnni".
+// "scalar", "avx2", "avx512-vnni", "amx-int8".
 std::string_view isa_name(Isa isa);
 
 // Whether `features` can run kernel set `isa`.
@@ -38,7 +42,7 @@ bool isa_supported(Isa isa, const CpuFeatures& features);
 Isa best_isa(const CpuFeatures& features);
 
 // The set to run: REALIZAR_CPU_ISA when set (`forced`: its value), else the best one. Throws
-// realizar::Error naming the value when it is not avx512, avx2 or scalar, or when the CPU cannot
+// realizar::Error naming the value when it is not amx, avx512, avx2 or scalar, or when the CPU cannot
 // run that set.
 Isa choose_isa(const CpuFeatures& features, std::optional<std::string_view> forced);
 

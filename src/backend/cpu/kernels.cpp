@@ -46,8 +46,9 @@ const KernelSet& kernel_set(Isa isa) {
 #if defined(__x86_64__)
     case Isa::Avx2: return avx2_kernels();
     case Isa::Avx512: return avx512_kernels();
+    case Isa::Amx: return amx_kernels();
 #else
-    case Isa::Avx2: case Isa::Avx512: break;
+    case Isa::Avx2: case Isa::Avx512: case Isa::Amx: break;
 #endif
   }
   fail("this build has no {} CPU kernels", isa_name(isa));

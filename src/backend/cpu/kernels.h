@@ -1,7 +1,8 @@
 // The CPU backend's kernels, one table (KernelSet) per instruction set, chosen at run time from
 // CPUID (cpu_features.h): kernels_scalar.cpp (portable C++, the definition of each kernel on the
 // packed layouts), kernels_avx2.cpp and kernels_avx512.cpp (the same kernels with AVX2+FMA+F16C or
-// AVX-512 VNNI, written once as templates in x86_kernels.h). The rest of the backend is portable
+// AVX-512 VNNI, written once as templates in x86_kernels.h) and kernels_amx.cpp (the AVX-512 set
+// with GEMM kernels on the AMX tile unit for 16 tokens at a time). The rest of the backend is portable
 // code that calls through the table, so one binary runs the best set of whatever CPU it meets.
 //
 // Matrix products follow ggml's CPU backend (ggml-cpu/quants.c, ggml_vec_dot_*): the activation
@@ -145,11 +146,12 @@ const KernelSet& kernel_set(Isa isa);
 // call (throws realizar::Error when REALIZAR_CPU_ISA is invalid for this CPU).
 const KernelSet& active_kernels();
 
-// Defined in kernels_scalar.cpp, kernels_avx2.cpp and kernels_avx512.cpp.
+// Defined in kernels_scalar.cpp, kernels_avx2.cpp, kernels_avx512.cpp and kernels_amx.cpp.
 const KernelSet& scalar_kernels();
 #if defined(__x86_64__)
 const KernelSet& avx2_kernels();
 const KernelSet& avx512_kernels();
+const KernelSet& amx_kernels();  // kernels_amx.cpp
 #endif
 
 }  // namespace realizar::cpu

@@ -1,0 +1,287 @@
+// The AMX kernel set: the AVX-512 VNNI set (kernels_avx512.cpp) with GEMM kernels for Q8_0, Q4_K
+// and Q5_K that run every whole tile of 16 tokens on the tile unit (Intel AMX-INT8: TDPBSUD and
+// TDPBSSD, Intel 64 and IA-32 Architectures Software Developer's Manual vol. 1 ch. 18 and the
+// Instruction Set Reference) and hand the tokens left over to the VNNI kernels. The other packed
+// types keep the VNNI kernels: one tile product per 16 (Q6_K) or per 32 columns with 4-bit
+// unpacking (Q4_0..Q5_1) was no faster (docs/perf-notes.md, "AMX tiles for prefill").
+//
+// The packed layout (packed_weights.h) is already the tile unit's B operand: a 64-byte chunk,
+// "16 rows x 4 consecutive columns", is one row of B (K / 4 rows, each 4 bytes of K for 16 output
+// columns). One product covers one scale unit, the 32 columns that share one scale per weight row
+// (a K-quant sub-block, a Q8_0 block): B is the unit's chunks (K-quants: unpacked from nibbles into
+// bytes once per block for every tile), A is 16 tokens' activation
+// bytes of those columns read in place (one activation row every act_stride bytes), and
+// C[token][row] is the exact int32 dot product the VNNI kernel sums lane by lane with vpdpbusd.
+// Everything after it (the units' scales, the mins and offsets, the float32 combination) is the
+// VNNI kernel's arithmetic in the same order, so the two sets give every token the same bits
+// whichever of them ran it; cpu_kernels_test checks that bit for bit.
+#if defined(__x86_64__)
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC bug 105593, as in kernels_avx512.cpp (here some of the intrinsics warn without the "maybe").
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "backend/cpu/kernels.h"
+#include "backend/cpu/packed_weights.h"
+
+// Everything below is compiled for AVX-512 and AMX (see x86_kernels.h for why the pragma comes last).
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,amx-tile,amx-int8"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,amx-tile,amx-int8")
+#endif
+
+namespace realizar::cpu {
+namespace {
+
+constexpr int64_t kTileTokens = 16;  // the rows of an A tile
+
+// The one tile configuration every kernel uses (palette 1): C in tmm0 and tmm1 (16 tokens x 16
+// int32), a unit of 32 columns in tmm2 (A: 16 tokens x 32 bytes) and tmm3 (B: 8 rows of 64 bytes).
+struct alignas(64) TileConfig {
+  uint8_t palette = 1;
+  uint8_t start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t bytes_per_row[16] = {};
+  uint8_t rows[16] = {};
+};
+static_assert(sizeof(TileConfig) == 64);
+
+// Loads the configuration once per thread: it is part of the thread's state from then on (the OS
+// saves it with the tile data on a context switch), and every kernel of this file uses the same one.
+void configure_tiles() {
+  thread_local bool configured = false;
+  if (configured) return;
+  TileConfig config;
+  const auto tile = [&config](int t, int rows, int bytes) {
+    config.rows[t] = static_cast<uint8_t>(rows);
+    config.bytes_per_row[t] = static_cast<uint16_t>(bytes);
+  };
+  tile(0, 16, 64);
+  tile(1, 16, 64);
+  tile(2, 16, 32);
+  tile(3, 8, 64);
+  _tile_loadconfig(&config);
+  configured = true;
+}
+
+using UnitResult = int32_t[kTileTokens][kGroupRows];
+
+// c[m][n] = sum_k a_m[k] * w_n[k] over one unit of 32 columns: a_m the 32 signed activation
+// bytes of token m at a + m * stride, w the unit's 8 chunks at b (unsigned bytes, or signed ones
+// for Q8_0). kC (0 or 1) is the C tile: consecutive units alternate, so that one unit's product
+// does not wait for the previous one's store.
+//
+// GCC's tile intrinsics paste the register number into their assembly text, so it cannot be a
+// template parameter: one body per C tile, spelled by this macro.
+#define REALIZAR_UNIT_PRODUCT(C) \
+  _tile_zero(C);                 \
+  _tile_loadd(2, a, stride);     \
+  _tile_loadd(3, b, 64);         \
+  if constexpr (kSignedWeights) { \
+    _tile_dpbssd(C, 2, 3);       \
+  } else {                       \
+    _tile_dpbsud(C, 2, 3);       \
+  }                              \
+  _tile_stored(C, c, 64)
+
+template <int kC, bool kSignedWeights = false>
+void unit_product(const int8_t* a, size_t stride, const void* b, UnitResult& c) {
+  static_assert(kC == 0 || kC == 1);
+  if constexpr (kC == 0) {
+    REALIZAR_UNIT_PRODUCT(0);
+  } else {
+    REALIZAR_UNIT_PRODUCT(1);
+  }
+}
+#undef REALIZAR_UNIT_PRODUCT
+
+// The products of kUnits consecutive units (unit u's activations at a + 32 * u, its B operand at
+// b + 512 * u), all issued before any result is read: the vector code that reads the tile unit's
+// stores then waits once per block instead of once per unit.
+template <int kUnits>
+void unit_products(const int8_t* a, size_t stride, const uint8_t* b, UnitResult (&c)[kUnits]) {
+  static_assert(kUnits % 2 == 0);
+  for (int u = 0; u < kUnits; u += 2) {
+    unit_product<0>(a + 32 * u, stride, b + 512 * u, c[u]);
+    unit_product<1>(a + 32 * (u + 1), stride, b + 512 * (u + 1), c[u + 1]);
+  }
+}
+
+int32_t load_i32(const void* p) {
+  int32_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+__m512i load(const void* p) { return _mm512_loadu_si512(p); }
+__m512i low_nibbles(__m512i v) { return _mm512_and_si512(v, _mm512_set1_epi8(0x0F)); }
+__m512i high_nibbles(__m512i v) { return _mm512_and_si512(_mm512_srli_epi16(v, 4), _mm512_set1_epi8(0x0F)); }
+// Bit 4 set in byte j where bit j of `bits` is (as kernels_avx512.cpp's or_bit4).
+__m512i or_bit4(__m512i v, uint64_t bits) {
+  return _mm512_mask_add_epi8(v, _cvtu64_mask64(bits), v, _mm512_set1_epi8(0x10));
+}
+__m512 half16(const ggml_half* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+
+template <typename Act>
+const Act& act_block(const uint8_t* act, size_t stride, int m) {
+  return *reinterpret_cast<const Act*>(act + static_cast<size_t>(m) * stride);
+}
+
+// ---- the kernels: Unpack (the block's B operands), Tile (16 tokens of one block) ---------------
+
+// Q4_K / Q5_K: unit s = sub-block s, its chunks 8 * (s / 2) + c, low nibbles for even s and high
+// for odd; then TileQ4Q5K's scales, mins and combination.
+template <typename PackedType>
+struct KQuant45 {
+  using Packed = PackedType;
+  using Act = ActBlockK;
+  static constexpr bool kRegisterAccumulators = false;  // out, block by block
+  struct Units {
+    alignas(64) uint8_t chunk[8][8][64];
+  };
+
+  static void unpack(const Packed& p, Units& u) {
+    for (int w = 0; w < 32; ++w) {
+      const __m512i bytes = load(p.qs[w]);
+      __m512i low = low_nibbles(bytes), high = high_nibbles(bytes);
+      if constexpr (HasHighBits<Packed>) {
+        low = or_bit4(low, p.qh[w][0]);
+        high = or_bit4(high, p.qh[w][1]);
+      }
+      _mm512_store_si512(u.chunk[2 * (w / 8)][w % 8], low);
+      _mm512_store_si512(u.chunk[2 * (w / 8) + 1][w % 8], high);
+    }
+  }
+
+  static void tile(const Packed& p, const Units& u, const uint8_t* act, size_t stride, float* out) {
+    const auto* qs = reinterpret_cast<const int8_t*>(act + offsetof(ActBlockK, qs));
+    alignas(64) UnitResult c[8];
+    unit_products<8>(qs, stride, &u.chunk[0][0][0], c);
+    __m512i scaled[kTileTokens];
+    for (__m512i& s : scaled) s = _mm512_setzero_si512();
+    for (int s = 0; s < 8; ++s) {
+      const __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p.scales[s])));
+      for (int m = 0; m < kTileTokens; ++m) scaled[m] = _mm512_add_epi32(scaled[m], _mm512_mullo_epi32(load(c[s][m]), sc));
+    }
+    __m512i min_pairs[4];
+    for (int pair = 0; pair < 4; ++pair) {
+      min_pairs[pair] = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(&p.mins[pair][0][0])));
+    }
+    const __m512 d = half16(p.d), dmin = half16(p.dmin);
+    for (int m = 0; m < kTileTokens; ++m) {
+      const ActBlockK& a = act_block<ActBlockK>(act, stride, m);
+      __m512i mins = _mm512_setzero_si512();
+      for (int pair = 0; pair < 4; ++pair) {
+        mins = _mm512_dpwssd_epi32(mins, min_pairs[pair], _mm512_set1_epi32(load_i32(a.bsums32 + 2 * pair)));
+      }
+      const __m512 da = _mm512_set1_ps(a.d);
+      __m512 acc = _mm512_loadu_ps(out + m * kGroupRows);
+      acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(scaled[m]), _mm512_mul_ps(d, da), acc);
+      acc = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mins), _mm512_mul_ps(dmin, da), acc);
+      _mm512_storeu_ps(out + m * kGroupRows, acc);
+    }
+  }
+};
+
+// Q8_0: one unit per block, the packed chunks the signed B operand as they are; then Tile32's scale.
+struct BlockQ8_0 {
+  using Packed = PackedQ8_0;
+  using Act = ActBlock32;
+  struct Units {};
+
+  static constexpr bool kRegisterAccumulators = true;
+
+  static void unpack(const Packed&, Units&) {}
+
+  // Block after block into accumulators held in registers (a block is one unit: a load and
+  // store of the accumulators per block would cost as much as the product).
+  static void tile(const Packed& p, const Units&, const uint8_t* act, size_t stride, __m512 (&acc)[kTileTokens]) {
+    alignas(64) UnitResult c;
+    unit_product<0, true>(reinterpret_cast<const int8_t*>(act + offsetof(ActBlock32, qs)), stride, p.qs, c);
+    const __m512 d = half16(p.d);
+    for (int m = 0; m < kTileTokens; ++m) {
+      const ActBlock32& a = act_block<ActBlock32>(act, stride, m);
+      acc[m] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(load(c[m])), d), _mm512_set1_ps(a.d), acc[m]);
+    }
+  }
+};
+
+// A GemmKernel over every whole tile of 16 tokens, out accumulating block by block in VNNI's
+// order: for the K-quants each block's units are unpacked once for all tiles (block by block,
+// tiles inside, the accumulators in out); for Q8_0 each tile runs through every block with its
+// accumulators in registers. The tokens left over (fewer than 16) go to the VNNI
+// kernel of the same type (kIndex in kPackedTypes).
+template <typename Kernel, size_t kIndex>
+void gemm(const uint8_t* group, const uint8_t* act, size_t act_stride, int64_t tokens, int64_t blocks, float* out) {
+  const int64_t whole = tokens / kTileTokens * kTileTokens;
+  const auto* packed = reinterpret_cast<const typename Kernel::Packed*>(group);
+  const auto block_act = [&](int64_t b, int64_t t0) {
+    return act + static_cast<size_t>(b) * sizeof(typename Kernel::Act) + static_cast<size_t>(t0) * act_stride;
+  };
+  typename Kernel::Units units;
+  if (whole > 0) configure_tiles();
+  if constexpr (Kernel::kRegisterAccumulators) {
+    for (int64_t t0 = 0; t0 < whole; t0 += kTileTokens) {
+      __m512 acc[kTileTokens];
+      for (__m512& a : acc) a = _mm512_setzero_ps();
+      for (int64_t b = 0; b < blocks; ++b) {
+        Kernel::unpack(packed[b], units);
+        Kernel::tile(packed[b], units, block_act(b, t0), act_stride, acc);
+      }
+      for (int m = 0; m < kTileTokens; ++m) _mm512_storeu_ps(out + (t0 + m) * kGroupRows, acc[m]);
+    }
+  } else if (whole > 0) {
+    std::fill_n(out, whole * kGroupRows, 0.0f);
+    for (int64_t b = 0; b < blocks; ++b) {
+      Kernel::unpack(packed[b], units);
+      for (int64_t t0 = 0; t0 < whole; t0 += kTileTokens) {
+        Kernel::tile(packed[b], units, block_act(b, t0), act_stride, out + t0 * kGroupRows);
+      }
+    }
+  }
+  if (tokens > whole) {
+    avx512_kernels().gemm[kIndex](group, act + static_cast<size_t>(whole) * act_stride, act_stride, tokens - whole,
+                                  blocks, out + whole * kGroupRows);
+  }
+}
+
+}  // namespace
+}  // namespace realizar::cpu
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
+namespace realizar::cpu {
+
+// Portable code (the target ends above): called only once the CPU is known to run the set.
+const KernelSet& amx_kernels() {
+  static const KernelSet set = [] {
+    KernelSet s = avx512_kernels();
+    s.isa = Isa::Amx;
+    // In kPackedTypes' order.
+    // Q8_0, Q4_K and Q5_K on the tile unit; the other types keep the VNNI kernels, which were as
+    // fast or faster at 64 tokens (docs/perf-notes.md, "AMX tiles for prefill").
+    static_assert(kPackedTypes[4] == TensorType::Q8_0 && kPackedTypes[5] == TensorType::Q4_K &&
+                  kPackedTypes[6] == TensorType::Q5_K);
+    s.gemm[4] = gemm<BlockQ8_0, 4>;
+    s.gemm[5] = gemm<KQuant45<PackedQ4_K>, 5>;
+    s.gemm[6] = gemm<KQuant45<PackedQ5_K>, 6>;
+    return s;
+  }();
+  return set;
+}
+
+}  // namespace realizar::cpu
+#endif  // __x86_64__
