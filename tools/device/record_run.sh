@@ -69,6 +69,7 @@ fi
 
 if has cpu; then
   T=$(nproc)
+  for m in $MODELS; do wait_for $m; done  # a synth still running would take the CPU from the measurement
   for m in 0.5b 1.5b; do
     wait_for $m; M=/tmp/models/$m.gguf
     for round in 1 2; do
