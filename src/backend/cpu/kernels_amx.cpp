@@ -39,6 +39,9 @@
 #pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,amx-tile,amx-int8")
 #endif
 
+#define REALIZAR_X86_KERNELS_TU
+#include "backend/cpu/avx512_ops.h"
+
 namespace realizar::cpu {
 namespace {
 
@@ -116,20 +119,7 @@ void unit_products(const int8_t* a, size_t stride, const uint8_t* b, UnitResult 
   }
 }
 
-int32_t load_i32(const void* p) {
-  int32_t v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
-__m512i load(const void* p) { return _mm512_loadu_si512(p); }
-__m512i low_nibbles(__m512i v) { return _mm512_and_si512(v, _mm512_set1_epi8(0x0F)); }
-__m512i high_nibbles(__m512i v) { return _mm512_and_si512(_mm512_srli_epi16(v, 4), _mm512_set1_epi8(0x0F)); }
-// Bit 4 set in byte j where bit j of `bits` is (as kernels_avx512.cpp's or_bit4).
-__m512i or_bit4(__m512i v, uint64_t bits) {
-  return _mm512_mask_add_epi8(v, _cvtu64_mask64(bits), v, _mm512_set1_epi8(0x10));
-}
-__m512 half16(const ggml_half* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+using Ops = Avx512Ops;  // the VNNI kernels' vector operations (avx512_ops.h)
 
 template <typename Act>
 const Act& act_block(const uint8_t* act, size_t stride, int m) {
@@ -151,11 +141,11 @@ struct KQuant45 {
 
   static void unpack(const Packed& p, Units& u) {
     for (int w = 0; w < 32; ++w) {
-      const __m512i bytes = load(p.qs[w]);
-      __m512i low = low_nibbles(bytes), high = high_nibbles(bytes);
+      const Ops::B bytes = Ops::load(p.qs[w]);
+      Ops::B low = Ops::low_nibbles(bytes), high = Ops::high_nibbles(bytes);
       if constexpr (HasHighBits<Packed>) {
-        low = or_bit4(low, p.qh[w][0]);
-        high = or_bit4(high, p.qh[w][1]);
+        low = Ops::or_bit4(low, p.qh[w][0]);
+        high = Ops::or_bit4(high, p.qh[w][1]);
       }
       _mm512_store_si512(u.chunk[2 * (w / 8)][w % 8], low);
       _mm512_store_si512(u.chunk[2 * (w / 8) + 1][w % 8], high);
@@ -166,28 +156,24 @@ struct KQuant45 {
     const auto* qs = reinterpret_cast<const int8_t*>(act + offsetof(ActBlockK, qs));
     alignas(64) UnitResult c[8];
     unit_products<8>(qs, stride, &u.chunk[0][0][0], c);
-    __m512i scaled[kTileTokens];
-    for (__m512i& s : scaled) s = _mm512_setzero_si512();
+    Ops::I scaled[kTileTokens];
+    for (Ops::I& s : scaled) s = Ops::zero_i();
     for (int s = 0; s < 8; ++s) {
-      const __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p.scales[s])));
-      for (int m = 0; m < kTileTokens; ++m) scaled[m] = _mm512_add_epi32(scaled[m], _mm512_mullo_epi32(load(c[s][m]), sc));
+      const Ops::I sc = Ops::u8_to_i32(p.scales[s]);
+      for (int m = 0; m < kTileTokens; ++m) scaled[m] = Ops::add(scaled[m], Ops::mullo(Ops::load(c[s][m]), sc));
     }
-    __m512i min_pairs[4];
-    for (int pair = 0; pair < 4; ++pair) {
-      min_pairs[pair] = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(&p.mins[pair][0][0])));
-    }
-    const __m512 d = half16(p.d), dmin = half16(p.dmin);
+    Ops::I min_pairs[4];
+    for (int pair = 0; pair < 4; ++pair) min_pairs[pair] = Ops::u8pairs_to_i16(&p.mins[pair][0][0]);
+    const Ops::F d = Ops::half(p.d), dmin = Ops::half(p.dmin);
     for (int m = 0; m < kTileTokens; ++m) {
       const ActBlockK& a = act_block<ActBlockK>(act, stride, m);
-      __m512i mins = _mm512_setzero_si512();
-      for (int pair = 0; pair < 4; ++pair) {
-        mins = _mm512_dpwssd_epi32(mins, min_pairs[pair], _mm512_set1_epi32(load_i32(a.bsums32 + 2 * pair)));
-      }
-      const __m512 da = _mm512_set1_ps(a.d);
-      __m512 acc = _mm512_loadu_ps(out + m * kGroupRows);
-      acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(scaled[m]), _mm512_mul_ps(d, da), acc);
-      acc = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mins), _mm512_mul_ps(dmin, da), acc);
-      _mm512_storeu_ps(out + m * kGroupRows, acc);
+      Ops::I mins = Ops::zero_i();
+      for (int pair = 0; pair < 4; ++pair) mins = Ops::madd16(mins, min_pairs[pair], a.bsums32 + 2 * pair);
+      const Ops::F da = Ops::set1(a.d);
+      Ops::F acc = _mm512_loadu_ps(out + m * kGroupRows);
+      acc = Ops::fma(Ops::cvt(scaled[m]), Ops::mul(d, da), acc);
+      acc = Ops::fnma(Ops::cvt(mins), Ops::mul(dmin, da), acc);
+      Ops::store(out + m * kGroupRows, acc);
     }
   }
 };
@@ -204,13 +190,13 @@ struct BlockQ8_0 {
 
   // Block after block into accumulators held in registers (a block is one unit: a load and
   // store of the accumulators per block would cost as much as the product).
-  static void tile(const Packed& p, const Units&, const uint8_t* act, size_t stride, __m512 (&acc)[kTileTokens]) {
+  static void tile(const Packed& p, const Units&, const uint8_t* act, size_t stride, Ops::F (&acc)[kTileTokens]) {
     alignas(64) UnitResult c;
     unit_product<0, true>(reinterpret_cast<const int8_t*>(act + offsetof(ActBlock32, qs)), stride, p.qs, c);
-    const __m512 d = half16(p.d);
+    const Ops::F d = Ops::half(p.d);
     for (int m = 0; m < kTileTokens; ++m) {
       const ActBlock32& a = act_block<ActBlock32>(act, stride, m);
-      acc[m] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(load(c[m])), d), _mm512_set1_ps(a.d), acc[m]);
+      acc[m] = Ops::fma(Ops::mul(Ops::cvt(Ops::load(c[m])), d), Ops::set1(a.d), acc[m]);
     }
   }
 };
@@ -231,13 +217,13 @@ void gemm(const uint8_t* group, const uint8_t* act, size_t act_stride, int64_t t
   if (whole > 0) configure_tiles();
   if constexpr (Kernel::kRegisterAccumulators) {
     for (int64_t t0 = 0; t0 < whole; t0 += kTileTokens) {
-      __m512 acc[kTileTokens];
-      for (__m512& a : acc) a = _mm512_setzero_ps();
+      Ops::F acc[kTileTokens];
+      for (Ops::F& a : acc) a = Ops::zero_f();
       for (int64_t b = 0; b < blocks; ++b) {
         Kernel::unpack(packed[b], units);
         Kernel::tile(packed[b], units, block_act(b, t0), act_stride, acc);
       }
-      for (int m = 0; m < kTileTokens; ++m) _mm512_storeu_ps(out + (t0 + m) * kGroupRows, acc[m]);
+      for (int m = 0; m < kTileTokens; ++m) Ops::store(out + (t0 + m) * kGroupRows, acc[m]);
     }
   } else if (whole > 0) {
     std::fill_n(out, whole * kGroupRows, 0.0f);

@@ -28,6 +28,12 @@ namespace {
 
 struct Avx2Ops {
   static constexpr int kLanes = 8;
+  // The 4 bytes at p in every 32-bit lane.
+  static __m256i broadcast4(const void* p) {
+    int32_t v;
+    std::memcpy(&v, p, sizeof v);
+    return _mm256_set1_epi32(v);
+  }
   using I = __m256i;  // 8 int32: one per row of half a group
   using F = __m256;
   using B = __m256i;  // 32 bytes: 4 per row
@@ -57,7 +63,7 @@ struct Avx2Ops {
     return _mm256_and_si256(moved, _mm256_set1_epi8(0x30));
   }
   static I dot(I acc, B u, const int8_t* a4) {
-    const __m256i pairs = _mm256_maddubs_epi16(u, _mm256_set1_epi32(load_i32(a4)));
+    const __m256i pairs = _mm256_maddubs_epi16(u, broadcast4(a4));
     return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
   }
   // Signed weights: |w| times sign(w) applied to the activations (|w|, |a| <= 127: no saturation).
@@ -68,11 +74,11 @@ struct Avx2Ops {
   static constexpr int kSignedBias = 0;
   static Signed prepare_signed(B w) { return {_mm256_abs_epi8(w), w}; }
   static I dot_signed(I acc, const Signed& w, const int8_t* a4) {
-    const __m256i a = _mm256_sign_epi8(_mm256_set1_epi32(load_i32(a4)), w.sign);
+    const __m256i a = _mm256_sign_epi8(broadcast4(a4), w.sign);
     return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(w.magnitude, a), _mm256_set1_epi16(1)));
   }
   static I madd16(I acc, I pairs, const int16_t* b2) {
-    return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi32(load_i32(b2))));
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, broadcast4(b2)));
   }
   static I u8_to_i32(const uint8_t* p) { return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))); }
   static I u8pairs_to_i16(const uint8_t* p) { return _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }

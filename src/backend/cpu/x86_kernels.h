@@ -22,12 +22,6 @@
 namespace realizar::cpu {
 namespace {
 
-int32_t load_i32(const void* p) {
-  int32_t v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
 // Calls f.template operator()<N>() for the compile-time N equal to n, 1 <= n <= kMax.
 template <int kMax, typename F>
 void with_count(int n, F&& f) {
