@@ -9,8 +9,8 @@
 // "16 rows x 4 consecutive columns", is one row of B (K / 4 rows, each 4 bytes of K for 16 output
 // columns). One product covers one scale unit, the 32 columns that share one scale per weight row
 // (a K-quant sub-block, a Q8_0 block): B is the unit's chunks (K-quants: unpacked from nibbles into
-// bytes once per block for every tile), A is 16 tokens' activation
-// bytes of those columns read in place (one activation row every act_stride bytes), and
+// bytes once per block for every tile), A is 16 tokens' activation bytes of those columns read in
+// place (one activation row every act_stride bytes), and
 // C[token][row] is the exact int32 dot product the VNNI kernel sums lane by lane with vpdpbusd.
 // Everything after it (the units' scales, the mins and offsets, the float32 combination) is the
 // VNNI kernel's arithmetic in the same order, so the two sets give every token the same bits
@@ -126,15 +126,13 @@ const Act& act_block(const uint8_t* act, size_t stride, int m) {
   return *reinterpret_cast<const Act*>(act + static_cast<size_t>(m) * stride);
 }
 
-// ---- the kernels: Unpack (the block's B operands), Tile (16 tokens of one block) ---------------
+// ---- the kernels --------------------------------------------------------------------------------
 
 // Q4_K / Q5_K: unit s = sub-block s, its chunks 8 * (s / 2) + c, low nibbles for even s and high
 // for odd; then TileQ4Q5K's scales, mins and combination.
 template <typename PackedType>
 struct KQuant45 {
   using Packed = PackedType;
-  using Act = ActBlockK;
-  static constexpr bool kRegisterAccumulators = false;  // out, block by block
   struct Units {
     alignas(64) uint8_t chunk[8][8][64];
   };
@@ -178,66 +176,66 @@ struct KQuant45 {
   }
 };
 
-// Q8_0: one unit per block, the packed chunks the signed B operand as they are; then Tile32's scale.
-struct BlockQ8_0 {
-  using Packed = PackedQ8_0;
-  using Act = ActBlock32;
-  struct Units {};
+// The tokens from `whole` on (fewer than 16) on the VNNI kernel of the same type (kIndex in
+// kPackedTypes).
+template <size_t kIndex>
+void rest_on_vnni(const uint8_t* group, const uint8_t* act, size_t act_stride, int64_t tokens, int64_t whole,
+                  int64_t blocks, float* out) {
+  if (tokens == whole) return;
+  avx512_kernels().gemm[kIndex](group, act + static_cast<size_t>(whole) * act_stride, act_stride, tokens - whole,
+                                blocks, out + whole * kGroupRows);
+}
 
-  static constexpr bool kRegisterAccumulators = true;
-
-  static void unpack(const Packed&, Units&) {}
-
-  // Block after block into accumulators held in registers (a block is one unit: a load and
-  // store of the accumulators per block would cost as much as the product).
-  static void tile(const Packed& p, const Units&, const uint8_t* act, size_t stride, Ops::F (&acc)[kTileTokens]) {
-    alignas(64) UnitResult c;
-    unit_product<0, true>(reinterpret_cast<const int8_t*>(act + offsetof(ActBlock32, qs)), stride, p.qs, c);
-    const Ops::F d = Ops::half(p.d);
-    for (int m = 0; m < kTileTokens; ++m) {
-      const ActBlock32& a = act_block<ActBlock32>(act, stride, m);
-      acc[m] = Ops::fma(Ops::mul(Ops::cvt(Ops::load(c[m])), d), Ops::set1(a.d), acc[m]);
-    }
-  }
-};
-
-// A GemmKernel over every whole tile of 16 tokens, out accumulating block by block in VNNI's
-// order: for the K-quants each block's units are unpacked once for all tiles (block by block,
-// tiles inside, the accumulators in out); for Q8_0 each tile runs through every block with its
-// accumulators in registers. The tokens left over (fewer than 16) go to the VNNI
-// kernel of the same type (kIndex in kPackedTypes).
-template <typename Kernel, size_t kIndex>
-void gemm(const uint8_t* group, const uint8_t* act, size_t act_stride, int64_t tokens, int64_t blocks, float* out) {
+// Q4_K / Q5_K GemmKernel: block by block, each block's units unpacked once for every whole tile
+// of 16 tokens, out accumulating block by block in VNNI's order.
+template <typename Packed, size_t kIndex>
+void gemm_k_quant(const uint8_t* group, const uint8_t* act, size_t act_stride, int64_t tokens, int64_t blocks,
+                  float* out) {
   const int64_t whole = tokens / kTileTokens * kTileTokens;
-  const auto* packed = reinterpret_cast<const typename Kernel::Packed*>(group);
-  const auto block_act = [&](int64_t b, int64_t t0) {
-    return act + static_cast<size_t>(b) * sizeof(typename Kernel::Act) + static_cast<size_t>(t0) * act_stride;
-  };
-  typename Kernel::Units units;
-  if (whole > 0) configure_tiles();
-  if constexpr (Kernel::kRegisterAccumulators) {
-    for (int64_t t0 = 0; t0 < whole; t0 += kTileTokens) {
-      Ops::F acc[kTileTokens];
-      for (Ops::F& a : acc) a = Ops::zero_f();
-      for (int64_t b = 0; b < blocks; ++b) {
-        Kernel::unpack(packed[b], units);
-        Kernel::tile(packed[b], units, block_act(b, t0), act_stride, acc);
-      }
-      for (int m = 0; m < kTileTokens; ++m) Ops::store(out + (t0 + m) * kGroupRows, acc[m]);
-    }
-  } else if (whole > 0) {
+  if (whole > 0) {
+    configure_tiles();
     std::fill_n(out, whole * kGroupRows, 0.0f);
+    const auto* packed = reinterpret_cast<const Packed*>(group);
+    typename KQuant45<Packed>::Units units;
     for (int64_t b = 0; b < blocks; ++b) {
-      Kernel::unpack(packed[b], units);
+      KQuant45<Packed>::unpack(packed[b], units);
+      const uint8_t* block_act = act + static_cast<size_t>(b) * sizeof(ActBlockK);
       for (int64_t t0 = 0; t0 < whole; t0 += kTileTokens) {
-        Kernel::tile(packed[b], units, block_act(b, t0), act_stride, out + t0 * kGroupRows);
+        KQuant45<Packed>::tile(packed[b], units, block_act + static_cast<size_t>(t0) * act_stride, act_stride,
+                               out + t0 * kGroupRows);
       }
     }
   }
-  if (tokens > whole) {
-    avx512_kernels().gemm[kIndex](group, act + static_cast<size_t>(whole) * act_stride, act_stride, tokens - whole,
-                                  blocks, out + whole * kGroupRows);
+  rest_on_vnni<kIndex>(group, act, act_stride, tokens, whole, blocks, out);
+}
+
+// Q8_0 GemmKernel: one unit per block, the packed chunks the signed B operand as they are, then
+// Tile32's scale. Each tile of 16 tokens runs through every block with its accumulators in
+// registers (a block is one unit: a load and store of them per block would cost as much as the
+// product).
+template <size_t kIndex>
+void gemm_q8_0(const uint8_t* group, const uint8_t* act, size_t act_stride, int64_t tokens, int64_t blocks,
+               float* out) {
+  const int64_t whole = tokens / kTileTokens * kTileTokens;
+  if (whole > 0) configure_tiles();
+  const auto* packed = reinterpret_cast<const PackedQ8_0*>(group);
+  for (int64_t t0 = 0; t0 < whole; t0 += kTileTokens) {
+    Ops::F acc[kTileTokens];
+    for (Ops::F& a : acc) a = Ops::zero_f();
+    for (int64_t b = 0; b < blocks; ++b) {
+      const uint8_t* tile_act = act + static_cast<size_t>(b) * sizeof(ActBlock32) + static_cast<size_t>(t0) * act_stride;
+      alignas(64) UnitResult c;
+      unit_product<0, true>(reinterpret_cast<const int8_t*>(tile_act + offsetof(ActBlock32, qs)), act_stride,
+                            packed[b].qs, c);
+      const Ops::F d = Ops::half(packed[b].d);
+      for (int m = 0; m < kTileTokens; ++m) {
+        const ActBlock32& a = act_block<ActBlock32>(tile_act, act_stride, m);
+        acc[m] = Ops::fma(Ops::mul(Ops::cvt(Ops::load(c[m])), d), Ops::set1(a.d), acc[m]);
+      }
+    }
+    for (int m = 0; m < kTileTokens; ++m) Ops::store(out + (t0 + m) * kGroupRows, acc[m]);
   }
+  rest_on_vnni<kIndex>(group, act, act_stride, tokens, whole, blocks, out);
 }
 
 }  // namespace
@@ -256,14 +254,13 @@ const KernelSet& amx_kernels() {
   static const KernelSet set = [] {
     KernelSet s = avx512_kernels();
     s.isa = Isa::Amx;
-    // In kPackedTypes' order.
     // Q8_0, Q4_K and Q5_K on the tile unit; the other types keep the VNNI kernels, which were as
     // fast or faster at 64 tokens (docs/perf-notes.md, "AMX tiles for prefill").
     static_assert(kPackedTypes[4] == TensorType::Q8_0 && kPackedTypes[5] == TensorType::Q4_K &&
                   kPackedTypes[6] == TensorType::Q5_K);
-    s.gemm[4] = gemm<BlockQ8_0, 4>;
-    s.gemm[5] = gemm<KQuant45<PackedQ4_K>, 5>;
-    s.gemm[6] = gemm<KQuant45<PackedQ5_K>, 6>;
+    s.gemm[4] = gemm_q8_0<4>;
+    s.gemm[5] = gemm_k_quant<PackedQ4_K, 5>;
+    s.gemm[6] = gemm_k_quant<PackedQ5_K, 6>;
     return s;
   }();
   return set;
