@@ -9,6 +9,7 @@
 #include <memory>
 #include <numeric>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "realizar/quant.h"
@@ -139,6 +140,8 @@ std::vector<MatvecCase> matvec_cases() {
     cases.push_back({t, 130, 1536, 5});
     cases.push_back({t, 64, 4864, 11});  // 0.5B FFN width; 11 tokens = two passes
     cases.push_back({t, 9, 2080, 8});    // 65 blocks: the last one unpaired
+    cases.push_back({t, 19, 4864, 1});   // one token, 152 units a row: split over 2 warps
+    cases.push_back({t, 7, 9248, 1});    // 289 units: split over 2 warps, one unit left over
   }
   for (TensorType t : {TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K}) {
     cases.push_back({t, 37, 1536, 1});
@@ -146,6 +149,8 @@ std::vector<MatvecCase> matvec_cases() {
     cases.push_back({t, 33, 5120, 3});
     cases.push_back({t, 17, 18944, 2});  // 7B FFN down
     cases.push_back({t, 21, 4864, 7});   // 19 blocks a row: rows 2-byte aligned for Q6_K
+    cases.push_back({t, 19, 18944, 1});  // one token, 296 units a row: split over 2 warps
+    cases.push_back({t, 11, 9472, 1});   // 148 units: split over 2 warps, the last round partial
   }
   // Enough rows for two rows per warp; the odd count leaves the last warp one row short.
   for (TensorType t : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q8_0,
@@ -166,15 +171,14 @@ INSTANTIATE_TEST_SUITE_P(Types, CudaMatvec, ::testing::ValuesIn(matvec_cases()),
 
 class CudaMatvecParts : public ::testing::TestWithParam<TensorType> {};
 
-// Three matrices of one launch (Q, K and V shapes: rows not multiples of the CTA's 4 rows, so
+// Three matrices of one launch (Q, K and V shapes: rows not multiples of the CTA's rows, so
 // part boundaries fall inside CTAs' ranges of the grid) against each matrix's float64 product;
-// 9 tokens take two passes.
+// 9 tokens take two passes; one token of 18,432 columns splits each row over 2 warps.
 TEST_P(CudaMatvecParts, EachPartMatchesItsFloat64Product) {
   SKIP_WITHOUT_GPU();
   const TensorType type = GetParam();
-  const int64_t cols = 1536;
   std::mt19937_64 rng(17);
-  for (const int64_t tokens : {1, 9}) {
+  for (const auto& [tokens, cols] : {std::pair<int64_t, int64_t>{1, 1536}, {9, 1536}, {1, 18432}}) {
     for (const int count : {2, 3}) {
       std::vector<QuantMatrix> w;
       for (const int64_t rows : {37, 6, 13}) w.emplace_back(type, rows, cols, rng);

@@ -58,7 +58,8 @@ TEST(CudaMatvecBench, WeightBandwidthAtModelShapes) {
       {"7B q/o", TensorType::Q4_K, 3584, 3584},      {"7B gate/up", TensorType::Q4_K, 18944, 3584},
       {"7B down", TensorType::Q6_K, 3584, 18944},    {"32B gate/up", TensorType::Q4_K, 27648, 5120},
       {"32B down", TensorType::Q6_K, 5120, 27648},   {"7B Q5_K", TensorType::Q5_K, 18944, 3584},
-      {"SmolLM Q4_1", TensorType::Q4_1, 1536, 576},
+      {"SmolLM Q4_1", TensorType::Q4_1, 1536, 576},  {"7B down", TensorType::Q4_K, 3584, 18944},
+      {"7B output", TensorType::Q6_K, 152064, 3584},
   };
   const double copy_bandwidth = cuda::measure_device_copy_bandwidth();
   std::printf("copy bandwidth %.0f GB/s (read + write)\n", copy_bandwidth / 1e9);

@@ -36,9 +36,50 @@ __device__ __forceinline__ void load_words_2aligned(const uint8_t* p, uint32_t* 
   for (int i = 0; i < n; ++i) out[i] = __funnelshift_r(w[i], w[i + 1], shift);
 }
 
+// The 16-byte head of a Q4_K or Q5_K block: d, dmin and the 12 bytes q[0..11] of packed 6-bit
+// scales and mins (ggml's block_q4_K; unpacked as unpack_scale_min_k4 in realizar/quant_blocks.h
+// does: sub-block j < 4 has scale q[j] & 63 and min q[j + 4] & 63, j >= 4 has the low nibbles of
+// q[j + 4] with the top two bits of q[j - 4] and of q[j]). One 16-byte load instead of a load
+// per scale byte.
+struct KQuantHead {
+  uint4 words;  // x: d, dmin (float16); y, z, w: q[0..3], q[4..7], q[8..11]
+  __device__ static KQuantHead load(const uint8_t* blk) {  // blk: 16-byte aligned
+    return {__ldg(reinterpret_cast<const uint4*>(blk))};
+  }
+  __device__ float d() const { return __half2float(__ushort_as_half(static_cast<uint16_t>(words.x & 0xFFFFu))); }
+  __device__ float dmin() const { return __half2float(__ushort_as_half(static_cast<uint16_t>(words.x >> 16))); }
+  // Bytes {scale, min, scale, min} of sub-blocks 2c and 2c + 1 (c = 0..3).
+  __device__ uint32_t scale_min_pair(int c) const {
+    const uint32_t scales = c < 2 ? words.y & 0x3F3F3F3Fu : (words.w & 0x0F0F0F0Fu) | ((words.y >> 2) & 0x30303030u);
+    const uint32_t mins = c < 2 ? words.z & 0x3F3F3F3Fu : ((words.w >> 4) & 0x0F0F0F0Fu) | ((words.z >> 2) & 0x30303030u);
+    return __byte_perm(scales, mins, c % 2 == 0 ? 0x5140u : 0x7362u);
+  }
+};
+
 // Bits b0..b3 of `bits` moved to bit 4 of bytes 0..3 (the fifth bit of Q5_0 / Q5_K values).
 __device__ __forceinline__ uint32_t spread_bit4(uint32_t bits) {
   return ((bits & 1u) << 4) | ((bits & 2u) << 11) | ((bits & 4u) << 18) | ((bits & 8u) << 25);
+}
+
+// The integer levels of four elements, one per byte, from the words of a block that hold them:
+// where each type keeps an element's bits (ggml's layouts, include/realizar/quant_blocks.h). The
+// readers of every kernel decode through these; each applies its type's offset and scales itself.
+//
+// Nibble n (0: low, 1: high) of each byte: Q4_0, Q4_1 (n = 0 for elements 0-15, 1 for 16-31),
+// Q4_K (n = the sub-block's parity).
+__device__ __forceinline__ uint32_t nibble_levels(uint32_t qs, int n) { return (qs >> (4 * n)) & kLowNibbles; }
+// Q5_0: nibble n with bit 4 from four consecutive bits of qh (`bits`, at b0..b3).
+__device__ __forceinline__ uint32_t q5_0_levels(uint32_t qs, int n, uint32_t bits) {
+  return nibble_levels(qs, n) | spread_bit4(bits);
+}
+// Q5_K, sub-block j (0..7): nibble j % 2 of qs with bit j of each qh byte as bit 4.
+__device__ __forceinline__ uint32_t q5_k_levels(uint32_t qs, uint32_t qh, int j) {
+  return nibble_levels(qs, j % 2) | (((qh >> j) & 0x01010101u) << 4);
+}
+// Q6_K, quarter r (0..3) of a 128-element half: nibble r / 2 of ql (the ql bytes of quarter r % 2)
+// with bits 2r, 2r + 1 of each qh byte as bits 4-5; the element is the level minus 32.
+__device__ __forceinline__ uint32_t q6_k_levels(uint32_t ql, uint32_t qh, int r) {
+  return nibble_levels(ql, r / 2) | (((qh >> (2 * r)) & 0x03030303u) << 4);
 }
 
 }  // namespace realizar::cuda

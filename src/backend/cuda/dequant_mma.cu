@@ -116,32 +116,24 @@ struct Q4K {
     uint32_t sm[4];    // 6-bit scale and min of sub-blocks 2i, 2i+1: bytes sc, m, sc, m
     uint32_t factors;  // float16 {d, -dmin}
   };
-  // The 12 packed scale bytes (q[0..11] = h.y, h.z, h.w) unpacked as unpack_scale_min_k4 does and
-  // interleaved: sub-block k's scale and min side by side.
-  __device__ static void unpack_scales(const uint4& h, Raw& r) {
-    const uint32_t sc0 = h.y & 0x3F3F3F3Fu;
-    const uint32_t sc1 = (h.w & 0x0F0F0F0Fu) | ((h.y >> 2) & 0x30303030u);
-    const uint32_t mn0 = h.z & 0x3F3F3F3Fu;
-    const uint32_t mn1 = ((h.w >> 4) & 0x0F0F0F0Fu) | ((h.z >> 2) & 0x30303030u);
-    r.sm[0] = __byte_perm(sc0, mn0, 0x5140u);
-    r.sm[1] = __byte_perm(sc0, mn0, 0x7362u);
-    r.sm[2] = __byte_perm(sc1, mn1, 0x5140u);
-    r.sm[3] = __byte_perm(sc1, mn1, 0x7362u);
-    r.factors = h.x ^ 0x80000000u;  // dmin negated
+  // Sub-block k's scale and min side by side (KQuantHead), dmin negated.
+  __device__ static void unpack_scales(const KQuantHead& h, Raw& r) {
+#pragma unroll
+    for (int c = 0; c < 4; ++c) r.sm[c] = h.scale_min_pair(c);
+    r.factors = h.words.x ^ 0x80000000u;
   }
   __device__ static Raw load(const uint8_t* row, int64_t unit, int t, int64_t) {
     const uint8_t* blk = row + unit * sizeof(block_q4_K);
     Raw r;
-    unpack_scales(__ldg(reinterpret_cast<const uint4*>(blk)), r);
+    unpack_scales(KQuantHead::load(blk), r);
 #pragma unroll
     for (int c = 0; c < 4; ++c) r.q[c] = __ldg(reinterpret_cast<const uint2*>(blk + 16 + 32 * c + 8 * t));
     return r;
   }
   __device__ static StepA step(const Raw& r, int s) {
-    const int shift = 4 * (s % 2);
     StepA a;
-    a.lo = (r.q[s / 2].x >> shift) & kLowNibbles;
-    a.hi = (r.q[s / 2].y >> shift) & kLowNibbles;
+    a.lo = nibble_levels(r.q[s / 2].x, s % 2);
+    a.hi = nibble_levels(r.q[s / 2].y, s % 2);
     a.so = scaled_byte_pair(r.sm[s / 2], s % 2 == 0 ? 0x4140u : 0x4342u, k1024Pair, r.factors);
     return a;
   }
@@ -159,7 +151,7 @@ struct Q5K {
   __device__ static Raw load(const uint8_t* row, int64_t unit, int t, int64_t) {
     const uint8_t* blk = row + unit * sizeof(block_q5_K);
     Raw r;
-    Q4K::unpack_scales(__ldg(reinterpret_cast<const uint4*>(blk)), r.low);
+    Q4K::unpack_scales(KQuantHead::load(blk), r.low);
     r.qh = __ldg(reinterpret_cast<const uint2*>(blk + 16 + 8 * t));
 #pragma unroll
     for (int c = 0; c < 4; ++c) r.low.q[c] = __ldg(reinterpret_cast<const uint2*>(blk + 48 + 32 * c + 8 * t));
@@ -167,8 +159,8 @@ struct Q5K {
   }
   __device__ static StepA step(const Raw& r, int s) {
     StepA a = Q4K::step(r.low, s);
-    a.lo |= ((r.qh.x >> s) & 0x01010101u) << 4;
-    a.hi |= ((r.qh.y >> s) & 0x01010101u) << 4;
+    a.lo = q5_k_levels(r.low.q[s / 2].x, r.qh.x, s);
+    a.hi = q5_k_levels(r.low.q[s / 2].y, r.qh.y, s);
     return a;
   }
 };
@@ -202,10 +194,9 @@ struct Q6K {
     return r;
   }
   __device__ static StepA step(const Raw& r, int s) {
-    const int shift = 4 * (s / 2);
     StepA a;
-    a.lo = minus_bias(((r.ql[s % 2][0] >> shift) & kLowNibbles) | (((r.qh[0] >> (2 * s)) & 0x03030303u) << 4), 32);
-    a.hi = minus_bias(((r.ql[s % 2][1] >> shift) & kLowNibbles) | (((r.qh[1] >> (2 * s)) & 0x03030303u) << 4), 32);
+    a.lo = minus_bias(q6_k_levels(r.ql[s % 2][0], r.qh[0], s), 32);
+    a.hi = minus_bias(q6_k_levels(r.ql[s % 2][1], r.qh[1], s), 32);
     a.so = scaled_byte_pair(r.scales, 0x4040u + 0x0101u * static_cast<uint32_t>(s), k1152Pair, r.factors);
     return a;
   }
@@ -255,7 +246,7 @@ struct Small4 {
   };
   __device__ static Raw load(const uint8_t* row, int64_t unit, int t, int64_t blocks) {
     Raw r;
-    const int shift = 4 * (t / 2);
+    const int n = t / 2;  // the lane's nibble
 #pragma unroll
     for (int s = 0; s < kSteps; ++s) {
       const int64_t b = min(unit * kSteps + s, blocks - 1);
@@ -270,17 +261,19 @@ struct Small4 {
         load_words_2aligned<2>(blk + qs_at + 8 * (t % 2), qs);
         r.so[s] = half_and_zero_at(blk);
       }
-#pragma unroll
-      for (int k = 0; k < 2; ++k) r.q[s][k] = (qs[k] >> shift) & kLowNibbles;
       if constexpr (kType == kQ5_0) {
         uint32_t qh;
         load_words_2aligned<1>(blk + 2, &qh);
         const uint32_t bits = qh >> (8 * t);
-        r.q[s][0] = minus_bias(r.q[s][0] | spread_bit4(bits & 0xFu), 16);
-        r.q[s][1] = minus_bias(r.q[s][1] | spread_bit4((bits >> 4) & 0xFu), 16);
-      } else if constexpr (kType == kQ4_0) {
-        r.q[s][0] = minus_bias(r.q[s][0], 8);
-        r.q[s][1] = minus_bias(r.q[s][1], 8);
+        r.q[s][0] = minus_bias(q5_0_levels(qs[0], n, bits), 16);
+        r.q[s][1] = minus_bias(q5_0_levels(qs[1], n, bits >> 4), 16);
+      } else {
+#pragma unroll
+        for (int k = 0; k < 2; ++k) r.q[s][k] = nibble_levels(qs[k], n);
+        if constexpr (kType == kQ4_0) {
+          r.q[s][0] = minus_bias(r.q[s][0], 8);
+          r.q[s][1] = minus_bias(r.q[s][1], 8);
+        }
       }
     }
     return r;

@@ -72,11 +72,11 @@ __device__ __forceinline__ int dot8(const uint32_t* w, const int* x) {
 struct SubBlockPairScales {
   float d0, m0, d1, m1;
   __device__ static SubBlockPairScales load(const uint8_t* blk, int c) {
-    const float d = half_at(blk), dmin = half_at(blk + 2);
-    uint8_t sc0, mn0, sc1, mn1;
-    unpack_scale_min_k4(2 * c, blk + 4, &sc0, &mn0);
-    unpack_scale_min_k4(2 * c + 1, blk + 4, &sc1, &mn1);
-    return {d * sc0, dmin * mn0, d * sc1, dmin * mn1};
+    const KQuantHead head = KQuantHead::load(blk);
+    const float d = head.d(), dmin = head.dmin();
+    const uint32_t sm = head.scale_min_pair(c);
+    return {d * static_cast<float>(sm & 0xFFu), dmin * static_cast<float>((sm >> 8) & 0xFFu),
+            d * static_cast<float>((sm >> 16) & 0xFFu), dmin * static_cast<float>(sm >> 24)};
   }
   // s0, s1: the integer dot products of the two sub-blocks with activation blocks x.
   __device__ float apply(int s0, int s1, const TwoActivationBlocks& x) const {
@@ -110,8 +110,8 @@ struct Q4K {
     int s0 = 0, s1 = 0;
 #pragma unroll
     for (int k = 0; k < 8; ++k) {
-      s0 = __dp4a(static_cast<int>(w.q[k] & kLowNibbles), x.q0[k], s0);
-      s1 = __dp4a(static_cast<int>((w.q[k] >> 4) & kLowNibbles), x.q1[k], s1);
+      s0 = __dp4a(static_cast<int>(nibble_levels(w.q[k], 0)), x.q0[k], s0);
+      s1 = __dp4a(static_cast<int>(nibble_levels(w.q[k], 1)), x.q1[k], s1);
     }
     return w.scales.apply(s0, s1, x);
   }
@@ -137,8 +137,8 @@ struct Q5K {
     words_of(__ldg(qh4 + 1), qh + 4);
 #pragma unroll
     for (int k = 0; k < 8; ++k) {
-      w.hi[k] = ((w.lo[k] >> 4) & kLowNibbles) | (((qh[k] >> (2 * c + 1)) & 0x01010101u) << 4);
-      w.lo[k] = (w.lo[k] & kLowNibbles) | (((qh[k] >> (2 * c)) & 0x01010101u) << 4);
+      w.hi[k] = q5_k_levels(w.lo[k], qh[k], 2 * c + 1);
+      w.lo[k] = q5_k_levels(w.lo[k], qh[k], 2 * c);
     }
     w.scales = SubBlockPairScales::load(blk, c);
     return w;
@@ -198,9 +198,7 @@ struct Q6K {
       int s = 0;
 #pragma unroll
       for (int k = 0; k < 4; ++k) {
-        const uint32_t low = (r % 2 == 0) ? w.a[k] : w.b[k];
-        const uint32_t nibbles = (r < 2) ? (low & kLowNibbles) : ((low >> 4) & kLowNibbles);
-        const uint32_t q = nibbles | (((w.h[k] >> (2 * r)) & 0x03030303u) << 4);
+        const uint32_t q = q6_k_levels(r % 2 == 0 ? w.a[k] : w.b[k], w.h[k], r);
         s = __dp4a(static_cast<int>(__vsubss4(q, 0x20202020u)), xr[k], s);
       }
       sum += w.d[r] * x.d[r] * static_cast<float>(s);
@@ -268,11 +266,12 @@ struct Small4 {
     }
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
-      w.q[k] = qs[k] & kLowNibbles;
-      w.q[k + 4] = (qs[k] >> 4) & kLowNibbles;
       if constexpr (kType == kQ5_0) {
-        w.q[k] |= spread_bit4(qh >> (4 * k));
-        w.q[k + 4] |= spread_bit4(qh >> (16 + 4 * k));
+        w.q[k] = q5_0_levels(qs[k], 0, qh >> (4 * k));
+        w.q[k + 4] = q5_0_levels(qs[k], 1, qh >> (16 + 4 * k));
+      } else {
+        w.q[k] = nibble_levels(qs[k], 0);
+        w.q[k + 4] = nibble_levels(qs[k], 1);
       }
     }
     return w;
@@ -301,21 +300,24 @@ struct PartsOnGrid {
   int count;
 };
 
-// One warp per R = kRowsPerWarp consecutive rows. A row past the matrix end repeats the last row's
-// loads and is not stored.
-template <class Q, int T, int R = kRowsPerWarp>
+// One group of S warps per R = kRowsPerWarp consecutive rows; the S warps of a group split the
+// row's units (S > 1 for long rows of one token: a warp alone waits on its loads round after
+// round) and add their sums through shared memory. A row past the matrix end repeats the last row's loads
+// and is not stored.
+template <class Q, int T, int S, int R = kRowsPerWarp>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     matvec_int8_kernel(const __grid_constant__ PartsOnGrid parts, int64_t cols,
                        const int8_t* __restrict__ xq, const float2* __restrict__ xds,
                        bool accumulate) {
+  static_assert(kWarpsPerBlock % S == 0, "the warps of a CTA form whole groups");
   int p = 0;
 #pragma unroll
   for (int i = 1; i < kMaxMatvecParts; ++i) p = (i < parts.count && blockIdx.x >= parts.first_cta[i]) ? i : p;
   const MatvecPart& part = parts.part[p];
+  const int warp = static_cast<int>(threadIdx.x) / 32, slice = warp % S;
   const int64_t row0 =
-      (static_cast<int64_t>(blockIdx.x - parts.first_cta[p]) * kWarpsPerBlock + threadIdx.x / 32) * R;
+      (static_cast<int64_t>(blockIdx.x - parts.first_cta[p]) * (kWarpsPerBlock / S) + warp / S) * R;
   const int lane = threadIdx.x % 32;
-  if (row0 >= part.w.rows) return;
   const uint8_t* wrow[R];
 #pragma unroll
   for (int r = 0; r < R; ++r) wrow[r] = part.w.data + min(row0 + r, part.w.rows - 1) * part.w.row_bytes;
@@ -326,28 +328,30 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
 #pragma unroll
     for (int r = 0; r < R; ++r) acc[t][r] = 0.0f;
   }
+  constexpr int kStride = 32 * S;  // units between a lane's consecutive units
   typename Q::W wv[kUnitsInFlight][R];
   auto load_units = [&](int64_t u0) {
 #pragma unroll
     for (int k = 0; k < kUnitsInFlight; ++k) {
 #pragma unroll
       for (int r = 0; r < R; ++r) {
-        if (u0 + 32 * k < units) wv[k][r] = Q::load(wrow[r], u0 + 32 * k);
+        if (u0 + kStride * k < units) wv[k][r] = Q::load(wrow[r], u0 + kStride * k);
       }
     }
   };
   // The first weights are requested before waiting for the kernel that writes the activations
   // (launch.cuh): for the small matrices of decode that is the whole row.
-  load_units(lane);
+  const int64_t first = 32 * slice + lane;
+  load_units(first);
   wait_then_allow_next_kernel();
-  for (int64_t u0 = lane; u0 < units; u0 += 32 * kUnitsInFlight) {
-    if (u0 != lane) load_units(u0);
+  for (int64_t u0 = first; u0 < units; u0 += kStride * kUnitsInFlight) {
+    if (u0 != first) load_units(u0);
 #pragma unroll
     for (int k = 0; k < kUnitsInFlight; ++k) {
-      if (u0 + 32 * k >= units) break;
+      if (u0 + kStride * k >= units) break;
 #pragma unroll
       for (int t = 0; t < T; ++t) {
-        const typename Q::X x = Q::load_x(xq + t * cols, xds + t * (cols / 32), u0 + 32 * k);
+        const typename Q::X x = Q::load_x(xq + t * cols, xds + t * (cols / 32), u0 + kStride * k);
 #pragma unroll
         for (int r = 0; r < R; ++r) acc[t][r] += Q::dot(wv[k][r], x);
       }
@@ -359,6 +363,27 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     for (int r = 0; r < R; ++r) {
 #pragma unroll
       for (int offset = 16; offset > 0; offset /= 2) acc[t][r] += __shfl_xor_sync(0xFFFFFFFFu, acc[t][r], offset);
+    }
+  }
+  if constexpr (S > 1) {
+    __shared__ float partial[kWarpsPerBlock][T * R];
+    if (lane == 0) {
+#pragma unroll
+      for (int t = 0; t < T; ++t) {
+#pragma unroll
+        for (int r = 0; r < R; ++r) partial[warp][t * R + r] = acc[t][r];
+      }
+    }
+    __syncthreads();
+    if (slice != 0) return;
+#pragma unroll
+    for (int t = 0; t < T; ++t) {
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        acc[t][r] = 0.0f;
+#pragma unroll
+        for (int s = 0; s < S; ++s) acc[t][r] += partial[warp + s][t * R + r];  // slices in order
+      }
     }
   }
   // Lane t * R + r stores token t of row row0 + r.
@@ -376,29 +401,45 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   }
 }
 
+// Warps per row group for one token: rows of at least 128 units (the 7B and 32B FFN down
+// projections) are split over 2 warps. Measured on the H200 (one token, docs/perf-notes.md): 7B
+// down 28.7 -> 26.3 us, 32B down 61.5 -> 51.1 us; 4 warps were no better (27.5, 51.2) and
+// shorter rows lose (7B q/o 3.7 -> 5.2 us at 2 warps).
+constexpr int kSplitMinUnits = 128;
+int warps_per_row(int64_t units) { return units >= kSplitMinUnits ? 2 : 1; }
+
 template <class Q>
 void launch_matvec_int8(const MatvecPart* parts, int count, ActivationsQ8 x, bool accumulate,
                         int64_t tokens, cudaStream_t stream) {
   const int64_t cols = parts[0].w.cols;
-  constexpr int64_t kRowsPerCta = kWarpsPerBlock * kRowsPerWarp;
+  // Splitting a row over warps is for one token (decode): with more, each warp has T tokens'
+  // work per weight load already.
+  const int split = tokens == 1 ? warps_per_row(cols / Q::kUnitElems) : 1;
+  const int64_t rows_per_cta = kWarpsPerBlock / split * kRowsPerWarp;
   PartsOnGrid grid_parts{};
   grid_parts.count = count;
   unsigned ctas = 0;
   for (int i = 0; i < count; ++i) {
     grid_parts.part[i] = parts[i];
     grid_parts.first_cta[i] = ctas;
-    ctas += static_cast<unsigned>((parts[i].w.rows + kRowsPerCta - 1) / kRowsPerCta);
+    ctas += static_cast<unsigned>((parts[i].w.rows + rows_per_cta - 1) / rows_per_cta);
   }
   const dim3 block(kWarpsPerBlock * 32);
+  const float2* xds = reinterpret_cast<const float2*>(x.ds);
+  if (split != 1) {
+    if (split != 2) unhandled_case("matvec_int8", "warps per row", split);
+    check_launch(launch(matvec_int8_kernel<Q, 1, 2>, ctas, block, stream, grid_parts, cols, x.q, xds, accumulate),
+                 "matvec_int8_kernel");
+    return;
+  }
   for (int64_t t0 = 0; t0 < tokens; t0 += kMaxTokens) {
     const int64_t n = tokens - t0 < kMaxTokens ? tokens - t0 : kMaxTokens;
-    const int8_t* xq = x.q + t0 * cols;
-    const float2* xds = reinterpret_cast<const float2*>(x.ds) + t0 * (cols / 32);
     PartsOnGrid pass = grid_parts;
     for (int i = 0; i < count; ++i) pass.part[i].y = parts[i].y + t0 * parts[i].ldy;
-    with_count<kMaxTokens>(n, [&](auto count) {
-      check_launch(launch(matvec_int8_kernel<Q, decltype(count)::value>, ctas, block, stream, pass, cols, xq, xds,
-             accumulate), "matvec_int8_kernel");
+    with_count<kMaxTokens>(n, [&](auto n_tokens) {
+      check_launch(launch(matvec_int8_kernel<Q, decltype(n_tokens)::value, 1>, ctas, block, stream, pass, cols,
+                          x.q + t0 * cols, xds + t0 * (cols / 32), accumulate),
+                   "matvec_int8_kernel");
     });
   }
 }

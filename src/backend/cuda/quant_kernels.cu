@@ -19,14 +19,9 @@
 namespace realizar::cuda {
 namespace {
 
-// v as float for 0 <= v < 2^23, exactly: v in the mantissa of 2^23, minus 2^23. Two full-rate ALU
-// operations instead of an integer-to-float conversion (quarter rate), which made the
-// matrix-vector kernels instruction-bound.
-__device__ __forceinline__ float small_int_to_float(uint32_t v) {
-  return __int_as_float(0x4B000000 | v) - 8388608.0f;
-}
-
-// As small_int_to_float(v) - offset, one subtraction.
+// v - offset as float for 0 <= v < 2^23, exactly: v in the mantissa of 2^23, minus 2^23 +
+// offset. Two full-rate ALU operations instead of an integer-to-float conversion (quarter rate),
+// which made the matrix-vector kernels instruction-bound.
 __device__ __forceinline__ float small_int_minus(uint32_t v, float offset) {
   return __int_as_float(0x4B000000 | v) - (8388608.0f + offset);
 }
@@ -45,10 +40,16 @@ __device__ __forceinline__ void load_bytes_2aligned(const uint8_t* p, uint8_t (&
   }
 }
 
-__device__ __forceinline__ void unpack16(const uint4& v, uint8_t (&out)[16]) {
-  const uint32_t words[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-  for (int i = 0; i < 16; ++i) out[i] = static_cast<uint8_t>(words[i / 4] >> (8 * (i % 4)));
+__device__ __forceinline__ void words_of(const uint4& v, uint32_t (&out)[4]) {
+  out[0] = v.x;
+  out[1] = v.y;
+  out[2] = v.z;
+  out[3] = v.w;
+}
+
+// Byte i of `word` (a level of block_access.cuh's *_levels) as float, minus `offset`.
+__device__ __forceinline__ float level_minus(uint32_t word, int i, float offset) {
+  return small_int_minus((word >> (8 * i)) & 0xFFu, offset);
 }
 
 // Q4_K: unit = 16 bytes of qs (8 units per 256-element block). Bytes qs[32c + 16h + i] hold
@@ -59,17 +60,17 @@ struct Q4K {
   __device__ static void load(const uint8_t* row, int64_t u, float (&w)[kRuns][kRunLen]) {
     const uint8_t* blk = row + (u / 8) * sizeof(block_q4_K);
     const int c = static_cast<int>(u % 8) / 2, h = static_cast<int>(u % 2);
-    const float d = half_at(blk), dmin = half_at(blk + 2);
-    uint8_t sc0, m0, sc1, m1;
-    unpack_scale_min_k4(2 * c, blk + 4, &sc0, &m0);
-    unpack_scale_min_k4(2 * c + 1, blk + 4, &sc1, &m1);
-    uint8_t q[16];
-    unpack16(*reinterpret_cast<const uint4*>(blk + 16 + 32 * c + 16 * h), q);
+    const KQuantHead head = KQuantHead::load(blk);
+    const float d = head.d(), dmin = head.dmin();
+    const uint32_t sm = head.scale_min_pair(c);
+    const uint32_t sc0 = sm & 0xFF, m0 = (sm >> 8) & 0xFF, sc1 = (sm >> 16) & 0xFF, m1 = sm >> 24;
+    uint32_t q[4];
+    words_of(*reinterpret_cast<const uint4*>(blk + 16 + 32 * c + 16 * h), q);
     const float d0 = d * sc0, mn0 = dmin * m0, d1 = d * sc1, mn1 = dmin * m1;
 #pragma unroll
     for (int i = 0; i < 16; ++i) {
-      w[0][i] = d0 * small_int_to_float(q[i] & 0xF) - mn0;
-      w[1][i] = d1 * small_int_to_float(q[i] >> 4) - mn1;
+      w[0][i] = d0 * level_minus(nibble_levels(q[i / 4], 0), i % 4, 0.0f) - mn0;
+      w[1][i] = d1 * level_minus(nibble_levels(q[i / 4], 1), i % 4, 0.0f) - mn1;
     }
   }
 };
@@ -81,18 +82,18 @@ struct Q5K {
   __device__ static void load(const uint8_t* row, int64_t u, float (&w)[kRuns][kRunLen]) {
     const uint8_t* blk = row + (u / 8) * sizeof(block_q5_K);
     const int c = static_cast<int>(u % 8) / 2, h = static_cast<int>(u % 2);
-    const float d = half_at(blk), dmin = half_at(blk + 2);
-    uint8_t sc0, m0, sc1, m1;
-    unpack_scale_min_k4(2 * c, blk + 4, &sc0, &m0);
-    unpack_scale_min_k4(2 * c + 1, blk + 4, &sc1, &m1);
-    uint8_t q[16], qh[16];
-    unpack16(*reinterpret_cast<const uint4*>(blk + 48 + 32 * c + 16 * h), q);
-    unpack16(*reinterpret_cast<const uint4*>(blk + 16 + 16 * h), qh);
+    const KQuantHead head = KQuantHead::load(blk);
+    const float d = head.d(), dmin = head.dmin();
+    const uint32_t sm = head.scale_min_pair(c);
+    const uint32_t sc0 = sm & 0xFF, m0 = (sm >> 8) & 0xFF, sc1 = (sm >> 16) & 0xFF, m1 = sm >> 24;
+    uint32_t q[4], qh[4];
+    words_of(*reinterpret_cast<const uint4*>(blk + 48 + 32 * c + 16 * h), q);
+    words_of(*reinterpret_cast<const uint4*>(blk + 16 + 16 * h), qh);
     const float d0 = d * sc0, mn0 = dmin * m0, d1 = d * sc1, mn1 = dmin * m1;
 #pragma unroll
     for (int i = 0; i < 16; ++i) {
-      w[0][i] = d0 * small_int_to_float((q[i] & 0xF) | (((qh[i] >> (2 * c)) & 1) << 4)) - mn0;
-      w[1][i] = d1 * small_int_to_float((q[i] >> 4) | (((qh[i] >> (2 * c + 1)) & 1) << 4)) - mn1;
+      w[0][i] = d0 * level_minus(q5_k_levels(q[i / 4], qh[i / 4], 2 * c), i % 4, 0.0f) - mn0;
+      w[1][i] = d1 * level_minus(q5_k_levels(q[i / 4], qh[i / 4], 2 * c + 1), i % 4, 0.0f) - mn1;
     }
   }
 };
@@ -105,10 +106,10 @@ struct Q6K {
   __device__ static void load(const uint8_t* row, int64_t u, float (&w)[kRuns][kRunLen]) {
     const uint8_t* blk = row + (u / 8) * sizeof(block_q6_K);
     const int h = static_cast<int>(u % 8) / 4, j0 = static_cast<int>(u % 4) * 8;
-    uint8_t a[8], b[8], hi[8];
-    load_bytes_2aligned(blk + 64 * h + j0, a);        // quarters 0 (low nibble) and 2 (high)
-    load_bytes_2aligned(blk + 64 * h + 32 + j0, b);   // quarters 1 and 3
-    load_bytes_2aligned(blk + 128 + 32 * h + j0, hi);  // top 2 bits, quarter r at bits 2r
+    uint32_t a[2], b[2], hi[2];
+    load_words_2aligned<2>(blk + 64 * h + j0, a);        // quarters 0 (low nibble) and 2 (high)
+    load_words_2aligned<2>(blk + 64 * h + 32 + j0, b);   // quarters 1 and 3
+    load_words_2aligned<2>(blk + 128 + 32 * h + j0, hi);  // top 2 bits, quarter r at bits 2r
     const int8_t* scales = reinterpret_cast<const int8_t*>(blk + 192) + 8 * h + (j0 >= 16 ? 1 : 0);
     const float d = half_at(blk + 208);
 #pragma unroll
@@ -116,10 +117,7 @@ struct Q6K {
       const float dr = d * scales[2 * r];
 #pragma unroll
       for (int i = 0; i < 8; ++i) {
-        const uint8_t lowbyte = (r % 2 == 0) ? a[i] : b[i];
-        const int low = (r < 2) ? (lowbyte & 0xF) : (lowbyte >> 4);
-        const uint32_t q = low | (((hi[i] >> (2 * r)) & 3) << 4);
-        w[r][i] = dr * small_int_minus(q, 32.0f);
+        w[r][i] = dr * level_minus(q6_k_levels(r % 2 == 0 ? a[i / 4] : b[i / 4], hi[i / 4], r), i % 4, 32.0f);
       }
     }
   }
@@ -135,22 +133,22 @@ struct Q4or5_0 {
   __device__ static void load(const uint8_t* row, int64_t u, float (&w)[kRuns][kRunLen]) {
     const uint8_t* blk = row + u * kBlockBytes;
     const float d = half_at(blk);
-    uint8_t q[16];
+    uint32_t q[4];
     uint32_t qh = 0;
     if constexpr (kFifthBit) {
-      const uint16_t* h16 = reinterpret_cast<const uint16_t*>(blk + 2);
-      qh = h16[0] | (static_cast<uint32_t>(h16[1]) << 16);
-      load_bytes_2aligned(blk + 6, q);
+      load_words_2aligned<1>(blk + 2, &qh);
+      load_words_2aligned<4>(blk + 6, q);
     } else {
-      load_bytes_2aligned(blk + 2, q);
+      load_words_2aligned<4>(blk + 2, q);
     }
     const float offset = kFifthBit ? 16.0f : 8.0f;
 #pragma unroll
     for (int i = 0; i < 16; ++i) {
-      const uint32_t lo = (q[i] & 0xF) | (kFifthBit ? ((qh >> i) & 1) << 4 : 0);
-      const uint32_t hi = (q[i] >> 4) | (kFifthBit ? ((qh >> (i + 16)) & 1) << 4 : 0);
-      w[0][i] = d * small_int_minus(lo, offset);
-      w[1][i] = d * small_int_minus(hi, offset);
+      const int k = i / 4;
+      const uint32_t lo = kFifthBit ? q5_0_levels(q[k], 0, qh >> (4 * k)) : nibble_levels(q[k], 0);
+      const uint32_t hi = kFifthBit ? q5_0_levels(q[k], 1, qh >> (16 + 4 * k)) : nibble_levels(q[k], 1);
+      w[0][i] = d * level_minus(lo, i % 4, offset);
+      w[1][i] = d * level_minus(hi, i % 4, offset);
     }
   }
 };
@@ -162,12 +160,13 @@ struct Q41 {
   __device__ static void load(const uint8_t* row, int64_t u, float (&w)[kRuns][kRunLen]) {
     const uint8_t* blk = row + u * sizeof(block_q4_1);
     const float d = half_at(blk), m = half_at(blk + 2);
-    uint8_t q[16];
-    load_bytes_2aligned(blk + 4, q);
+    uint32_t q[4];
+#pragma unroll
+    for (int k = 0; k < 4; ++k) q[k] = reinterpret_cast<const uint32_t*>(blk + 4)[k];  // 4-byte aligned
 #pragma unroll
     for (int i = 0; i < 16; ++i) {
-      w[0][i] = d * small_int_to_float(q[i] & 0xF) + m;
-      w[1][i] = d * small_int_to_float(q[i] >> 4) + m;
+      w[0][i] = d * level_minus(nibble_levels(q[i / 4], 0), i % 4, 0.0f) + m;
+      w[1][i] = d * level_minus(nibble_levels(q[i / 4], 1), i % 4, 0.0f) + m;
     }
   }
 };
