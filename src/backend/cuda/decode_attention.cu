@@ -103,8 +103,9 @@ __global__ void __launch_bounds__(32 * kWarps, decode_ctas_per_multiprocessor(kD
       *reinterpret_cast<uint4*>(&rows.values[row % kDecodeGroupKeys][8 * piece]) = make_uint4(0, 0, 0, 0);
     }
   }
-  wait_then_allow_next_kernel();
 
+  // The step's inputs (launch.cuh: readable before the wait) and the first table entries are
+  // read while the previous kernel finishes; the queries and keys only after it.
   const int x = blockIdx.x;
   const int t = a.step.decode_tokens != nullptr ? a.step.decode_tokens[x] : x;
   const int kv_head = blockIdx.y, split = blockIdx.z, splits = gridDim.z;
@@ -117,6 +118,16 @@ __global__ void __launch_bounds__(32 * kWarps, decode_ctas_per_multiprocessor(kD
   const int warp_groups = groups > warp ? (groups - warp + kWarps - 1) / kWarps : 0;
   const auto first_key = [&](int n) { return begin + kDecodeGroupKeys * (warp + kWarps * n); };  // of its n-th
   const int32_t* table = a.step.block_tables + static_cast<int64_t>(a.step.seq_rows[t]) * (*a.step.table_stride);
+  // Lane i holds the table entries of the warp's groups window + i (entries) and window + 32 + i
+  // (ahead), so that a group's copies wait on no load of their own and each window's loads are in
+  // flight 32 groups before they are needed.
+  const auto load_entries = [&](int first) {
+    const int n = first + lane;
+    return n < warp_groups ? table[first_key(n) / p.block_size] : 0;
+  };
+  int window = 0;
+  int32_t entries = load_entries(0), ahead = load_entries(32);
+  wait_then_allow_next_kernel();
 
   // Row g's queries as A fragments (registers 0 and 2; rows g + 8, registers 1 and 3, are zero):
   // qf[ks][h] holds dims 16 ks + c + 8 h and + 1. Rows past the group are zero too.
@@ -135,15 +146,6 @@ __global__ void __launch_bounds__(32 * kWarps, decode_ctas_per_multiprocessor(kD
     }
   }
 
-  // Lane i holds the table entries of the warp's groups window + i (entries) and window + 32 + i
-  // (ahead), so that a group's copies wait on no load of their own and each window's loads are in
-  // flight 32 groups before they are needed.
-  const auto load_entries = [&](int first) {
-    const int n = first + lane;
-    return n < warp_groups ? table[first_key(n) / p.block_size] : 0;
-  };
-  int window = 0;
-  int32_t entries = load_entries(0), ahead = load_entries(32);
   // The warp's n-th group into ring buffer `buffer`, 16 bytes per cp.async; rows at or past `end`
   // are zeroed (a zero value row times a zero probability stays zero; stale bits could be NaN).
   // Called by the whole warp with the same n, in increasing order.

@@ -7,8 +7,10 @@
 // between them.
 //
 // Contract for every kernel launched by `launch`: call wait_for_previous_kernel() before the
-// first read or write of memory that another kernel of the step reads or writes (activations,
-// KV cache, step inputs); weights are read-only and may be read before. Since each kernel
+// first read or write of memory that another kernel of the step writes or reads (activations,
+// KV cache, logits); weights are read-only and may be read before, and so may the step's inputs
+// (tokens, positions, slots, block tables: copied from the host before the step's first kernel,
+// written by no kernel). Since each kernel
 // waits for the completion of the previous one, which itself waited, completion stays ordered
 // along the whole stream.
 #pragma once
@@ -28,7 +30,11 @@ __device__ __forceinline__ void wait_for_previous_kernel() {
 }
 
 // Lets the next kernel of the stream be scheduled once every CTA of this grid has called it (or
-// exited). Called right after wait_for_previous_kernel(), so at most one kernel waits ahead.
+// exited). Called right after wait_for_previous_kernel(), so at most one kernel waits ahead:
+// calling it first in the one-CTA kernels (RMSNorm, RoPE) was 2-4 % faster on one-token steps,
+// but then a kernel starts while the one two before it still runs, and cuda_backend_test got
+// wrong logits (most likely stale L1 lines of a reused activation buffer read through the
+// non-coherent path; docs/perf-notes.md, "Small kernels allowing the next one first").
 __device__ __forceinline__ void allow_next_kernel() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.launch_dependents;" :::);

@@ -29,6 +29,15 @@ __device__ float block_sum(float v, float* scratch) {
 
 constexpr int kNormMaxVectors = 16;  // vectors per thread, held in registers
 
+// Asks for the 128-byte lines of floats p[0, n) in this multiprocessor's L1 (one line per thread
+// of the CTA, as many rounds as needed), without waiting for them.
+__device__ __forceinline__ void prefetch_to_l1(const float* p, int n) {
+  for (int64_t byte = 128 * static_cast<int64_t>(threadIdx.x); byte < 4 * static_cast<int64_t>(n);
+       byte += 128 * static_cast<int64_t>(blockDim.x)) {
+    asm volatile("prefetch.global.L1 [%0];" ::"l"(reinterpret_cast<const char*>(p) + byte));
+  }
+}
+
 template <int kVec>
 __device__ __forceinline__ void load_vector(const float* p, float (&out)[kVec]) {
   if constexpr (kVec == 4) {
@@ -57,11 +66,15 @@ __global__ void __launch_bounds__(kNormThreads)
     norm_kernel(const float* __restrict__ x, const float* __restrict__ weight,
                 const float* __restrict__ bias, float* out, int width, float epsilon,
                 bool layer_norm, InputCopy copy) {
+  const int vectors = width / kVec;
+  // The weights (and bias) are brought to L1 before the wait: one memory latency fewer on the
+  // chain of a decode step, where this kernel is one CTA per token.
+  prefetch_to_l1(weight, width);
+  if (bias != nullptr) prefetch_to_l1(bias, width);
   wait_then_allow_next_kernel();
   __shared__ float scratch[kNormThreads / 32];
   const float* xt = x + static_cast<int64_t>(blockIdx.x) * width;
   float* ot = out + static_cast<int64_t>(blockIdx.x) * width;
-  const int vectors = width / kVec;
   float v[kNormMaxVectors][kVec];
   float sum = 0.0f;
 #pragma unroll
@@ -127,7 +140,8 @@ __global__ void rope_kv_kernel(RopeParams p, float* q, const float* __restrict__
                                const float* __restrict__ v, const int32_t* __restrict__ positions,
                                const int32_t* __restrict__ slots, __half* key_cache,
                                __half* value_cache) {
-  wait_then_allow_next_kernel();
+  // The rotations depend only on the step's positions (uploaded before its first kernel, never
+  // written by one): computed before the wait, while the Q/K/V product finishes.
   __shared__ double2 rotation[kMaxRopePairs];
   const int t = blockIdx.x, half = p.rope_dim / 2, hd = p.head_dim;
   const int kv_dim = p.head_count_kv * hd;
@@ -136,6 +150,7 @@ __global__ void rope_kv_kernel(RopeParams p, float* q, const float* __restrict__
     sincos(static_cast<double>(positions[t]) * p.inv_freq[i], &s, &c);
     rotation[i] = make_double2(c, s);
   }
+  wait_then_allow_next_kernel();
   __syncthreads();
   float* qt = q + static_cast<int64_t>(t) * p.head_count * hd;
   const float* kt = k + static_cast<int64_t>(t) * kv_dim;
