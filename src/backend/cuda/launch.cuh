@@ -10,9 +10,8 @@
 // first read or write of memory that another kernel of the step writes or reads (activations,
 // KV cache, logits); weights are read-only and may be read before, and so may the step's inputs
 // (tokens, positions, slots, block tables: copied from the host before the step's first kernel,
-// written by no kernel). Since each kernel
-// waits for the completion of the previous one, which itself waited, completion stays ordered
-// along the whole stream.
+// written by no kernel). Since each kernel waits for the completion of the previous one, which
+// itself waited, completion stays ordered along the whole stream.
 #pragma once
 
 #include <cuda_runtime.h>

@@ -66,7 +66,6 @@ __global__ void __launch_bounds__(kNormThreads)
     norm_kernel(const float* __restrict__ x, const float* __restrict__ weight,
                 const float* __restrict__ bias, float* out, int width, float epsilon,
                 bool layer_norm, InputCopy copy) {
-  const int vectors = width / kVec;
   // The weights (and bias) are brought to L1 before the wait: one memory latency fewer on the
   // chain of a decode step, where this kernel is one CTA per token.
   prefetch_to_l1(weight, width);
@@ -75,6 +74,7 @@ __global__ void __launch_bounds__(kNormThreads)
   __shared__ float scratch[kNormThreads / 32];
   const float* xt = x + static_cast<int64_t>(blockIdx.x) * width;
   float* ot = out + static_cast<int64_t>(blockIdx.x) * width;
+  const int vectors = width / kVec;
   float v[kNormMaxVectors][kVec];
   float sum = 0.0f;
 #pragma unroll
