@@ -19,6 +19,14 @@ __device__ __forceinline__ float half_at(const uint8_t* p) {
   return __half2float(__ushort_as_half(*reinterpret_cast<const uint16_t*>(p)));
 }
 
+// The four words of a 16-byte load, in order.
+__device__ __forceinline__ void words_of(const uint4& v, uint32_t* out) {
+  out[0] = v.x;
+  out[1] = v.y;
+  out[2] = v.z;
+  out[3] = v.w;
+}
+
 // n little-endian 32-bit words starting at a 2-byte aligned address (the blocks of Q4_0, Q5_0,
 // Q8_0 and Q6_K are only 2-byte aligned): aligned 4-byte loads joined by funnel shifts. At an
 // address 2 past a word boundary the last two bytes come from a 2-byte load, so nothing past
@@ -53,6 +61,16 @@ struct KQuantHead {
     const uint32_t scales = c < 2 ? words.y & 0x3F3F3F3Fu : (words.w & 0x0F0F0F0Fu) | ((words.y >> 2) & 0x30303030u);
     const uint32_t mins = c < 2 ? words.z & 0x3F3F3F3Fu : ((words.w >> 4) & 0x0F0F0F0Fu) | ((words.z >> 2) & 0x30303030u);
     return __byte_perm(scales, mins, c % 2 == 0 ? 0x5140u : 0x7362u);
+  }
+  // d * scale and dmin * min of sub-blocks 2c and 2c + 1: x = d * sc * q - dmin * m per sub-block.
+  struct ScaledPair {
+    float d0, m0, d1, m1;
+  };
+  __device__ ScaledPair scaled_pair(int c) const {
+    const float scale = d(), min_scale = dmin();
+    const uint32_t sm = scale_min_pair(c);
+    return {scale * static_cast<float>(sm & 0xFFu), min_scale * static_cast<float>((sm >> 8) & 0xFFu),
+            scale * static_cast<float>((sm >> 16) & 0xFFu), min_scale * static_cast<float>(sm >> 24)};
   }
 };
 

@@ -19,13 +19,6 @@
 namespace realizar::cuda {
 namespace {
 
-__device__ __forceinline__ void words_of(const uint4& v, uint32_t* out) {
-  out[0] = v.x;
-  out[1] = v.y;
-  out[2] = v.z;
-  out[3] = v.w;
-}
-
 // The 8 words (32 int8 values) of activation block `block` of one token.
 __device__ __forceinline__ void load_x_block(const int8_t* xq, int64_t block, int (&x)[8]) {
   const int4* p = reinterpret_cast<const int4*>(xq + block * 32);
@@ -69,14 +62,9 @@ __device__ __forceinline__ int dot8(const uint32_t* w, const int* x) {
 // d * scale and dmin * min of sub-blocks 2c and 2c + 1 of a Q4_K or Q5_K block (both types start
 // with d, dmin and the 12 bytes of 6-bit scales and mins), and the pair's part of a dot product:
 // x = d * sc * q - dmin * m per sub-block.
-struct SubBlockPairScales {
-  float d0, m0, d1, m1;
+struct SubBlockPairScales : KQuantHead::ScaledPair {
   __device__ static SubBlockPairScales load(const uint8_t* blk, int c) {
-    const KQuantHead head = KQuantHead::load(blk);
-    const float d = head.d(), dmin = head.dmin();
-    const uint32_t sm = head.scale_min_pair(c);
-    return {d * static_cast<float>(sm & 0xFFu), dmin * static_cast<float>((sm >> 8) & 0xFFu),
-            d * static_cast<float>((sm >> 16) & 0xFFu), dmin * static_cast<float>(sm >> 24)};
+    return {KQuantHead::load(blk).scaled_pair(c)};
   }
   // s0, s1: the integer dot products of the two sub-blocks with activation blocks x.
   __device__ float apply(int s0, int s1, const TwoActivationBlocks& x) const {

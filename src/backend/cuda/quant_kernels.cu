@@ -40,13 +40,6 @@ __device__ __forceinline__ void load_bytes_2aligned(const uint8_t* p, uint8_t (&
   }
 }
 
-__device__ __forceinline__ void words_of(const uint4& v, uint32_t (&out)[4]) {
-  out[0] = v.x;
-  out[1] = v.y;
-  out[2] = v.z;
-  out[3] = v.w;
-}
-
 // Byte i of `word` (a level of block_access.cuh's *_levels) as float, minus `offset`.
 __device__ __forceinline__ float level_minus(uint32_t word, int i, float offset) {
   return small_int_minus((word >> (8 * i)) & 0xFFu, offset);
@@ -60,17 +53,13 @@ struct Q4K {
   __device__ static void load(const uint8_t* row, int64_t u, float (&w)[kRuns][kRunLen]) {
     const uint8_t* blk = row + (u / 8) * sizeof(block_q4_K);
     const int c = static_cast<int>(u % 8) / 2, h = static_cast<int>(u % 2);
-    const KQuantHead head = KQuantHead::load(blk);
-    const float d = head.d(), dmin = head.dmin();
-    const uint32_t sm = head.scale_min_pair(c);
-    const uint32_t sc0 = sm & 0xFF, m0 = (sm >> 8) & 0xFF, sc1 = (sm >> 16) & 0xFF, m1 = sm >> 24;
+    const KQuantHead::ScaledPair s = KQuantHead::load(blk).scaled_pair(c);
     uint32_t q[4];
     words_of(*reinterpret_cast<const uint4*>(blk + 16 + 32 * c + 16 * h), q);
-    const float d0 = d * sc0, mn0 = dmin * m0, d1 = d * sc1, mn1 = dmin * m1;
 #pragma unroll
     for (int i = 0; i < 16; ++i) {
-      w[0][i] = d0 * level_minus(nibble_levels(q[i / 4], 0), i % 4, 0.0f) - mn0;
-      w[1][i] = d1 * level_minus(nibble_levels(q[i / 4], 1), i % 4, 0.0f) - mn1;
+      w[0][i] = s.d0 * level_minus(nibble_levels(q[i / 4], 0), i % 4, 0.0f) - s.m0;
+      w[1][i] = s.d1 * level_minus(nibble_levels(q[i / 4], 1), i % 4, 0.0f) - s.m1;
     }
   }
 };
@@ -82,18 +71,14 @@ struct Q5K {
   __device__ static void load(const uint8_t* row, int64_t u, float (&w)[kRuns][kRunLen]) {
     const uint8_t* blk = row + (u / 8) * sizeof(block_q5_K);
     const int c = static_cast<int>(u % 8) / 2, h = static_cast<int>(u % 2);
-    const KQuantHead head = KQuantHead::load(blk);
-    const float d = head.d(), dmin = head.dmin();
-    const uint32_t sm = head.scale_min_pair(c);
-    const uint32_t sc0 = sm & 0xFF, m0 = (sm >> 8) & 0xFF, sc1 = (sm >> 16) & 0xFF, m1 = sm >> 24;
+    const KQuantHead::ScaledPair s = KQuantHead::load(blk).scaled_pair(c);
     uint32_t q[4], qh[4];
     words_of(*reinterpret_cast<const uint4*>(blk + 48 + 32 * c + 16 * h), q);
     words_of(*reinterpret_cast<const uint4*>(blk + 16 + 16 * h), qh);
-    const float d0 = d * sc0, mn0 = dmin * m0, d1 = d * sc1, mn1 = dmin * m1;
 #pragma unroll
     for (int i = 0; i < 16; ++i) {
-      w[0][i] = d0 * level_minus(q5_k_levels(q[i / 4], qh[i / 4], 2 * c), i % 4, 0.0f) - mn0;
-      w[1][i] = d1 * level_minus(q5_k_levels(q[i / 4], qh[i / 4], 2 * c + 1), i % 4, 0.0f) - mn1;
+      w[0][i] = s.d0 * level_minus(q5_k_levels(q[i / 4], qh[i / 4], 2 * c), i % 4, 0.0f) - s.m0;
+      w[1][i] = s.d1 * level_minus(q5_k_levels(q[i / 4], qh[i / 4], 2 * c + 1), i % 4, 0.0f) - s.m1;
     }
   }
 };
