@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "realizar/error.h"
 #include "realizar/quant.h"
 #include "realizar/sampling.h"
 #include "realizar/tensor_type.h"
@@ -375,6 +376,81 @@ INSTANTIATE_TEST_SUITE_P(Styles, CudaRope,
                                            RopeCase{28, 4, 128, 128, true},   // Qwen2.5-7B
                                            RopeCase{32, 4, 64, 64, false},    // TinyLlama
                                            RopeCase{32, 32, 80, 32, true}));  // phi-2, partial
+
+// Q, K and V with PartOutput's RoPE and KV cache write in the product's epilogue against the
+// plain product followed by rope_and_store_kv: the same bits in q, the key cache and the value
+// cache. Q and K share a launch (Q4_K), V has another type and its own (Q6_K, as in Q4_K_M
+// files); 9 tokens take two passes.
+TEST_P(CudaRope, InTheQkvProductGivesTheBitsOfTheProductThenRopeAndStoreKv) {
+  SKIP_WITHOUT_GPU();
+  const RopeCase c = GetParam();
+  std::mt19937_64 rng(static_cast<uint64_t>(c.head_dim * 7 + c.rope_dim));
+  const int64_t cols = 512, q_dim = c.heads * c.head_dim, kv_dim = c.kv_heads * c.head_dim;
+  const QuantMatrix wq(TensorType::Q4_K, q_dim, cols, rng), wk(TensorType::Q4_K, kv_dim, cols, rng),
+      wv(TensorType::Q6_K, kv_dim, cols, rng);
+  const DeviceVector<uint8_t> dwq(wq.bytes), dwk(wk.bytes), dwv(wv.bytes);
+  const DeviceVector<float> bq(random_floats(static_cast<size_t>(q_dim), rng)),
+      bk(random_floats(static_cast<size_t>(kv_dim), rng)), bv(random_floats(static_cast<size_t>(kv_dim), rng));
+  std::vector<double> inv_freq(static_cast<size_t>(c.rope_dim / 2));
+  for (size_t i = 0; i < inv_freq.size(); ++i) inv_freq[i] = std::pow(1e6, -2.0 * i / c.rope_dim);
+  const DeviceVector<double> dfreq(inv_freq);
+  const cuda::RopeParams p{c.heads, c.kv_heads, c.head_dim, c.rope_dim, c.neox, dfreq.get()};
+  const int slot_count = 40;
+  for (const int tokens : {1, 3, 9}) {
+    std::vector<int32_t> positions, slots;
+    for (int t = 0; t < tokens; ++t) {
+      positions.push_back(t == 0 ? 0 : 37 * t * t + 5);
+      slots.push_back((7 * t + 3) % slot_count);
+    }
+    const std::vector<float> x = random_floats(static_cast<size_t>(tokens * cols), rng);
+    const DeviceVector<float> dx(x);
+    const DeviceVector<int8_t> xq(x.size());
+    const DeviceVector<float> xds(x.size() / 16);
+    cuda::quantize_activations(dx.get(), cols, tokens, {xq.get(), xds.get()}, nullptr);
+    const DeviceVector<int32_t> dpos(positions), dslots(slots);
+    const auto cache = [&] { return std::make_unique<DeviceVector<uint16_t>>(static_cast<size_t>(slot_count * kv_dim)); };
+    const auto keys_ref = cache(), values_ref = cache(), keys = cache(), values = cache();
+    const DeviceVector<float> q_ref(static_cast<size_t>(tokens * q_dim)), k(static_cast<size_t>(tokens * kv_dim)),
+        v(static_cast<size_t>(tokens * kv_dim)), q(static_cast<size_t>(tokens * q_dim));
+    const cuda::ActivationsQ8 a{xq.get(), xds.get()};
+    const cuda::MatvecPart plain[] = {{wq.on_device(dwq), q_ref.get(), q_dim, bq.get()},
+                                      {wk.on_device(dwk), k.get(), kv_dim, bk.get()}};
+    const cuda::MatvecPart plain_v{wv.on_device(dwv), v.get(), kv_dim, bv.get()};
+    cuda::matvec_int8_parts(plain, 2, a, false, tokens, nullptr);
+    cuda::matvec_int8_parts(&plain_v, 1, a, false, tokens, nullptr);
+    cuda::rope_and_store_kv(p, q_ref.get(), k.get(), v.get(), dpos.get(), dslots.get(), tokens, keys_ref->get(),
+                            values_ref->get(), nullptr);
+
+    const cuda::KvWrite kv{p, dpos.get(), dslots.get(), keys->get(), values->get()};
+    const cuda::MatvecPart roped[] = {
+        {wq.on_device(dwq), q.get(), q_dim, bq.get(), cuda::PartOutput::RopedQuery},
+        {wk.on_device(dwk), nullptr, 0, bk.get(), cuda::PartOutput::RopedKeyToCache}};
+    const cuda::MatvecPart cached_v{wv.on_device(dwv), nullptr, 0, bv.get(), cuda::PartOutput::ValueToCache};
+    cuda::matvec_int8_parts(roped, 2, a, false, tokens, nullptr, &kv);
+    cuda::matvec_int8_parts(&cached_v, 1, a, false, tokens, nullptr, &kv);
+    EXPECT_EQ(q.read(), q_ref.read()) << tokens << " tokens";
+    // Slots no token writes stay as both were made (poisoned).
+    EXPECT_EQ(keys->read(), keys_ref->read()) << tokens << " tokens";
+    EXPECT_EQ(values->read(), values_ref->read()) << tokens << " tokens";
+  }
+}
+
+TEST(CudaKernels, RopedPartsWithoutKvWriteOrOfWrongRowsAreRefused) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937_64 rng(3);
+  const QuantMatrix w(TensorType::Q4_K, 128, 256, rng);
+  const DeviceVector<uint8_t> dw(w.bytes);
+  const DeviceVector<int8_t> xq(256);
+  const DeviceVector<float> xds(16), y(128);
+  const DeviceVector<int32_t> positions(std::vector<int32_t>{0}), slots(std::vector<int32_t>{0});
+  const DeviceVector<uint16_t> cache(128);
+  const cuda::MatvecPart part{w.on_device(dw), y.get(), 128, nullptr, cuda::PartOutput::RopedQuery};
+  EXPECT_THROW(cuda::matvec_int8_parts(&part, 1, {xq.get(), xds.get()}, false, 1, nullptr), Error);
+  // 128 rows are not 3 heads of 64.
+  const cuda::KvWrite kv{{3, 1, 64, 64, true, nullptr}, positions.get(), slots.get(), cache.get(), cache.get()};
+  EXPECT_THROW(cuda::matvec_int8_parts(&part, 1, {xq.get(), xds.get()}, false, 1, nullptr, &kv), Error);
+  EXPECT_THROW(cuda::matmul_dequant_mma_parts(&part, 1, cache.get(), false, 16, nullptr), Error);
+}
 
 TEST(CudaKernels, SwiGluAndGeluMatchFloat64) {
   SKIP_WITHOUT_GPU();

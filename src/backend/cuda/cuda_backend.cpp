@@ -743,21 +743,28 @@ class CudaBackend final : public Backend {
     return LinearInput{x, tokens, copy.q8.q != nullptr, copy.half != nullptr};
   }
 
+  // Whether a step of `tokens` tokens multiplies `w` in a grouped launch (linear_parts): the
+  // int8 matvec or the tensor-core product.
+  bool takes_grouped(const cuda::DeviceMatrix& w, int64_t tokens) const {
+    if (takes_half_copy(w, tokens)) return false;
+    return tokens <= kMatvecMaxTokens ? cuda::matvec_reads_int8(w.type) : takes_mma(w.type, tokens);
+  }
+
   // linear() of several matrices reading the same input (Q, K, V; gate, up). Consecutive
   // matrices of one type that take the int8 matvec or the tensor-core product share a launch.
-  void linear_parts(std::initializer_list<cuda::MatvecPart> parts, LinearInput& in, bool accumulate) {
+  // Parts whose output is not Rows (Q, K and V with their RoPE and KV cache write, `kv`) need
+  // the int8 matvec for every part.
+  void linear_parts(std::initializer_list<cuda::MatvecPart> parts, LinearInput& in, bool accumulate,
+                    const cuda::KvWrite* kv = nullptr) {
     const int64_t tokens = in.tokens;
-    const auto grouped = [&](const cuda::DeviceMatrix& w) {
-      if (takes_half_copy(w, tokens)) return false;
-      return tokens <= kMatvecMaxTokens ? cuda::matvec_reads_int8(w.type) : takes_mma(w.type, tokens);
-    };
+    const auto grouped = [&](const cuda::DeviceMatrix& w) { return takes_grouped(w, tokens); };
     cuda::MatvecPart run[cuda::kMaxMatvecParts];
     int run_size = 0;
     auto flush = [&] {
       if (run_size == 0) return;
       if (tokens <= kMatvecMaxTokens) {
         quantize_input(in, run[0].w.cols);
-        cuda::matvec_int8_parts(run, run_size, x_q8_, accumulate, tokens, stream_);
+        cuda::matvec_int8_parts(run, run_size, x_q8_, accumulate, tokens, stream_, kv);
       } else {
         cuda::matmul_dequant_mma_parts(run, run_size, half_input(in, run[0].w.cols), accumulate, tokens, stream_);
       }
@@ -772,6 +779,7 @@ class CudaBackend final : public Backend {
         continue;
       }
       if (!grouped(part.w)) {
+        if (part.output != cuda::PartOutput::Rows) fail("CUDA backend: a Q/K/V part with its RoPE off the int8 matvec");
         flush();
         linear(part.w, in, part.y, part.ldy, part.bias, accumulate);
         continue;
@@ -869,9 +877,8 @@ class CudaBackend final : public Backend {
       cuda::norm_rows(x_, w.attn_norm, w.attn_norm_bias, h_, c.embedding_length, n, c.norm_epsilon,
                       c.layer_norm, normed_copy, stream_);
       LinearInput normed = made_with(h_, n, normed_copy);
-      project_qkv(w, normed);
-      cuda::rope_and_store_kv(rope, q_, k_, v_, device_field(layout().positions),
-                              device_field(layout().slots), n, keys, values, stream_);
+      const cuda::KvWrite kv{rope, device_field(layout().positions), device_field(layout().slots), keys, values};
+      project_qkv_and_store_kv(w, normed, kv);
       cuda::attention(attn, q_, keys, values, attention_step, step.attention, partials, attn_, attended_copy,
                       stream_);
       LinearInput attended = made_with(attn_, n, attended_copy);
@@ -893,6 +900,24 @@ class CudaBackend final : public Backend {
     const ModelConfig& c = config_;
     linear_parts({{w.q, q_, c.q_dim(), w.q_bias}, {w.k, k_, c.kv_dim(), w.k_bias}, {w.v, v_, c.kv_dim(), w.v_bias}},
                  normed, false);
+  }
+
+  // q_ = RoPE(Q), and RoPE(K), V into the layer's KV cache at the step's slots (kv). Steps whose
+  // three matrices all take the int8 matvec do the rotation and the cache write in its epilogue
+  // (PartOutput), without a kernel between the product and the attention; others run
+  // rope_and_store_kv over q_, k_ and v_ after the products.
+  void project_qkv_and_store_kv(const DeviceLayer& w, LinearInput& normed, const cuda::KvWrite& kv) {
+    const ModelConfig& c = config_;
+    const int64_t n = normed.tokens;
+    if (n <= kMatvecMaxTokens && takes_grouped(w.q, n) && takes_grouped(w.k, n) && takes_grouped(w.v, n)) {
+      linear_parts({{w.q, q_, c.q_dim(), w.q_bias, cuda::PartOutput::RopedQuery},
+                    {w.k, nullptr, 0, w.k_bias, cuda::PartOutput::RopedKeyToCache},
+                    {w.v, nullptr, 0, w.v_bias, cuda::PartOutput::ValueToCache}},
+                   normed, false, &kv);
+      return;
+    }
+    project_qkv(w, normed);
+    cuda::rope_and_store_kv(kv.rope, q_, k_, v_, kv.positions, kv.slots, n, kv.key_cache, kv.value_cache, stream_);
   }
 
   // x += down(act(h)): SwiGLU (Shazeer 2020) or, for phi-2, GELU of up(h) + bias. `normed` is

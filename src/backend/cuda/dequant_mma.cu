@@ -665,6 +665,11 @@ void matmul_dequant_mma_tiled(const MatvecPart* parts, int count, const void* x,
                               MmaShape shape, cudaStream_t stream) {
   if (count < 1 || count > kMaxMatvecParts) unhandled_case("matmul_dequant_mma", "part count", count);
   if (tokens < 1) unhandled_case("matmul_dequant_mma", "token count", tokens);
+  for (int i = 0; i < count; ++i) {
+    if (parts[i].output != PartOutput::Rows) {
+      unhandled_case("matmul_dequant_mma", "part output", static_cast<int>(parts[i].output));
+    }
+  }
   if (shape.warp_rows != 16 && shape.warp_rows != 32) unhandled_case("matmul_dequant_mma", "warp_rows", shape.warp_rows);
   if (shape.splits < 1 || shape.splits > kMaxSplits) unhandled_case("matmul_dequant_mma", "splits", shape.splits);
   const DeviceMatrix& w0 = parts[0].w;

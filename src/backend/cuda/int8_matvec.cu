@@ -77,6 +77,7 @@ struct SubBlockPairScales : KQuantHead::ScaledPair {
 // and 2c+1 (their high nibbles); x = d * sc * q - dmin * m per sub-block.
 struct Q4K {
   static constexpr int kUnitElems = 64;
+  static constexpr int kOneTokenCtas = 5;  // ctas_per_multiprocessor
   struct W {
     uint32_t q[8];
     SubBlockPairScales scales;
@@ -108,6 +109,7 @@ struct Q4K {
 // Q5_K: as Q4_K with bit 4 of element 32b + j at bit b of qh[j].
 struct Q5K {
   static constexpr int kUnitElems = 64;
+  static constexpr int kOneTokenCtas = 3;  // ctas_per_multiprocessor
   struct W {
     uint32_t lo[8], hi[8];  // 5-bit values of sub-blocks 2c and 2c + 1, one per byte
     SubBlockPairScales scales;
@@ -145,6 +147,7 @@ struct Q5K {
 // 2r, 2r + 1 of qh[32h + l0 + i]; x = d * scales[8h + l0 / 16 + 2r] * (q - 32).
 struct Q6K {
   static constexpr int kUnitElems = 64;
+  static constexpr int kOneTokenCtas = 4;  // ctas_per_multiprocessor
   struct W {
     uint32_t a[4], b[4], h[4];  // ql (quarters 0/2), ql (quarters 1/3), qh
     float d[4];                 // d * scale of each quarter
@@ -198,6 +201,7 @@ struct Q6K {
 // Q8_0 (34-byte blocks, 2-byte aligned): unit = one block, x = d * q.
 struct Q80 {
   static constexpr int kUnitElems = 32;
+  static constexpr int kOneTokenCtas = 7;  // ctas_per_multiprocessor
   struct W {
     uint32_t q[8];
     float d;
@@ -221,6 +225,7 @@ struct Q80 {
 template <uint32_t kType>
 struct Small4 {
   static constexpr int kUnitElems = 32;
+  static constexpr int kOneTokenCtas = 6;  // ctas_per_multiprocessor
   static constexpr size_t kBlockBytes = kType == kQ4_0 ? sizeof(block_q4_0)
                                         : kType == kQ4_1 ? sizeof(block_q4_1)
                                                          : sizeof(block_q5_0);
@@ -277,7 +282,8 @@ constexpr int kUnitsInFlight = 2;  // units per lane loaded before the first is 
 constexpr int kMaxTokens = 8;      // activation vectors per pass over the weights
 // Rows per warp: two rows share each activation load (half the L1 traffic per weight byte).
 // Measured on the H200 (tg128, synth Q4_K_M): one row 293 t/s on 7B, two 334, four 288 (register
-// pressure); two wins at every model size (docs/perf-notes.md).
+// pressure); two wins at every model size (docs/perf-notes.md). Two is also what the roped parts
+// need: the rows RoPE rotates together share a warp.
 constexpr int kRowsPerWarp = 2;
 
 // Rows of the parts laid end to end over the grid: CTA b belongs to the last part whose
@@ -288,27 +294,112 @@ struct PartsOnGrid {
   int count;
 };
 
-// One group of S warps per R = kRowsPerWarp consecutive rows; the S warps of a group split the
-// row's units (S > 1 for long rows of one token: a warp alone waits on its loads round after
-// round) and add their sums through shared memory. A row past the matrix end repeats the last row's loads
-// and is not stored.
-template <class Q, int T, int S, int R = kRowsPerWarp>
-__global__ void __launch_bounds__(kWarpsPerBlock * 32)
+__host__ __device__ __forceinline__ bool is_roped(PartOutput output) {
+  return output == PartOutput::RopedQuery || output == PartOutput::RopedKeyToCache;
+}
+
+// The two rows of row pair `pair` of a part with `rows` rows: 2 pair and 2 pair + 1, except in the
+// roped parts, whose pairs are the two rows RoPE rotates together (rope_and_store_kv: (i, i +
+// rope_dim / 2) of a head in the NeoX style, (2i, 2i + 1) otherwise; the dims past rope_dim in
+// consecutive pairs, unrotated). `frequency`: the pair's index into inv_freq, -1 when unrotated.
+// A pair past the end is the last pair, not stored (`valid`).
+struct RowPair {
+  int64_t row[kRowsPerWarp];
+  bool valid[kRowsPerWarp];
+  int frequency;
+  // Row r's entries by selects: indexing the arrays with a lane-dependent r would put them in
+  // local memory.
+  __device__ int64_t row_of(int r) const { return r == 0 ? row[0] : row[1]; }
+  __device__ bool valid_of(int r) const { return r == 0 ? valid[0] : valid[1]; }
+};
+__device__ __forceinline__ RowPair rows_of_pair(int64_t pair, int64_t rows, bool roped, const RopeParams& p) {
+  RowPair rp{};
+  rp.frequency = -1;
+  if (!roped) {
+#pragma unroll
+    for (int r = 0; r < kRowsPerWarp; ++r) {
+      rp.row[r] = min(2 * pair + r, rows - 1);
+      rp.valid[r] = 2 * pair + r < rows;
+    }
+    return rp;
+  }
+  const bool valid = pair < rows / 2;
+  pair = min(pair, rows / 2 - 1);
+  const int per_head = p.head_dim / 2, half = p.rope_dim / 2;
+  const int64_t base = pair / per_head * p.head_dim;
+  const int i = static_cast<int>(pair % per_head);
+  const bool rotated = i < half;
+  rp.row[0] = base + (rotated && p.neox ? i : 2 * i);
+  rp.row[1] = base + (rotated && p.neox ? i + half : 2 * i + 1);
+  rp.valid[0] = rp.valid[1] = valid;
+  rp.frequency = rotated ? i : -1;
+  return rp;
+}
+
+// Stores row r of token t: value = W x + bias of that row, `pair` its pair's two values (for the
+// rotation; the arithmetic of rope_kv_kernel in layer_kernels.cu, so that both give the same bits).
+__device__ __forceinline__ void store_row(const MatvecPart& part, const KvWrite& kv, const RowPair& rp, int t, int r,
+                                          const float (&pair)[kRowsPerWarp], double2 rotation, bool accumulate) {
+  const int64_t row = rp.row_of(r);
+  const int64_t kv_dim = static_cast<int64_t>(kv.rope.head_count_kv) * kv.rope.head_dim;
+  float value = r == 0 ? pair[0] : pair[1];
+  if (is_roped(part.output) && rp.frequency >= 0) {
+    const double x0 = pair[0], x1 = pair[1];
+    value = static_cast<float>(r == 0 ? x0 * rotation.x - x1 * rotation.y : x0 * rotation.y + x1 * rotation.x);
+  }
+  switch (part.output) {
+    case PartOutput::Rows: {
+      float* out = part.y + t * part.ldy + row;
+      *out = accumulate ? *out + value : value;
+      return;
+    }
+    case PartOutput::RopedQuery:
+      part.y[t * part.ldy + row] = value;
+      return;
+    case PartOutput::RopedKeyToCache:
+      static_cast<__half*>(kv.key_cache)[kv.slots[t] * kv_dim + row] = __float2half_rn(value);
+      return;
+    case PartOutput::ValueToCache:
+      static_cast<__half*>(kv.value_cache)[kv.slots[t] * kv_dim + row] = __float2half_rn(value);
+      return;
+  }
+}
+
+constexpr int kThreads = kWarpsPerBlock * 32;
+
+// The CTAs per multiprocessor a kernel is compiled for (the register budget ptxas gets; 0: its
+// own choice). The one-token kernels with the RoPE and KV cache epilogue get the occupancy of the
+// plain kernel of their type, which ptxas, left to itself, traded for more registers (Q6_K 128 ->
+// 146, Q8_0 71 -> 79).
+template <class Q, int T, bool kKv>
+constexpr int ctas_per_multiprocessor() {
+  return kKv && T == 1 ? Q::kOneTokenCtas : 0;
+}
+
+// One group of S warps per row pair; the S warps of a group split the row's units (S > 1 for long
+// rows of one token: a warp alone waits on its loads round after round) and add their sums
+// through shared memory.
+template <class Q, int T, int S, bool kKv>
+__global__ void __launch_bounds__(kThreads, (ctas_per_multiprocessor<Q, T, kKv>()))
     matvec_int8_kernel(const __grid_constant__ PartsOnGrid parts, int64_t cols,
                        const int8_t* __restrict__ xq, const float2* __restrict__ xds,
-                       bool accumulate) {
+                       bool accumulate, const __grid_constant__ KvWrite kv) {
   static_assert(kWarpsPerBlock % S == 0, "the warps of a CTA form whole groups");
+  constexpr int R = kRowsPerWarp;
+  static_assert(R == 2, "row pairs (rows_of_pair)");
   int p = 0;
 #pragma unroll
   for (int i = 1; i < kMaxMatvecParts; ++i) p = (i < parts.count && blockIdx.x >= parts.first_cta[i]) ? i : p;
   const MatvecPart& part = parts.part[p];
   const int warp = static_cast<int>(threadIdx.x) / 32, slice = warp % S;
-  const int64_t row0 =
-      (static_cast<int64_t>(blockIdx.x - parts.first_cta[p]) * (kWarpsPerBlock / S) + warp / S) * R;
+  const int64_t pair =
+      static_cast<int64_t>(blockIdx.x - parts.first_cta[p]) * (kWarpsPerBlock / S) + warp / S;
+  const bool roped = kKv && is_roped(part.output);
+  const RowPair rp = rows_of_pair(pair, part.w.rows, roped, kv.rope);
   const int lane = threadIdx.x % 32;
   const uint8_t* wrow[R];
 #pragma unroll
-  for (int r = 0; r < R; ++r) wrow[r] = part.w.data + min(row0 + r, part.w.rows - 1) * part.w.row_bytes;
+  for (int r = 0; r < R; ++r) wrow[r] = part.w.data + rp.row[r] * part.w.row_bytes;
   const int64_t units = cols / Q::kUnitElems;
   float acc[T][R];
 #pragma unroll
@@ -331,6 +422,10 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   // (launch.cuh): for the small matrices of decode that is the whole row.
   const int64_t first = 32 * slice + lane;
   load_units(first);
+  double2 rotation = make_double2(1.0, 0.0);
+  if (kKv && roped && rp.frequency >= 0 && lane < T * R) {
+    sincos(static_cast<double>(kv.positions[lane / R]) * kv.rope.inv_freq[rp.frequency], &rotation.y, &rotation.x);
+  }
   wait_then_allow_next_kernel();
   for (int64_t u0 = first; u0 < units; u0 += kStride * kUnitsInFlight) {
     if (u0 != first) load_units(u0);
@@ -363,29 +458,42 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
       }
     }
     __syncthreads();
-    if (slice != 0) return;
+    if (slice == 0) {
 #pragma unroll
-    for (int t = 0; t < T; ++t) {
+      for (int t = 0; t < T; ++t) {
 #pragma unroll
-      for (int r = 0; r < R; ++r) {
-        acc[t][r] = 0.0f;
+        for (int r = 0; r < R; ++r) {
+          acc[t][r] = 0.0f;
 #pragma unroll
-        for (int s = 0; s < S; ++s) acc[t][r] += partial[warp + s][t * R + r];  // slices in order
+          for (int s = 0; s < S; ++s) acc[t][r] += partial[warp + s][t * R + r];  // slices in order
+        }
       }
     }
   }
-  // Lane t * R + r stores token t of row row0 + r.
-  if (lane < T * R && row0 + lane % R < part.w.rows) {
+  // Lane t * R + r stores token t of row rp.row_of(r); every lane holds the sums of all rows.
+  const int t = lane / R, r = lane % R;
+  if (!kKv && slice == 0 && t < T && rp.valid_of(r)) {
     float value = 0.0f;
 #pragma unroll
-    for (int t = 0; t < T; ++t) {
+    for (int tt = 0; tt < T; ++tt) {
 #pragma unroll
-      for (int r = 0; r < R; ++r) value = (t * R + r == lane) ? acc[t][r] : value;
+      for (int rr = 0; rr < R; ++rr) value = (tt * R + rr == lane) ? acc[tt][rr] : value;
     }
-    const int64_t row = row0 + lane % R;
+    const int64_t row = rp.row_of(r);
     if (part.bias != nullptr) value += part.bias[row];
-    float* out = part.y + (lane / R) * part.ldy + row;
+    float* out = part.y + t * part.ldy + row;
     *out = accumulate ? *out + value : value;
+  }
+  if (kKv && slice == 0 && t < T && rp.valid_of(r)) {
+    float pair_values[R];
+#pragma unroll
+    for (int rr = 0; rr < R; ++rr) {
+      float sum = 0.0f;
+#pragma unroll
+      for (int tt = 0; tt < T; ++tt) sum = tt == t ? acc[tt][rr] : sum;
+      pair_values[rr] = sum + (part.bias != nullptr ? part.bias[rp.row[rr]] : 0.0f);
+    }
+    store_row(part, kv, rp, t, r, pair_values, rotation, accumulate);
   }
 }
 
@@ -396,27 +504,33 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
 constexpr int kSplitMinUnits = 128;
 int warps_per_row(int64_t units) { return units >= kSplitMinUnits ? 2 : 1; }
 
-template <class Q>
+// Row pairs of a part: roped parts pair whole heads' rows, others consecutive rows.
+int64_t row_pairs(const MatvecPart& part) { return (part.w.rows + kRowsPerWarp - 1) / kRowsPerWarp; }
+
+// kKv: some part's output is not Rows (the Q/K/V launch with its RoPE and KV cache write); the
+// others keep the kernels without that epilogue.
+template <class Q, bool kKv>
 void launch_matvec_int8(const MatvecPart* parts, int count, ActivationsQ8 x, bool accumulate,
-                        int64_t tokens, cudaStream_t stream) {
+                        int64_t tokens, const KvWrite& kv, cudaStream_t stream) {
   const int64_t cols = parts[0].w.cols;
   // Splitting a row over warps is for one token (decode): with more, each warp has T tokens'
   // work per weight load already.
   const int split = tokens == 1 ? warps_per_row(cols / Q::kUnitElems) : 1;
-  const int64_t rows_per_cta = kWarpsPerBlock / split * kRowsPerWarp;
+  const int64_t pairs_per_cta = kWarpsPerBlock / split;
   PartsOnGrid grid_parts{};
   grid_parts.count = count;
   unsigned ctas = 0;
   for (int i = 0; i < count; ++i) {
     grid_parts.part[i] = parts[i];
     grid_parts.first_cta[i] = ctas;
-    ctas += static_cast<unsigned>((parts[i].w.rows + rows_per_cta - 1) / rows_per_cta);
+    ctas += static_cast<unsigned>((row_pairs(parts[i]) + pairs_per_cta - 1) / pairs_per_cta);
   }
-  const dim3 block(kWarpsPerBlock * 32);
+  const dim3 block(kThreads);
   const float2* xds = reinterpret_cast<const float2*>(x.ds);
-  if (split != 1) {
-    if (split != 2) unhandled_case("matvec_int8", "warps per row", split);
-    check_launch(launch(matvec_int8_kernel<Q, 1, 2>, ctas, block, stream, grid_parts, cols, x.q, xds, accumulate),
+  if (split != 1 && split != 2) unhandled_case("matvec_int8", "warps per row", split);
+  if (split == 2) {
+    check_launch(launch(matvec_int8_kernel<Q, 1, 2, kKv>, ctas, block, stream, grid_parts, cols, x.q, xds,
+                        accumulate, kv),
                  "matvec_int8_kernel");
     return;
   }
@@ -424,14 +538,18 @@ void launch_matvec_int8(const MatvecPart* parts, int count, ActivationsQ8 x, boo
     const int64_t n = tokens - t0 < kMaxTokens ? tokens - t0 : kMaxTokens;
     PartsOnGrid pass = grid_parts;
     for (int i = 0; i < count; ++i) pass.part[i].y = parts[i].y + t0 * parts[i].ldy;
+    KvWrite pass_kv = kv;  // its positions and slots from the pass's first token
+    if (kv.positions != nullptr) {
+      pass_kv.positions += t0;
+      pass_kv.slots += t0;
+    }
     with_count<kMaxTokens>(n, [&](auto n_tokens) {
-      check_launch(launch(matvec_int8_kernel<Q, decltype(n_tokens)::value, 1>, ctas, block, stream, pass, cols,
-                          x.q + t0 * cols, xds + t0 * (cols / 32), accumulate),
+      check_launch(launch(matvec_int8_kernel<Q, decltype(n_tokens)::value, 1, kKv>, ctas, block, stream, pass, cols,
+                          x.q + t0 * cols, xds + t0 * (cols / 32), accumulate, pass_kv),
                    "matvec_int8_kernel");
     });
   }
 }
-
 template <class F>
 bool with_int8_type(uint32_t type, F&& f) {
   switch (type) {
@@ -476,10 +594,29 @@ void matvec_int8(const DeviceMatrix& w, ActivationsQ8 x, float* y, int64_t ldy, 
 }
 
 void matvec_int8_parts(const MatvecPart* parts, int count, ActivationsQ8 x, bool accumulate,
-                       int64_t tokens, cudaStream_t stream) {
+                       int64_t tokens, cudaStream_t stream, const KvWrite* kv) {
   if (count <= 0) return;
+  if (count > kMaxMatvecParts) unhandled_case("matvec_int8", "part count", count);
+  const KvWrite outputs = kv != nullptr ? *kv : KvWrite{};
+  const RopeParams& rope = outputs.rope;
+  for (int i = 0; i < count; ++i) {
+    const PartOutput output = parts[i].output;
+    if (output == PartOutput::Rows) continue;
+    if (kv == nullptr || accumulate) {
+      unhandled_case("matvec_int8", "part output without a KvWrite or with accumulate", static_cast<int>(output));
+    }
+    const int64_t heads = output == PartOutput::RopedQuery ? rope.head_count : rope.head_count_kv;
+    if (parts[i].w.rows != heads * rope.head_dim || rope.head_dim % 2 != 0 || rope.rope_dim % 2 != 0 ||
+        rope.rope_dim > rope.head_dim) {
+      unhandled_case("matvec_int8", "rows of a roped or cache part", parts[i].w.rows);
+    }
+  }
   const bool known = with_int8_type(parts[0].w.type, [&](auto q) {
-    launch_matvec_int8<decltype(q)>(parts, count, x, accumulate, tokens, stream);
+    if (kv != nullptr) {
+      launch_matvec_int8<decltype(q), true>(parts, count, x, accumulate, tokens, outputs, stream);
+    } else {
+      launch_matvec_int8<decltype(q), false>(parts, count, x, accumulate, tokens, outputs, stream);
+    }
   });
   if (!known) unhandled_case("matvec_int8", "weight type", parts[0].w.type);
 }

@@ -57,15 +57,46 @@ struct InputCopy {
 // Q6_K); the float types (F32, F16, BF16) use matvec.
 bool matvec_reads_int8(uint32_t type);
 
+struct RopeParams {
+  int head_count = 0;
+  int head_count_kv = 0;
+  int head_dim = 0;
+  int rope_dim = 0;
+  bool neox = false;            // pairs (i, i + rope_dim/2), else (2i, 2i+1)
+  const double* inv_freq = nullptr;  // [rope_dim / 2]: rope_freq_base^(-2i / rope_dim)
+};
+
+// Where a part of matvec_int8_parts puts its rows W x (+ bias). The last three are the Q, K and V
+// of a step whose product also does rope_and_store_kv's work (KvWrite), so that no RoPE kernel
+// runs between the product and the attention.
+enum class PartOutput : int {
+  Rows,             // y, as matvec_int8 (with `accumulate`)
+  RopedQuery,       // rotated as rope_and_store_kv rotates q, into y
+  RopedKeyToCache,  // rotated, as float16 into the key cache at the token's slot; y unused
+  ValueToCache,     // as float16 into the value cache at the token's slot; y unused
+};
+
 // One matrix of a grouped product (matvec_int8_parts, matmul_dequant_mma_parts): y = W x (+ bias)
-// into y ([tokens x ldy]).
+// into y ([tokens x ldy]), or where `output` says (matvec_int8_parts only).
 struct MatvecPart {
   DeviceMatrix w;
   float* y = nullptr;
   int64_t ldy = 0;
   const float* bias = nullptr;
+  PartOutput output = PartOutput::Rows;
 };
 constexpr int kMaxMatvecParts = 3;
+
+// The RoPE and KV cache write of the parts whose output is not Rows (rope_and_store_kv's
+// arguments): token t of the product is at positions[t] and cache slot slots[t]; the caches are
+// float16 [slot][head_count_kv * head_dim].
+struct KvWrite {
+  RopeParams rope;
+  const int32_t* positions = nullptr;
+  const int32_t* slots = nullptr;
+  void* key_cache = nullptr;
+  void* value_cache = nullptr;
+};
 
 // out = the int8 blocks of x ([tokens x cols], cols a multiple of 32).
 void quantize_activations(const float* x, int64_t cols, int64_t tokens, ActivationsQ8 out,
@@ -81,9 +112,12 @@ void matvec_int8(const DeviceMatrix& w, ActivationsQ8 x, float* y, int64_t ldy, 
 
 // matvec_int8 of up to kMaxMatvecParts matrices reading the same activations, in one launch (the
 // parts' rows are laid end to end over the grid): Q, K and V, or gate and up. All parts have the
-// same ggml type and the same cols; count in [1, kMaxMatvecParts].
+// same ggml type and the same cols; count in [1, kMaxMatvecParts]. Parts whose output is not Rows
+// need `kv` and accumulate false; their rows must be whole heads (head_count or head_count_kv
+// times head_dim), and the results are those of matvec_int8 followed by rope_and_store_kv, bit
+// for bit. Throws realizar::Error (unhandled_case) otherwise.
 void matvec_int8_parts(const MatvecPart* parts, int count, ActivationsQ8 x, bool accumulate,
-                       int64_t tokens, cudaStream_t stream);
+                       int64_t tokens, cudaStream_t stream, const KvWrite* kv = nullptr);
 
 // y[t][r] = (accumulate ? y[t][r] : 0) + sum_c W[r][c] x[t][c] (+ bias[r]) for t < tokens, r <
 // w.rows, on the tensor cores (mma.sync.m16n8k16 float16, sm_80 and later), for the types
@@ -153,15 +187,6 @@ void norm_rows(const float* x, const float* weight, const float* bias, float* ou
 // out[i] = x[rows[i]] for i < count (rows of `width` floats).
 void gather_rows(const float* x, const int32_t* rows, int64_t count, int64_t width, float* out,
                  cudaStream_t stream);
-
-struct RopeParams {
-  int head_count = 0;
-  int head_count_kv = 0;
-  int head_dim = 0;
-  int rope_dim = 0;
-  bool neox = false;            // pairs (i, i + rope_dim/2), else (2i, 2i+1)
-  const double* inv_freq = nullptr;  // [rope_dim / 2]: rope_freq_base^(-2i / rope_dim)
-};
 
 // RoPE (Su et al. 2021): rotates q [tokens x q_dim] in place and stores k [tokens x kv_dim]
 // rotated and v as float16 at cache slot slots[t] of key_cache / value_cache (k itself is not
