@@ -10,6 +10,8 @@
 // units before using any of them.
 #include <cuda_fp16.h>
 
+#include <type_traits>
+
 #include "backend/cuda/block_access.cuh"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/launch.cuh"
@@ -376,6 +378,15 @@ constexpr int ctas_per_multiprocessor() {
   return kKv && T == 1 ? Q::kOneTokenCtas : 0;
 }
 
+// Units per lane in flight in the kernels that split long rows over warps (one token; the FFN
+// down projections). Measured on the H200 (matvec bench, 7B down 3584 x 18944, one token, µs; 2
+// / 3 / 4 / 6 units): Q4_K 17.8 / 15.1 / 17.9 / 20.4, Q6_K 26.2 / 29.2 / 32.8 / 34.2 (its units
+// hold more registers; docs/perf-notes.md).
+template <class Q>
+constexpr int split_units_in_flight() {
+  return std::is_same_v<Q, Q4K> ? 3 : kUnitsInFlight;
+}
+
 // One group of S warps per row pair; the S warps of a group split the row's units (S > 1 for long
 // rows of one token: a warp alone waits on its loads round after round) and add their sums
 // through shared memory.
@@ -408,10 +419,11 @@ __global__ void __launch_bounds__(kThreads, (ctas_per_multiprocessor<Q, T, kKv>(
     for (int r = 0; r < R; ++r) acc[t][r] = 0.0f;
   }
   constexpr int kStride = 32 * S;  // units between a lane's consecutive units
-  typename Q::W wv[kUnitsInFlight][R];
+  constexpr int kInFlight = S > 1 ? split_units_in_flight<Q>() : kUnitsInFlight;
+  typename Q::W wv[kInFlight][R];
   auto load_units = [&](int64_t u0) {
 #pragma unroll
-    for (int k = 0; k < kUnitsInFlight; ++k) {
+    for (int k = 0; k < kInFlight; ++k) {
 #pragma unroll
       for (int r = 0; r < R; ++r) {
         if (u0 + kStride * k < units) wv[k][r] = Q::load(wrow[r], u0 + kStride * k);
@@ -427,10 +439,10 @@ __global__ void __launch_bounds__(kThreads, (ctas_per_multiprocessor<Q, T, kKv>(
     sincos(static_cast<double>(kv.positions[lane / R]) * kv.rope.inv_freq[rp.frequency], &rotation.y, &rotation.x);
   }
   wait_then_allow_next_kernel();
-  for (int64_t u0 = first; u0 < units; u0 += kStride * kUnitsInFlight) {
+  for (int64_t u0 = first; u0 < units; u0 += kStride * kInFlight) {
     if (u0 != first) load_units(u0);
 #pragma unroll
-    for (int k = 0; k < kUnitsInFlight; ++k) {
+    for (int k = 0; k < kInFlight; ++k) {
       if (u0 + kStride * k >= units) break;
 #pragma unroll
       for (int t = 0; t < T; ++t) {
