@@ -1,6 +1,7 @@
 // Micro-benchmark of the decode matrix-vector kernels at the real models' shapes: achieved weight
 // bandwidth (bytes of the quantized matrix per launch over the launch's time). Runs only with
 // REALIZAR_CUDA_BENCH=1 (it takes seconds and needs a quiet GPU); otherwise skips.
+// REALIZAR_CUDA_BENCH_SHAPE=TEXT runs only the shapes whose name contains TEXT (for a profiler).
 //
 // Method (docs/perf-notes.md, "CUDA backend"): several copies of each matrix, together over 200 MB (3x the
 // H200's 60 MB L2), launched one after another in a CUDA graph so that each launch reads from
@@ -69,7 +70,9 @@ TEST(CudaMatvecBench, WeightBandwidthAtModelShapes) {
   ok(cudaStreamCreate(&stream));
   std::mt19937_64 rng(11);
   std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  const char* only = std::getenv("REALIZAR_CUDA_BENCH_SHAPE");
   for (const BenchShape& s : shapes) {
+    if (only != nullptr && std::string_view(s.model).find(only) == std::string_view::npos) continue;
     const size_t row_bytes = static_cast<size_t>(::realizar::row_bytes(s.type, static_cast<uint64_t>(s.cols)));
     const size_t matrix_bytes = row_bytes * static_cast<size_t>(s.rows);
     const int copies = static_cast<int>(std::max<size_t>(2, (size_t{200} << 20) / matrix_bytes + 1));
