@@ -772,6 +772,9 @@ class CudaBackend final : public Backend {
     };
     for (auto part_it = parts.begin(); part_it != parts.end(); ++part_it) {
       const cuda::MatvecPart& part = *part_it;
+      if (part.output != cuda::PartOutput::Rows && !grouped(part.w)) {
+        fail("CUDA backend: a Q/K/V part with its RoPE off the int8 matvec");
+      }
       if (std::next(part_it) != parts.end() && pair_on_copies(part, *std::next(part_it), tokens)) {
         flush();
         linear_pair_on_copies(part, *std::next(part_it), in, accumulate);
@@ -779,7 +782,6 @@ class CudaBackend final : public Backend {
         continue;
       }
       if (!grouped(part.w)) {
-        if (part.output != cuda::PartOutput::Rows) fail("CUDA backend: a Q/K/V part with its RoPE off the int8 matvec");
         flush();
         linear(part.w, in, part.y, part.ldy, part.bias, accumulate);
         continue;

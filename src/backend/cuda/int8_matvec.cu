@@ -7,7 +7,7 @@
 // A "unit" is the piece of a weight row one lane handles per step (64 elements of a K-quant
 // block, one 32-element block of the small types). Lanes of a warp take consecutive units of one
 // row, so a warp's loads cover contiguous bytes; each lane issues the loads of kUnitsInFlight
-// units before using any of them.
+// units (split_units_in_flight in the split kernels) before using any of them.
 #include <cuda_fp16.h>
 
 #include <type_traits>
@@ -338,6 +338,12 @@ __device__ __forceinline__ RowPair rows_of_pair(int64_t pair, int64_t rows, bool
   return rp;
 }
 
+// y[t][row] (+)= value: a Rows part's output.
+__device__ __forceinline__ void store_y(const MatvecPart& part, int t, int64_t row, float value, bool accumulate) {
+  float* out = part.y + t * part.ldy + row;
+  *out = accumulate ? *out + value : value;
+}
+
 // Stores row r of token t: value = W x + bias of that row, `pair` its pair's two values (for the
 // rotation; the arithmetic of rope_kv_kernel in layer_kernels.cu, so that both give the same bits).
 __device__ __forceinline__ void store_row(const MatvecPart& part, const KvWrite& kv, const RowPair& rp, int t, int r,
@@ -345,16 +351,14 @@ __device__ __forceinline__ void store_row(const MatvecPart& part, const KvWrite&
   const int64_t row = rp.row_of(r);
   const int64_t kv_dim = static_cast<int64_t>(kv.rope.head_count_kv) * kv.rope.head_dim;
   float value = r == 0 ? pair[0] : pair[1];
-  if (is_roped(part.output) && rp.frequency >= 0) {
+  if (rp.frequency >= 0) {  // a rotated pair of a roped part
     const double x0 = pair[0], x1 = pair[1];
     value = static_cast<float>(r == 0 ? x0 * rotation.x - x1 * rotation.y : x0 * rotation.y + x1 * rotation.x);
   }
   switch (part.output) {
-    case PartOutput::Rows: {
-      float* out = part.y + t * part.ldy + row;
-      *out = accumulate ? *out + value : value;
+    case PartOutput::Rows:
+      store_y(part, t, row, value, accumulate);
       return;
-    }
     case PartOutput::RopedQuery:
       part.y[t * part.ldy + row] = value;
       return;
@@ -435,7 +439,7 @@ __global__ void __launch_bounds__(kThreads, (ctas_per_multiprocessor<Q, T, kKv>(
   const int64_t first = 32 * slice + lane;
   load_units(first);
   double2 rotation = make_double2(1.0, 0.0);
-  if (kKv && roped && rp.frequency >= 0 && lane < T * R) {
+  if (rp.frequency >= 0 && lane < T * R) {  // a rotated pair (kKv only)
     sincos(static_cast<double>(kv.positions[lane / R]) * kv.rope.inv_freq[rp.frequency], &rotation.y, &rotation.x);
   }
   wait_then_allow_next_kernel();
@@ -493,8 +497,7 @@ __global__ void __launch_bounds__(kThreads, (ctas_per_multiprocessor<Q, T, kKv>(
     }
     const int64_t row = rp.row_of(r);
     if (part.bias != nullptr) value += part.bias[row];
-    float* out = part.y + t * part.ldy + row;
-    *out = accumulate ? *out + value : value;
+    store_y(part, t, row, value, accumulate);
   }
   if (kKv && slice == 0 && t < T && rp.valid_of(r)) {
     float pair_values[R];
@@ -516,7 +519,7 @@ __global__ void __launch_bounds__(kThreads, (ctas_per_multiprocessor<Q, T, kKv>(
 constexpr int kSplitMinUnits = 128;
 int warps_per_row(int64_t units) { return units >= kSplitMinUnits ? 2 : 1; }
 
-// Row pairs of a part: roped parts pair whole heads' rows, others consecutive rows.
+// Row pairs of a part (a roped part's rows are whole heads: an even count).
 int64_t row_pairs(const MatvecPart& part) { return (part.w.rows + kRowsPerWarp - 1) / kRowsPerWarp; }
 
 // kKv: some part's output is not Rows (the Q/K/V launch with its RoPE and KV cache write); the
