@@ -139,7 +139,7 @@ struct Bench {
                                                : cuda::InputCopy{{q8->get(), q8_scales->get()}, nullptr};
     return testing::median_launch_seconds(kCopies, stream, [&](int c) {
       const cuda::AttentionStep step{positions.get(), rows[static_cast<size_t>(c)]->get(), tables->get(), stride->get(),
-                                     nullptr, nullptr};
+                                     nullptr, nullptr, sequences};
       cuda::enqueue_decode(p, q->get(), keys_ptr(), values_ptr(), step, sequences, splits, scratch(),
                            out->get(), copy, stream);
     });

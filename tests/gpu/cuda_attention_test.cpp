@@ -234,7 +234,7 @@ struct DeviceStep {
   // Steps without tiles pass no decode list (their decode tokens are the step's tokens in order).
   cuda::AttentionStep step() const {
     return {positions.get(), rows.get(), tables.get(), stride.get(), s.tiles.empty() ? nullptr : decode.get(),
-            tiles.get()};
+            tiles.get(), static_cast<int64_t>(s.positions.size())};
   }
 
   // enqueue(step, scratch, out, copy) enqueues the attention; with `quantize` the copy asks for the

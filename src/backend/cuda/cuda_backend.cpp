@@ -867,7 +867,8 @@ class CudaBackend final : public Backend {
     const int32_t* decode_tokens = step.attention.tiles > 0 ? device_field(layout().decode_tokens) : nullptr;
     const cuda::AttentionStep attention_step{device_field(layout().positions), device_field(layout().seq_rows),
                                              device_field(layout().tables),    device_field(layout().stride),
-                                             decode_tokens,                    device_field(layout().tiles)};
+                                             decode_tokens,                    device_field(layout().tiles),
+                                             n};
     const cuda::AttentionScratch partials{partial_o_, partial_ml_, kMaxSplitRows};
     const cuda::InputCopy normed_copy = fused_copy(n, c.embedding_length);
     cuda::InputCopy attended_copy = fused_copy(n, c.q_dim());

@@ -104,8 +104,9 @@ __global__ void __launch_bounds__(32 * kWarps, decode_ctas_per_multiprocessor(kD
     }
   }
 
-  // The step's inputs (launch.cuh: readable before the wait) and the first table entries are
-  // read while the previous kernel finishes; the queries and keys only after it.
+  // The step's inputs (launch.cuh: readable before the wait), the first table entries and the
+  // first groups of keys written by earlier steps are read while the previous kernel finishes;
+  // the queries and this step's keys only after it.
   const int x = blockIdx.x;
   const int t = a.step.decode_tokens != nullptr ? a.step.decode_tokens[x] : x;
   const int kv_head = blockIdx.y, split = blockIdx.z, splits = gridDim.z;
@@ -127,24 +128,6 @@ __global__ void __launch_bounds__(32 * kWarps, decode_ctas_per_multiprocessor(kD
   };
   int window = 0;
   int32_t entries = load_entries(0), ahead = load_entries(32);
-  wait_then_allow_next_kernel();
-
-  // Row g's queries as A fragments (registers 0 and 2; rows g + 8, registers 1 and 3, are zero):
-  // qf[ks][h] holds dims 16 ks + c + 8 h and + 1. Rows past the group are zero too.
-  uint32_t qf[kSteps][2];
-  {
-    const float q_scale = p.scale * kLog2e;
-    const float* row = a.q + (static_cast<int64_t>(t) * p.head_count + kv_head * group + min(g, group - 1)) * hd;
-#pragma unroll
-    for (int ks = 0; ks < kSteps; ++ks) {
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int dim = 16 * ks + c + 8 * h;
-        const float2 v = g < group && dim < hd ? *reinterpret_cast<const float2*>(row + dim) : make_float2(0.0f, 0.0f);
-        qf[ks][h] = pack_half2(v.x * q_scale, v.y * q_scale);
-      }
-    }
-  }
 
   // The warp's n-th group into ring buffer `buffer`, 16 bytes per cp.async; rows at or past `end`
   // are zeroed (a zero value row times a zero probability stays zero; stale bits could be NaN).
@@ -175,13 +158,46 @@ __global__ void __launch_bounds__(32 * kWarps, decode_ctas_per_multiprocessor(kD
     }
   };
 
-  float o[kDimTiles][4] = {};  // row g: elements 0, 1 (dims 8 nd + c, + 1); rows g + 8 stay zero
-  float m = -INFINITY, l = 0.0f;  // row g's running max (base 2) and this lane's part of its sum
+  // The first groups are staged before the wait when every key in them was written by an earlier
+  // step (AttentionStep::step_tokens): their loads overlap the Q/K/V product, which writes this
+  // step's keys. One commit group per ring stage either way.
+  const int settled_end = a.step.step_tokens > 0 ? length - static_cast<int>(a.step.step_tokens) : 0;
+  int staged = 0;
 #pragma unroll
   for (int n = 0; n < kDecodeStages - 1; ++n) {
+    if (staged == n && n < warp_groups && first_key(n) + kDecodeGroupKeys <= settled_end) {
+      stage(n, n);
+      cp_async_commit();
+      staged = n + 1;
+    }
+  }
+  wait_then_allow_next_kernel();
+
+  // Row g's queries as A fragments (registers 0 and 2; rows g + 8, registers 1 and 3, are zero):
+  // qf[ks][h] holds dims 16 ks + c + 8 h and + 1. Rows past the group are zero too.
+  uint32_t qf[kSteps][2];
+  {
+    const float q_scale = p.scale * kLog2e;
+    const float* row = a.q + (static_cast<int64_t>(t) * p.head_count + kv_head * group + min(g, group - 1)) * hd;
+#pragma unroll
+    for (int ks = 0; ks < kSteps; ++ks) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int dim = 16 * ks + c + 8 * h;
+        const float2 v = g < group && dim < hd ? *reinterpret_cast<const float2*>(row + dim) : make_float2(0.0f, 0.0f);
+        qf[ks][h] = pack_half2(v.x * q_scale, v.y * q_scale);
+      }
+    }
+  }
+
+#pragma unroll
+  for (int n = 0; n < kDecodeStages - 1; ++n) {
+    if (n < staged) continue;
     if (n < warp_groups) stage(n, n);
     cp_async_commit();
   }
+  float o[kDimTiles][4] = {};  // row g: elements 0, 1 (dims 8 nd + c, + 1); rows g + 8 stay zero
+  float m = -INFINITY, l = 0.0f;  // row g's running max (base 2) and this lane's part of its sum
   for (int n = 0; n < warp_groups; ++n) {
     cp_async_wait<kDecodeStages - 2>();
     __syncwarp();  // group n staged by every lane; every lane done with group n - 1's buffer

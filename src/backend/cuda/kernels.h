@@ -225,6 +225,10 @@ struct AttentionStep {
                                            // null: step tokens 0, 1, ... (one dependent load less)
   const int32_t* tiles = nullptr;          // [plan.tiles x 4], 16-byte aligned: {first step token,
                                            // tokens (1..flash_tile_tokens), table row, first position}
+  // The step's token count. A sequence has at most this many tokens in the step, all past the keys
+  // it had before, so a decode token's keys below its position + 1 - step_tokens were written by
+  // earlier steps: the decode kernel reads them before its PDL wait. 0: none is assumed so.
+  int64_t step_tokens = 0;
 };
 
 // The launch shape of a step's attention, fixed when it is enqueued (a captured graph keeps it):
