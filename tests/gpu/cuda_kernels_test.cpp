@@ -143,6 +143,7 @@ std::vector<MatvecCase> matvec_cases() {
     cases.push_back({t, 9, 2080, 8});    // 65 blocks: the last one unpaired
     cases.push_back({t, 19, 4864, 1});   // one token, 152 units a row: split over 2 warps
     cases.push_back({t, 7, 9248, 1});    // 289 units: split over 2 warps, one unit left over
+    cases.push_back({t, 3, 768, 1});     // one token, 24 units: two row pairs a warp, the last row absent
   }
   for (TensorType t : {TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K}) {
     cases.push_back({t, 37, 1536, 1});
@@ -152,6 +153,7 @@ std::vector<MatvecCase> matvec_cases() {
     cases.push_back({t, 21, 4864, 7});   // 19 blocks a row: rows 2-byte aligned for Q6_K
     cases.push_back({t, 19, 18944, 1});  // one token, 296 units a row: split over 2 warps
     cases.push_back({t, 11, 9472, 1});   // 148 units: split over 2 warps, the last round partial
+    cases.push_back({t, 5, 2048, 1});    // one token, 32 units: two row pairs a warp, the last pair half
   }
   // Enough rows for two rows per warp; the odd count leaves the last warp one row short.
   for (TensorType t : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q8_0,

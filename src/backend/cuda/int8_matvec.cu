@@ -391,15 +391,18 @@ constexpr int split_units_in_flight() {
   return std::is_same_v<Q, Q4K> ? 3 : kUnitsInFlight;
 }
 
-// One group of S warps per row pair; the S warps of a group split the row's units (S > 1 for long
-// rows of one token: a warp alone waits on its loads round after round) and add their sums
-// through shared memory.
-template <class Q, int T, int S, bool kKv>
+// One group of S warps per P row pairs; the S warps of a group split the rows' units (S > 1 for
+// long rows of one token: a warp alone waits on its loads round after round) and add their sums
+// through shared memory. P = 2 for one token's short rows (at most 32 units: one unit per lane and
+// row): the warp's four rows share each activation load, and all their weights are requested
+// before the wait, with half the CTAs (fewer waves).
+template <class Q, int T, int S, bool kKv, int P>
 __global__ void __launch_bounds__(kThreads, (ctas_per_multiprocessor<Q, T, kKv>()))
     matvec_int8_kernel(const __grid_constant__ PartsOnGrid parts, int64_t cols,
                        const int8_t* __restrict__ xq, const float2* __restrict__ xds,
                        bool accumulate, const __grid_constant__ KvWrite kv) {
   static_assert(kWarpsPerBlock % S == 0, "the warps of a CTA form whole groups");
+  static_assert(P == 1 || (S == 1 && T == 1), "two row pairs per warp: one token, unsplit rows");
   constexpr int R = kRowsPerWarp;
   static_assert(R == 2, "row pairs (rows_of_pair)");
   int p = 0;
@@ -407,30 +410,40 @@ __global__ void __launch_bounds__(kThreads, (ctas_per_multiprocessor<Q, T, kKv>(
   for (int i = 1; i < kMaxMatvecParts; ++i) p = (i < parts.count && blockIdx.x >= parts.first_cta[i]) ? i : p;
   const MatvecPart& part = parts.part[p];
   const int warp = static_cast<int>(threadIdx.x) / 32, slice = warp % S;
-  const int64_t pair =
-      static_cast<int64_t>(blockIdx.x - parts.first_cta[p]) * (kWarpsPerBlock / S) + warp / S;
+  const int64_t first_pair =
+      (static_cast<int64_t>(blockIdx.x - parts.first_cta[p]) * (kWarpsPerBlock / S) + warp / S) * P;
   const bool roped = kKv && is_roped(part.output);
-  const RowPair rp = rows_of_pair(pair, part.w.rows, roped, kv.rope);
+  RowPair rp[P];
+  const uint8_t* wrow[P][R];
+#pragma unroll
+  for (int k = 0; k < P; ++k) {
+    rp[k] = rows_of_pair(first_pair + k, part.w.rows, roped, kv.rope);
+#pragma unroll
+    for (int r = 0; r < R; ++r) wrow[k][r] = part.w.data + rp[k].row[r] * part.w.row_bytes;
+  }
   const int lane = threadIdx.x % 32;
-  const uint8_t* wrow[R];
-#pragma unroll
-  for (int r = 0; r < R; ++r) wrow[r] = part.w.data + rp.row[r] * part.w.row_bytes;
   const int64_t units = cols / Q::kUnitElems;
-  float acc[T][R];
+  float acc[P][T][R];
 #pragma unroll
-  for (int t = 0; t < T; ++t) {
+  for (int k = 0; k < P; ++k) {
 #pragma unroll
-    for (int r = 0; r < R; ++r) acc[t][r] = 0.0f;
+    for (int t = 0; t < T; ++t) {
+#pragma unroll
+      for (int r = 0; r < R; ++r) acc[k][t][r] = 0.0f;
+    }
   }
   constexpr int kStride = 32 * S;  // units between a lane's consecutive units
-  constexpr int kInFlight = S > 1 ? split_units_in_flight<Q>() : kUnitsInFlight;
-  typename Q::W wv[kInFlight][R];
+  constexpr int kInFlight = P > 1 ? 1 : S > 1 ? split_units_in_flight<Q>() : kUnitsInFlight;
+  typename Q::W wv[P][kInFlight][R];
   auto load_units = [&](int64_t u0) {
 #pragma unroll
     for (int k = 0; k < kInFlight; ++k) {
 #pragma unroll
-      for (int r = 0; r < R; ++r) {
-        if (u0 + kStride * k < units) wv[k][r] = Q::load(wrow[r], u0 + kStride * k);
+      for (int q = 0; q < P; ++q) {
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+          if (u0 + kStride * k < units) wv[q][k][r] = Q::load(wrow[q][r], u0 + kStride * k);
+        }
       }
     }
   };
@@ -438,9 +451,14 @@ __global__ void __launch_bounds__(kThreads, (ctas_per_multiprocessor<Q, T, kKv>(
   // (launch.cuh): for the small matrices of decode that is the whole row.
   const int64_t first = 32 * slice + lane;
   load_units(first);
-  double2 rotation = make_double2(1.0, 0.0);
-  if (rp.frequency >= 0 && lane < T * R) {  // a rotated pair (kKv only)
-    sincos(static_cast<double>(kv.positions[lane / R]) * kv.rope.inv_freq[rp.frequency], &rotation.y, &rotation.x);
+  double2 rotation[P];
+#pragma unroll
+  for (int k = 0; k < P; ++k) {
+    rotation[k] = make_double2(1.0, 0.0);
+    if (rp[k].frequency >= 0 && lane < T * R) {  // a rotated pair (kKv only)
+      sincos(static_cast<double>(kv.positions[lane / R]) * kv.rope.inv_freq[rp[k].frequency], &rotation[k].y,
+             &rotation[k].x);
+    }
   }
   wait_then_allow_next_kernel();
   for (int64_t u0 = first; u0 < units; u0 += kStride * kInFlight) {
@@ -452,16 +470,24 @@ __global__ void __launch_bounds__(kThreads, (ctas_per_multiprocessor<Q, T, kKv>(
       for (int t = 0; t < T; ++t) {
         const typename Q::X x = Q::load_x(xq + t * cols, xds + t * (cols / 32), u0 + kStride * k);
 #pragma unroll
-        for (int r = 0; r < R; ++r) acc[t][r] += Q::dot(wv[k][r], x);
+        for (int q = 0; q < P; ++q) {
+#pragma unroll
+          for (int r = 0; r < R; ++r) acc[q][t][r] += Q::dot(wv[q][k][r], x);
+        }
       }
     }
   }
 #pragma unroll
-  for (int t = 0; t < T; ++t) {
+  for (int q = 0; q < P; ++q) {
 #pragma unroll
-    for (int r = 0; r < R; ++r) {
+    for (int t = 0; t < T; ++t) {
 #pragma unroll
-      for (int offset = 16; offset > 0; offset /= 2) acc[t][r] += __shfl_xor_sync(0xFFFFFFFFu, acc[t][r], offset);
+      for (int r = 0; r < R; ++r) {
+#pragma unroll
+        for (int offset = 16; offset > 0; offset /= 2) {
+          acc[q][t][r] += __shfl_xor_sync(0xFFFFFFFFu, acc[q][t][r], offset);
+        }
+      }
     }
   }
   if constexpr (S > 1) {
@@ -470,7 +496,7 @@ __global__ void __launch_bounds__(kThreads, (ctas_per_multiprocessor<Q, T, kKv>(
 #pragma unroll
       for (int t = 0; t < T; ++t) {
 #pragma unroll
-        for (int r = 0; r < R; ++r) partial[warp][t * R + r] = acc[t][r];
+        for (int r = 0; r < R; ++r) partial[warp][t * R + r] = acc[0][t][r];
       }
     }
     __syncthreads();
@@ -479,36 +505,40 @@ __global__ void __launch_bounds__(kThreads, (ctas_per_multiprocessor<Q, T, kKv>(
       for (int t = 0; t < T; ++t) {
 #pragma unroll
         for (int r = 0; r < R; ++r) {
-          acc[t][r] = 0.0f;
+          acc[0][t][r] = 0.0f;
 #pragma unroll
-          for (int s = 0; s < S; ++s) acc[t][r] += partial[warp + s][t * R + r];  // slices in order
+          for (int s = 0; s < S; ++s) acc[0][t][r] += partial[warp + s][t * R + r];  // slices in order
         }
       }
     }
   }
-  // Lane t * R + r stores token t of row rp.row_of(r); every lane holds the sums of all rows.
+  // Lane t * R + r stores token t of row rp.row_of(r) of each pair; every lane holds the sums of
+  // all rows.
   const int t = lane / R, r = lane % R;
-  if (!kKv && slice == 0 && t < T && rp.valid_of(r)) {
-    float value = 0.0f;
 #pragma unroll
-    for (int tt = 0; tt < T; ++tt) {
+  for (int q = 0; q < P; ++q) {
+    if (!kKv && slice == 0 && t < T && rp[q].valid_of(r)) {
+      float value = 0.0f;
 #pragma unroll
-      for (int rr = 0; rr < R; ++rr) value = (tt * R + rr == lane) ? acc[tt][rr] : value;
+      for (int tt = 0; tt < T; ++tt) {
+#pragma unroll
+        for (int rr = 0; rr < R; ++rr) value = (tt * R + rr == lane) ? acc[q][tt][rr] : value;
+      }
+      const int64_t row = rp[q].row_of(r);
+      if (part.bias != nullptr) value += part.bias[row];
+      store_y(part, t, row, value, accumulate);
     }
-    const int64_t row = rp.row_of(r);
-    if (part.bias != nullptr) value += part.bias[row];
-    store_y(part, t, row, value, accumulate);
-  }
-  if (kKv && slice == 0 && t < T && rp.valid_of(r)) {
-    float pair_values[R];
+    if (kKv && slice == 0 && t < T && rp[q].valid_of(r)) {
+      float pair_values[R];
 #pragma unroll
-    for (int rr = 0; rr < R; ++rr) {
-      float sum = 0.0f;
+      for (int rr = 0; rr < R; ++rr) {
+        float sum = 0.0f;
 #pragma unroll
-      for (int tt = 0; tt < T; ++tt) sum = tt == t ? acc[tt][rr] : sum;
-      pair_values[rr] = sum + (part.bias != nullptr ? part.bias[rp.row[rr]] : 0.0f);
+        for (int tt = 0; tt < T; ++tt) sum = tt == t ? acc[q][tt][rr] : sum;
+        pair_values[rr] = sum + (part.bias != nullptr ? part.bias[rp[q].row[rr]] : 0.0f);
+      }
+      store_row(part, kv, rp[q], t, r, pair_values, rotation[q], accumulate);
     }
-    store_row(part, kv, rp, t, r, pair_values, rotation, accumulate);
   }
 }
 
@@ -531,7 +561,11 @@ void launch_matvec_int8(const MatvecPart* parts, int count, ActivationsQ8 x, boo
   // Splitting a row over warps is for one token (decode): with more, each warp has T tokens'
   // work per weight load already.
   const int split = tokens == 1 ? warps_per_row(cols / Q::kUnitElems) : 1;
-  const int64_t pairs_per_cta = kWarpsPerBlock / split;
+  // Two row pairs per warp for one token's short rows (0.5B and 1.5B: measured on the H200, tg128
+  // +2.7 % and +1.3 %, docs/perf-notes.md). Not for Q/K/V with the RoPE epilogue: their grid is one
+  // wave already, and the rotation of two pairs spills under that kernel's register budget.
+  const int pairs_per_warp = !kKv && tokens == 1 && cols / Q::kUnitElems <= 32 ? 2 : 1;
+  const int64_t pairs_per_cta = kWarpsPerBlock / split * pairs_per_warp;
   PartsOnGrid grid_parts{};
   grid_parts.count = count;
   unsigned ctas = 0;
@@ -544,7 +578,13 @@ void launch_matvec_int8(const MatvecPart* parts, int count, ActivationsQ8 x, boo
   const float2* xds = reinterpret_cast<const float2*>(x.ds);
   if (split != 1 && split != 2) unhandled_case("matvec_int8", "warps per row", split);
   if (split == 2) {
-    check_launch(launch(matvec_int8_kernel<Q, 1, 2, kKv>, ctas, block, stream, grid_parts, cols, x.q, xds,
+    check_launch(launch(matvec_int8_kernel<Q, 1, 2, kKv, 1>, ctas, block, stream, grid_parts, cols, x.q, xds,
+                        accumulate, kv),
+                 "matvec_int8_kernel");
+    return;
+  }
+  if (pairs_per_warp == 2) {
+    check_launch(launch(matvec_int8_kernel<Q, 1, 1, kKv, 2>, ctas, block, stream, grid_parts, cols, x.q, xds,
                         accumulate, kv),
                  "matvec_int8_kernel");
     return;
@@ -559,7 +599,7 @@ void launch_matvec_int8(const MatvecPart* parts, int count, ActivationsQ8 x, boo
       pass_kv.slots += t0;
     }
     with_count<kMaxTokens>(n, [&](auto n_tokens) {
-      check_launch(launch(matvec_int8_kernel<Q, decltype(n_tokens)::value, 1, kKv>, ctas, block, stream, pass, cols,
+      check_launch(launch(matvec_int8_kernel<Q, decltype(n_tokens)::value, 1, kKv, 1>, ctas, block, stream, pass, cols,
                           x.q + t0 * cols, xds + t0 * (cols / 32), accumulate, pass_kv),
                    "matvec_int8_kernel");
     });
