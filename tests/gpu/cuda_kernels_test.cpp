@@ -144,6 +144,7 @@ std::vector<MatvecCase> matvec_cases() {
     cases.push_back({t, 19, 4864, 1});   // one token, 152 units a row: split over 2 warps
     cases.push_back({t, 7, 9248, 1});    // 289 units: split over 2 warps, one unit left over
     cases.push_back({t, 3, 768, 1});     // one token, 24 units: two row pairs a warp, the last row absent
+    cases.push_back({t, 9, 2080, 1});    // one token, 65 units: a second round of one unit
   }
   for (TensorType t : {TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K}) {
     cases.push_back({t, 37, 1536, 1});
@@ -154,6 +155,7 @@ std::vector<MatvecCase> matvec_cases() {
     cases.push_back({t, 19, 18944, 1});  // one token, 296 units a row: split over 2 warps
     cases.push_back({t, 11, 9472, 1});   // 148 units: split over 2 warps, the last round partial
     cases.push_back({t, 5, 2048, 1});    // one token, 32 units: two row pairs a warp, the last pair half
+    cases.push_back({t, 21, 4864, 1});   // one token, 76 units (0.5B FFN down): the second round partial
   }
   // Enough rows for two rows per warp; the odd count leaves the last warp one row short.
   for (TensorType t : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q8_0,
