@@ -402,7 +402,7 @@ __global__ void __launch_bounds__(kThreads, (ctas_per_multiprocessor<Q, T, kKv>(
                        const int8_t* __restrict__ xq, const float2* __restrict__ xds,
                        bool accumulate, const __grid_constant__ KvWrite kv) {
   static_assert(kWarpsPerBlock % S == 0, "the warps of a CTA form whole groups");
-  static_assert(P == 1 || (S == 1 && T == 1), "two row pairs per warp: one token, unsplit rows");
+  static_assert(P == 1 || (S == 1 && T == 1 && !kKv), "two row pairs per warp: one token, unsplit rows, no RoPE");
   constexpr int R = kRowsPerWarp;
   static_assert(R == 2, "row pairs (rows_of_pair)");
   int p = 0;
@@ -583,11 +583,13 @@ void launch_matvec_int8(const MatvecPart* parts, int count, ActivationsQ8 x, boo
                  "matvec_int8_kernel");
     return;
   }
-  if (pairs_per_warp == 2) {
-    check_launch(launch(matvec_int8_kernel<Q, 1, 1, kKv, 2>, ctas, block, stream, grid_parts, cols, x.q, xds,
-                        accumulate, kv),
-                 "matvec_int8_kernel");
-    return;
+  if constexpr (!kKv) {
+    if (pairs_per_warp == 2) {
+      check_launch(launch(matvec_int8_kernel<Q, 1, 1, false, 2>, ctas, block, stream, grid_parts, cols, x.q, xds,
+                          accumulate, kv),
+                   "matvec_int8_kernel");
+      return;
+    }
   }
   for (int64_t t0 = 0; t0 < tokens; t0 += kMaxTokens) {
     const int64_t n = tokens - t0 < kMaxTokens ? tokens - t0 : kMaxTokens;
