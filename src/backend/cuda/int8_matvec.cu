@@ -451,14 +451,9 @@ __global__ void __launch_bounds__(kThreads, (ctas_per_multiprocessor<Q, T, kKv>(
   // (launch.cuh): for the small matrices of decode that is the whole row.
   const int64_t first = 32 * slice + lane;
   load_units(first);
-  double2 rotation[P];
-#pragma unroll
-  for (int k = 0; k < P; ++k) {
-    rotation[k] = make_double2(1.0, 0.0);
-    if (rp[k].frequency >= 0 && lane < T * R) {  // a rotated pair (kKv only)
-      sincos(static_cast<double>(kv.positions[lane / R]) * kv.rope.inv_freq[rp[k].frequency], &rotation[k].y,
-             &rotation[k].x);
-    }
+  double2 rotation = make_double2(1.0, 0.0);  // of the one pair of a roped part (kKv: P == 1)
+  if (rp[0].frequency >= 0 && lane < T * R) {
+    sincos(static_cast<double>(kv.positions[lane / R]) * kv.rope.inv_freq[rp[0].frequency], &rotation.y, &rotation.x);
   }
   wait_then_allow_next_kernel();
   for (int64_t u0 = first; u0 < units; u0 += kStride * kInFlight) {
@@ -537,7 +532,7 @@ __global__ void __launch_bounds__(kThreads, (ctas_per_multiprocessor<Q, T, kKv>(
         for (int tt = 0; tt < T; ++tt) sum = tt == t ? acc[q][tt][rr] : sum;
         pair_values[rr] = sum + (part.bias != nullptr ? part.bias[rp[q].row[rr]] : 0.0f);
       }
-      store_row(part, kv, rp[q], t, r, pair_values, rotation[q], accumulate);
+      store_row(part, kv, rp[q], t, r, pair_values, rotation, accumulate);
     }
   }
 }

@@ -105,9 +105,9 @@ void quantize_activations(const float* x, int64_t cols, int64_t tokens, Activati
 // As matvec, with the activations given as quantize_activations made them (row length w.cols):
 // integer dot products of weight and activation blocks (__dp4a), scaled per block pair. One warp
 // per two rows (four for one token's rows of at most 32 units, two for one token's rows of 128
-// units or more split over two warps); weights read once per 8 tokens. The small block types (2-byte aligned) are read as
-// aligned 4-byte words, which may reach 2 bytes past the matrix's last block (never past the
-// 4-byte word that holds it; device allocations are 256-byte granular).
+// units or more split over two warps); weights read once per 8 tokens. The small block types
+// (2-byte aligned) are read as aligned 4-byte words, which may reach 2 bytes past the matrix's
+// last block (never past the 4-byte word that holds it; device allocations are 256-byte granular).
 void matvec_int8(const DeviceMatrix& w, ActivationsQ8 x, float* y, int64_t ldy, const float* bias,
                  bool accumulate, int64_t tokens, cudaStream_t stream);
 
