@@ -320,6 +320,7 @@ struct RopeCase {
 
 class CudaRope : public ::testing::TestWithParam<RopeCase> {};
 
+// With the biases of Q, K and V added first (Qwen2's), and without biases.
 TEST_P(CudaRope, RotatesQueriesAndStoresRotatedKeysAndValuesAtTheirSlots) {
   SKIP_WITHOUT_GPU();
   const RopeCase c = GetParam();
@@ -331,13 +332,20 @@ TEST_P(CudaRope, RotatesQueriesAndStoresRotatedKeysAndValuesAtTheirSlots) {
   const std::vector<float> q = random_floats(static_cast<size_t>(tokens * q_dim), rng);
   const std::vector<float> k = random_floats(static_cast<size_t>(tokens * kv_dim), rng);
   const std::vector<float> v = random_floats(static_cast<size_t>(tokens * kv_dim), rng);
+  const std::vector<float> bq = random_floats(static_cast<size_t>(q_dim), rng);
+  const std::vector<float> bk = random_floats(static_cast<size_t>(kv_dim), rng);
+  const std::vector<float> bv = random_floats(static_cast<size_t>(kv_dim), rng);
   const double base = 1e6;
   std::vector<double> inv_freq(static_cast<size_t>(c.rope_dim / 2));
   for (size_t i = 0; i < inv_freq.size(); ++i) inv_freq[i] = std::pow(base, -2.0 * i / c.rope_dim);
 
-  auto rotate = [&](const std::vector<float>& src, int heads) {
-    std::vector<double> out(src.begin(), src.end());
+  // src + bias (float32 sums, as the kernel and the products make them), then rotated in float64.
+  auto rotate = [&](const std::vector<float>& src, const std::vector<float>* bias, int heads) {
     const int dim = heads * c.head_dim, half = c.rope_dim / 2;
+    std::vector<double> out(src.begin(), src.end());
+    if (bias != nullptr) {
+      for (size_t i = 0; i < src.size(); ++i) out[i] = src[i] + (*bias)[i % static_cast<size_t>(dim)];
+    }
     for (int t = 0; t < tokens; ++t) {
       for (int h = 0; h < heads; ++h) {
         for (int i = 0; i < half; ++i) {
@@ -352,25 +360,30 @@ TEST_P(CudaRope, RotatesQueriesAndStoresRotatedKeysAndValuesAtTheirSlots) {
     }
     return out;
   };
-  const std::vector<double> q_ref = rotate(q, c.heads), k_ref = rotate(k, c.kv_heads);
-
-  const DeviceVector<float> dq(q), dk(k), dv(v);
   const DeviceVector<double> dfreq(inv_freq);
   const DeviceVector<int32_t> dpos(positions), dslots(slots);
-  const DeviceVector<uint16_t> kc(static_cast<size_t>(slot_count * kv_dim)),
-      vc(static_cast<size_t>(slot_count * kv_dim));
+  const DeviceVector<float> dbq(bq), dbk(bk), dbv(bv);
   const cuda::RopeParams p{c.heads, c.kv_heads, c.head_dim, c.rope_dim, c.neox, dfreq.get()};
-  cuda::rope_and_store_kv(p, dq.get(), dk.get(), dv.get(), dpos.get(), dslots.get(), tokens,
-                          kc.get(), vc.get(), nullptr);
-  EXPECT_LE(relative_max_error(dq.read(), q_ref), 1e-6);
-  const std::vector<uint16_t> keys = kc.read(), values = vc.read();
-  for (int t = 0; t < tokens; ++t) {
-    for (int i = 0; i < kv_dim; ++i) {
-      const size_t at = static_cast<size_t>(slots[t] * kv_dim + i);
-      const double expected = k_ref[t * kv_dim + i];  // rounded once more to float16
-      ASSERT_NEAR(fp16_to_fp32(keys[at]), expected, 1e-3 * std::abs(expected) + 1e-6)
-          << "token " << t << " dim " << i;
-      ASSERT_EQ(values[at], fp32_to_fp16(v[t * kv_dim + i])) << "token " << t << " dim " << i;
+  for (const bool with_bias : {true, false}) {
+    const std::vector<double> q_ref = rotate(q, with_bias ? &bq : nullptr, c.heads);
+    const std::vector<double> k_ref = rotate(k, with_bias ? &bk : nullptr, c.kv_heads);
+    const DeviceVector<float> dq(q), dk(k), dv(v);
+    const DeviceVector<uint16_t> kc(static_cast<size_t>(slot_count * kv_dim)),
+        vc(static_cast<size_t>(slot_count * kv_dim));
+    const cuda::QkvBias bias = with_bias ? cuda::QkvBias{dbq.get(), dbk.get(), dbv.get()} : cuda::QkvBias{};
+    cuda::rope_and_store_kv(p, bias, dq.get(), dk.get(), dv.get(), dpos.get(), dslots.get(), tokens, kc.get(),
+                            vc.get(), nullptr);
+    EXPECT_LE(relative_max_error(dq.read(), q_ref), 1e-6) << "bias " << with_bias;
+    const std::vector<uint16_t> keys = kc.read(), values = vc.read();
+    for (int t = 0; t < tokens; ++t) {
+      for (int i = 0; i < kv_dim; ++i) {
+        const size_t at = static_cast<size_t>(slots[t] * kv_dim + i);
+        const double expected = k_ref[t * kv_dim + i];  // rounded once more to float16
+        ASSERT_NEAR(fp16_to_fp32(keys[at]), expected, 1e-3 * std::abs(expected) + 1e-6)
+            << "bias " << with_bias << " token " << t << " dim " << i;
+        const float value = v[t * kv_dim + i] + (with_bias ? bv[i] : 0.0f);
+        ASSERT_EQ(values[at], fp32_to_fp16(value)) << "bias " << with_bias << " token " << t << " dim " << i;
+      }
     }
   }
 }
@@ -381,9 +394,9 @@ INSTANTIATE_TEST_SUITE_P(Styles, CudaRope,
                                            RopeCase{32, 4, 64, 64, false},    // TinyLlama
                                            RopeCase{32, 32, 80, 32, true}));  // phi-2, partial
 
-// Q, K and V with PartOutput's RoPE and KV cache write in the product's epilogue against the
-// plain product followed by rope_and_store_kv: the same bits in q, the key cache and the value
-// cache. Q and K share a launch (Q4_K), V has another type and its own (Q6_K, as in Q4_K_M
+// Q, K and V with PartOutput's RoPE and KV cache write (and their biases) in the product's
+// epilogue against the plain product without biases followed by rope_and_store_kv with them, as
+// the backend's other steps run: the same bits in q, the key cache and the value cache. Q and K share a launch (Q4_K), V has another type and its own (Q6_K, as in Q4_K_M
 // files); 9 tokens take two passes.
 TEST_P(CudaRope, InTheQkvProductGivesTheBitsOfTheProductThenRopeAndStoreKv) {
   SKIP_WITHOUT_GPU();
@@ -417,13 +430,13 @@ TEST_P(CudaRope, InTheQkvProductGivesTheBitsOfTheProductThenRopeAndStoreKv) {
     const DeviceVector<float> q_ref(static_cast<size_t>(tokens * q_dim)), k(static_cast<size_t>(tokens * kv_dim)),
         v(static_cast<size_t>(tokens * kv_dim)), q(static_cast<size_t>(tokens * q_dim));
     const cuda::ActivationsQ8 a{xq.get(), xds.get()};
-    const cuda::MatvecPart plain[] = {{wq.on_device(dwq), q_ref.get(), q_dim, bq.get()},
-                                      {wk.on_device(dwk), k.get(), kv_dim, bk.get()}};
-    const cuda::MatvecPart plain_v{wv.on_device(dwv), v.get(), kv_dim, bv.get()};
+    const cuda::MatvecPart plain[] = {{wq.on_device(dwq), q_ref.get(), q_dim, nullptr},
+                                      {wk.on_device(dwk), k.get(), kv_dim, nullptr}};
+    const cuda::MatvecPart plain_v{wv.on_device(dwv), v.get(), kv_dim, nullptr};
     cuda::matvec_int8_parts(plain, 2, a, false, tokens, nullptr);
     cuda::matvec_int8_parts(&plain_v, 1, a, false, tokens, nullptr);
-    cuda::rope_and_store_kv(p, q_ref.get(), k.get(), v.get(), dpos.get(), dslots.get(), tokens, keys_ref->get(),
-                            values_ref->get(), nullptr);
+    cuda::rope_and_store_kv(p, {bq.get(), bk.get(), bv.get()}, q_ref.get(), k.get(), v.get(), dpos.get(),
+                            dslots.get(), tokens, keys_ref->get(), values_ref->get(), nullptr);
 
     const cuda::KvWrite kv{p, dpos.get(), dslots.get(), keys->get(), values->get()};
     const cuda::MatvecPart roped[] = {

@@ -898,10 +898,11 @@ class CudaBackend final : public Backend {
     }
   }
 
-  // q_, k_, v_ = Q, K, V of the normalized input (with their biases).
+  // q_, k_, v_ = Q, K, V of the normalized input, without their biases: rope_and_store_kv adds
+  // them as it reads the three (on the cuBLAS path each bias was a kernel of its own).
   void project_qkv(const DeviceLayer& w, LinearInput& normed) {
     const ModelConfig& c = config_;
-    linear_parts({{w.q, q_, c.q_dim(), w.q_bias}, {w.k, k_, c.kv_dim(), w.k_bias}, {w.v, v_, c.kv_dim(), w.v_bias}},
+    linear_parts({{w.q, q_, c.q_dim(), nullptr}, {w.k, k_, c.kv_dim(), nullptr}, {w.v, v_, c.kv_dim(), nullptr}},
                  normed, false);
   }
 
@@ -920,7 +921,8 @@ class CudaBackend final : public Backend {
       return;
     }
     project_qkv(w, normed);
-    cuda::rope_and_store_kv(kv.rope, q_, k_, v_, kv.positions, kv.slots, n, kv.key_cache, kv.value_cache, stream_);
+    cuda::rope_and_store_kv(kv.rope, {w.q_bias, w.k_bias, w.v_bias}, q_, k_, v_, kv.positions, kv.slots, n,
+                            kv.key_cache, kv.value_cache, stream_);
   }
 
   // x += down(act(h)): SwiGLU (Shazeer 2020) or, for phi-2, GELU of up(h) + bias. `normed` is

@@ -189,10 +189,18 @@ void norm_rows(const float* x, const float* weight, const float* bias, float* ou
 void gather_rows(const float* x, const int32_t* rows, int64_t count, int64_t width, float* out,
                  cudaStream_t stream);
 
-// RoPE (Su et al. 2021): rotates q [tokens x q_dim] in place and stores k [tokens x kv_dim]
-// rotated and v as float16 at cache slot slots[t] of key_cache / value_cache (k itself is not
-// changed). Angles and rotation in float64: position * inv_freq[i].
-void rope_and_store_kv(const RopeParams& p, float* q, const float* k, const float* v,
+// The biases of Q [q_dim], K and V [kv_dim] (nullptr: none).
+struct QkvBias {
+  const float* q = nullptr;
+  const float* k = nullptr;
+  const float* v = nullptr;
+};
+
+// RoPE (Su et al. 2021) after the biases: q = rotate(q + bias.q) [tokens x q_dim] in place, and
+// rotate(k + bias.k) and v + bias.v [tokens x kv_dim] as float16 at cache slot slots[t] of
+// key_cache / value_cache (k and v themselves are not changed). The float32 sums are those of a
+// product that adds its bias (the same bits); angles and rotation in float64: position * inv_freq[i].
+void rope_and_store_kv(const RopeParams& p, const QkvBias& bias, float* q, const float* k, const float* v,
                        const int32_t* positions, const int32_t* slots, int64_t tokens,
                        void* key_cache, void* value_cache, cudaStream_t stream);
 

@@ -134,9 +134,10 @@ constexpr int kMaxRopePairs = 64;  // rope_dim <= head_dim <= 128
 
 // One CTA per token. The rope_dim / 2 rotations (cos, sin of position * inv_freq[i], float64) are
 // computed once into shared memory and shared by all heads; then each thread takes (head, pair)
-// elements: query pairs are rotated in place, key pairs go rotated straight to the cache; the
-// unrotated key dims (partial RoPE) and the values are copied to the cache.
-__global__ void rope_kv_kernel(RopeParams p, float* q, const float* __restrict__ k,
+// elements: query pairs (with their biases) are rotated in place, key pairs go rotated straight to
+// the cache; the unrotated dims (partial RoPE) get their biases, and keys and values go to the
+// cache.
+__global__ void rope_kv_kernel(RopeParams p, QkvBias bias, float* q, const float* __restrict__ k,
                                const float* __restrict__ v, const int32_t* __restrict__ positions,
                                const int32_t* __restrict__ slots, __half* key_cache,
                                __half* value_cache) {
@@ -144,7 +145,7 @@ __global__ void rope_kv_kernel(RopeParams p, float* q, const float* __restrict__
   // written by one): computed before the wait, while the Q/K/V product finishes.
   __shared__ double2 rotation[kMaxRopePairs];
   const int t = blockIdx.x, half = p.rope_dim / 2, hd = p.head_dim;
-  const int kv_dim = p.head_count_kv * hd;
+  const int q_dim = p.head_count * hd, kv_dim = p.head_count_kv * hd;
   for (int i = threadIdx.x; i < half; i += blockDim.x) {
     double s, c;
     sincos(static_cast<double>(positions[t]) * p.inv_freq[i], &s, &c);
@@ -152,18 +153,21 @@ __global__ void rope_kv_kernel(RopeParams p, float* q, const float* __restrict__
   }
   wait_then_allow_next_kernel();
   __syncthreads();
-  float* qt = q + static_cast<int64_t>(t) * p.head_count * hd;
+  float* qt = q + static_cast<int64_t>(t) * q_dim;
   const float* kt = k + static_cast<int64_t>(t) * kv_dim;
+  const float* vt = v + static_cast<int64_t>(t) * kv_dim;
   const int64_t slot = slots[t];
   __half* kc = key_cache + slot * kv_dim;
   __half* vc = value_cache + slot * kv_dim;
+  const auto biased = [](const float* x, const float* b, int i) { return b != nullptr ? x[i] + b[i] : x[i]; };
   for (int e = threadIdx.x; e < (p.head_count + p.head_count_kv) * half; e += blockDim.x) {
     const int h = e / half, i = e % half;
     const int a = p.neox ? i : 2 * i, b = p.neox ? i + half : 2 * i + 1;
     const bool query = h < p.head_count;
-    const int64_t offset = static_cast<int64_t>(query ? h : h - p.head_count) * hd;
-    const float* head = query ? qt + offset : kt + offset;
-    const double x0 = head[a], x1 = head[b];
+    const int offset = (query ? h : h - p.head_count) * hd;
+    const float* head = query ? qt : kt;
+    const float* head_bias = query ? bias.q : bias.k;
+    const double x0 = biased(head, head_bias, offset + a), x1 = biased(head, head_bias, offset + b);
     const double2 r = rotation[i];
     const float y0 = static_cast<float>(x0 * r.x - x1 * r.y);
     const float y1 = static_cast<float>(x0 * r.y + x1 * r.x);
@@ -175,9 +179,14 @@ __global__ void rope_kv_kernel(RopeParams p, float* q, const float* __restrict__
       kc[offset + b] = __float2half_rn(y1);
     }
   }
+  if (bias.q != nullptr && p.rope_dim < hd) {
+    for (int i = threadIdx.x; i < q_dim; i += blockDim.x) {
+      if (i % hd >= p.rope_dim) qt[i] += bias.q[i];
+    }
+  }
   for (int i = threadIdx.x; i < kv_dim; i += blockDim.x) {
-    if (i % hd >= p.rope_dim) kc[i] = __float2half_rn(kt[i]);
-    vc[i] = __float2half_rn(v[static_cast<int64_t>(t) * kv_dim + i]);
+    if (i % hd >= p.rope_dim) kc[i] = __float2half_rn(biased(kt, bias.k, i));
+    vc[i] = __float2half_rn(biased(vt, bias.v, i));
   }
 }
 
@@ -230,13 +239,13 @@ void gather_rows(const float* x, const int32_t* rows, int64_t count, int64_t wid
   check_launch(launch(gather_kernel, static_cast<unsigned>(count), 256, stream, x, rows, width, out), "gather_kernel");
 }
 
-void rope_and_store_kv(const RopeParams& p, float* q, const float* k, const float* v,
+void rope_and_store_kv(const RopeParams& p, const QkvBias& bias, float* q, const float* k, const float* v,
                        const int32_t* positions, const int32_t* slots, int64_t tokens,
                        void* key_cache, void* value_cache, cudaStream_t stream) {
   if (tokens == 0) return;
-  check_launch(launch(rope_kv_kernel, static_cast<unsigned>(tokens), 256, stream, 
-      p, q, k, v, positions, slots, static_cast<__half*>(key_cache),
-      static_cast<__half*>(value_cache)), "rope_kv_kernel");
+  check_launch(launch(rope_kv_kernel, static_cast<unsigned>(tokens), 256, stream, p, bias, q, k, v, positions,
+                      slots, static_cast<__half*>(key_cache), static_cast<__half*>(value_cache)),
+               "rope_kv_kernel");
 }
 
 void swiglu(const float* gate, float* up, int64_t n, InputCopy copy, cudaStream_t stream) {
