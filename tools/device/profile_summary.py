@@ -22,12 +22,6 @@ def family(name):
     return re.sub(r"^void ", "", name)[:70]
 
 
-if mode == "decode":
-    starts = [i for i, r in enumerate(rows) if "embed" in r["Kernel Name"]]
-    if len(starts) >= 2:
-        rows = rows[starts[0]:starts[1]]
-
-
 def is_step_start(row):  # the embedding lookup: a dequantization to float32
     name = row["Kernel Name"]
     return ("embed" in name or "dequantize_kernel" in name) and "half" not in name
@@ -49,8 +43,8 @@ def print_families(rows, steps=1):
               f"{nbytes / max(ns, 1):7.0f}")
 
 
+starts = [i for i, r in enumerate(rows) if is_step_start(r)]
 if mode == "steps":
-    starts = [i for i, r in enumerate(rows) if is_step_start(r)]
     groups = {True: [], False: []}
     for a, b in zip(starts, starts[1:]):
         step = rows[a:b]
@@ -63,16 +57,7 @@ if mode == "steps":
         if steps:
             print(f"\n== steps {'with prompt chunks' if mixed else 'of decode rows only'} ==")
             print_families([r for step in steps for r in step], len(steps))
-    sys.exit(0)
-total = collections.defaultdict(lambda: [0, 0.0, 0.0])
-for r in rows:
-    key = (family(r["Kernel Name"]), r["launch__grid_size"])
-    t = total[key]
-    t[0] += 1
-    t[1] += number(r, "gpu__time_duration.sum")
-    t[2] += number(r, "dram__bytes_read.sum")
-all_ns = sum(t[1] for t in total.values())
-print(f"{len(rows)} kernels, {all_ns / 1e3:.1f} us GPU time")
-print(f"{'kernel':70} {'grid':>7} {'n':>5} {'us':>9} {'%':>5} {'GB/s':>7}")
-for (name, grid), (n, ns, nbytes) in sorted(total.items(), key=lambda kv: -kv[1][1]):
-    print(f"{name:70} {grid:>7} {n:5d} {ns / 1e3:9.1f} {100 * ns / all_ns:5.1f} {nbytes / max(ns, 1):7.0f}")
+else:
+    if mode == "decode" and len(starts) >= 2:
+        rows = rows[starts[0]:starts[1]]
+    print_families(rows)
