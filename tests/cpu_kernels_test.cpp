@@ -21,6 +21,7 @@
 #include "realizar/error.h"
 #include "realizar/quant.h"
 #include "realizar/quant_blocks.h"
+#include "util/cpu_count.h"
 #include "util/thread_pool.h"
 
 namespace realizar {
@@ -442,10 +443,10 @@ TEST(CpuDispatch, ForcedSetsAreCheckedAgainstTheCpu) {
   EXPECT_FALSE(cpu::isa_supported(Isa::Amx, amx));
 }
 
-TEST(CpuDispatch, PhysicalCoresAreAtMostTheHardwareThreads) {
+TEST(CpuDispatch, PhysicalCoresAreAtMostTheUsableCpus) {
   const int cores = cpu::physical_core_count();
   EXPECT_GE(cores, 1);
-  EXPECT_LE(cores, static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  EXPECT_LE(cores, usable_cpu_count());
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "realizar/error.h"
+#include "util/cpu_count.h"
 
 namespace realizar {
 namespace {
@@ -28,7 +29,7 @@ std::vector<int> visit_counts(ThreadPool& pool, int64_t n) {
 TEST(ThreadPool, SizeCountsTheCallingThread) {
   EXPECT_EQ(ThreadPool(1).size(), 1);
   EXPECT_EQ(ThreadPool(4).size(), 4);
-  EXPECT_EQ(ThreadPool(0).size(), static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  EXPECT_EQ(ThreadPool(0).size(), usable_cpu_count());
   EXPECT_THROW(ThreadPool(-1), Error);
 }
 

@@ -1,4 +1,5 @@
-// Small utilities: SHA-256, the realizar home directory, progress formatting, byte sizes, counts.
+// Small utilities: SHA-256, the realizar home directory, progress formatting, byte sizes, counts,
+// CPU limits.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -11,6 +12,7 @@
 #include "test_support.h"
 #include "util/byte_size.h"
 #include "util/counted.h"
+#include "util/cpu_count.h"
 #include "util/paths.h"
 #include "util/progress.h"
 #include "util/sha256.h"
@@ -96,6 +98,29 @@ TEST(Progress, QuickWorkPrintsNothingUnlessAskedAndPlainOutputHasNoControlCodes)
   EXPECT_THAT(text, HasSubstr("total\n"));
   EXPECT_EQ(text.find('\r'), std::string::npos);
   EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 1);
+}
+
+TEST(CpuCount, ACgroupQuotaRoundsUpToWholeCpus) {
+  EXPECT_EQ(cgroup_cpu_limit("200000 100000\n"), 2);
+  EXPECT_EQ(cgroup_cpu_limit("150000 100000"), 2);  // docker --cpus 1.5
+  EXPECT_EQ(cgroup_cpu_limit("1000 100000"), 1);     // never 0
+  EXPECT_EQ(cgroup_cpu_limit("max 100000"), std::nullopt);
+  for (const char* bad : {"", "max", "100000", "-1 100000", "x 100000", "200000 0", "200000 1e5", "2 3 4"}) {
+    EXPECT_EQ(cgroup_cpu_limit(bad), std::nullopt) << bad;
+  }
+}
+
+// The affinity mask `nproc` counts, capped by the cgroup's limit (which newer coreutils apply too):
+// the default thread count of every command.
+TEST(CpuCount, UsableCpusAreTheAffinityMaskWithinTheCgroupLimit) {
+  std::FILE* nproc = popen("env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc 2>/dev/null", "r");
+  ASSERT_NE(nproc, nullptr);
+  int affinity = 0;
+  const int read = std::fscanf(nproc, "%d", &affinity);
+  pclose(nproc);
+  if (read != 1) GTEST_SKIP() << "no nproc";
+  EXPECT_GE(static_cast<int>(allowed_cpus().size()), affinity);  // nproc may have applied the limit
+  EXPECT_EQ(usable_cpu_count(), std::min(affinity, process_cpu_limit().value_or(affinity)));
 }
 
 TEST(Counted, TheNounIsPluralExceptForOne) {

@@ -11,6 +11,7 @@
 
 #include "engine/backend_factory.h"
 #include "util/counted.h"
+#include "util/cpu_count.h"
 
 namespace realizar::bench {
 namespace {
@@ -66,7 +67,7 @@ Bandwidth measure_bandwidth(const Backend& backend, int threads) {
   if (backend.name() == "cuda") {
     return {measure_copy_bandwidth(backend, threads), "device-to-device copy of 1 GiB, bytes read + written"};
   }
-  const int n = threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency());
+  const int n = threads > 0 ? threads : usable_cpu_count();
   return {measure_host_read_bandwidth(n), "host read of 1 GiB on " + counted(n, "thread")};
 }
 

@@ -1,11 +1,11 @@
 #include "bench/model_bench.h"
 
-#include <thread>
 
 #include "bench/bandwidth.h"
 #include "bench/environment.h"
 #include "bench/report_json.h"
 #include "engine/backend_factory.h"
+#include "util/cpu_count.h"
 
 namespace realizar::bench {
 
@@ -26,7 +26,7 @@ nlohmann::json run_model_benchmark(const ModelBenchConfig& c) {
   model_file["synth"] = c.synth;
   const RepetitionPolicy& p = c.options.policy;
   const bool cpu_threads = backend->name() != "cuda";
-  const int threads = c.threads > 0 ? c.threads : static_cast<int>(std::thread::hardware_concurrency());
+  const int threads = c.threads > 0 ? c.threads : usable_cpu_count();
   return {{"schema_version", kSchemaVersion},
           {"kind", "model"},
           {"environment", describe_environment()},

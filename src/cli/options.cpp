@@ -3,12 +3,12 @@
 #include <cstdio>
 #include <filesystem>
 #include <random>
-#include <thread>
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_features.h"
 #include "cli/command.h"
 #include "util/counted.h"
+#include "util/cpu_count.h"
 
 namespace realizar::cli {
 
@@ -126,7 +126,7 @@ void print_engine_line(const Engine& engine, const std::string& model) {
   const std::string device = engine.device_label();
   const int threads = engine.options().threads > 0 ? engine.options().threads
                       : cpu                        ? cpu::physical_core_count()
-                                                   : static_cast<int>(std::thread::hardware_concurrency());
+                                                   : usable_cpu_count();
   const std::string threads_text = engine.device_name() == "cuda" ? "" : ", " + counted(threads, "thread");
   std::fprintf(stderr, "apr: %s (%s) on %s%s, context %lld tokens\n",
                std::filesystem::path(model).filename().c_str(), engine.model().config.architecture_name.c_str(),

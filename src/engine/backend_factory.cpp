@@ -1,6 +1,5 @@
 #include "engine/backend_factory.h"
 
-#include <thread>
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/reference/reference_backend.h"
@@ -10,6 +9,7 @@
 #include "bench/bench.h"
 #include "parallel/shard_plan.h"
 #include "realizar/error.h"
+#include "util/cpu_count.h"
 
 namespace realizar {
 
@@ -62,7 +62,7 @@ double measure_copy_bandwidth(const Backend& backend, int threads) {
   (void)backend;
 #endif
   return bench::measure_host_copy_bandwidth(
-      threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency()));
+      threads > 0 ? threads : usable_cpu_count());
 }
 
 }  // namespace realizar

@@ -93,7 +93,7 @@ int serve(const ServeConfig& config) {
   HttpServer server(config.server);
   const int port = server.bind();
   say(fmt::format("listening on http://{}:{} ({}); loading {}", config.server.host, port,
-                  counted(config.server.http_threads, "thread"), config.model.string()));
+                  counted(config.server.http_threads, "HTTP thread"), config.model.string()));
   std::promise<void> listener_done;
   std::future<void> listener_closed = listener_done.get_future();
   std::thread listener([&] {

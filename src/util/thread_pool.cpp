@@ -8,6 +8,7 @@
 #endif
 
 #include "realizar/error.h"
+#include "util/cpu_count.h"
 
 namespace realizar {
 namespace {
@@ -36,7 +37,7 @@ void cpu_relax() {
 
 ThreadPool::ThreadPool(int n_threads) {
   if (n_threads < 0) fail("ThreadPool: thread count must be >= 0, got {}", n_threads);
-  if (n_threads == 0) n_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (n_threads == 0) n_threads = usable_cpu_count();
   workers_.reserve(n_threads - 1);
   for (int t = 1; t < n_threads; ++t) workers_.emplace_back([this, t] { worker_loop(t); });
 }

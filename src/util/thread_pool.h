@@ -31,7 +31,7 @@ class ThreadPool {
   static constexpr int64_t kSpinNanoseconds = 50'000;
 
   // n_threads counts the calling thread too: n_threads - 1 workers are started.
-  // 0 means std::thread::hardware_concurrency(). Negative values throw realizar::Error.
+  // 0 means usable_cpu_count() (util/cpu_count.h). Negative values throw realizar::Error.
   explicit ThreadPool(int n_threads);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
@@ -57,7 +57,7 @@ class ThreadPool {
   // counter += n, waking the threads asleep in wait_for().
   void advance(std::atomic<uint32_t>& counter, uint32_t n);
 
-  // A process-wide pool with hardware_concurrency() threads, created on first use.
+  // A process-wide pool with usable_cpu_count() threads, created on first use.
   static ThreadPool& global();
 
  private:

@@ -1,13 +1,11 @@
 #include "backend/cpu/cpu_features.h"
 
-#include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <fstream>
 #include <set>
 #include <string>
-#include <thread>
 #include <utility>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -15,6 +13,7 @@
 #endif
 
 #include "realizar/error.h"
+#include "util/cpu_count.h"
 
 namespace realizar::cpu {
 namespace {
@@ -77,18 +76,6 @@ CpuFeatures detect() {
 #else
 CpuFeatures detect() { return {}; }
 #endif
-
-// The CPUs in this process's affinity mask.
-std::set<int> allowed_cpus() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  std::set<int> cpus;
-  if (sched_getaffinity(0, sizeof set, &set) != 0) return cpus;
-  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
-    if (CPU_ISSET(cpu, &set)) cpus.insert(cpu);
-  }
-  return cpus;
-}
 
 std::optional<int> read_int(const std::string& path) {
   std::ifstream in(path);
@@ -155,17 +142,19 @@ Isa choose_isa(const CpuFeatures& features, std::optional<std::string_view> forc
 }
 
 int physical_core_count() {
-  const int fallback = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int fallback = usable_cpu_count();
   const std::set<int> cpus = allowed_cpus();
   std::set<std::pair<int, int>> cores;  // (package, core) pairs
   for (int cpu : cpus) {
     const std::string topology = "/sys/devices/system/cpu/cpu" + std::to_string(cpu) + "/topology/";
     const std::optional<int> package = read_int(topology + "physical_package_id");
     const std::optional<int> core = read_int(topology + "core_id");
-    if (!package || !core) return cpus.empty() ? fallback : static_cast<int>(cpus.size());
+    if (!package || !core) return fallback;
     cores.emplace(*package, *core);
   }
-  return cores.empty() ? fallback : static_cast<int>(cores.size());
+  if (cores.empty()) return fallback;
+  const std::optional<int> limit = process_cpu_limit();
+  return std::max(1, std::min(static_cast<int>(cores.size()), limit.value_or(INT32_MAX)));
 }
 
 }  // namespace realizar::cpu

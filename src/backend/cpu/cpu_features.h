@@ -47,8 +47,9 @@ Isa best_isa(const CpuFeatures& features);
 Isa choose_isa(const CpuFeatures& features, std::optional<std::string_view> forced);
 
 // Physical cores this process may run on (its affinity mask, hyper-threads of one core counted
-// once, from /sys/devices/system/cpu/cpu*/topology); std::thread::hardware_concurrency() when the
-// topology cannot be read. At least 1.
+// once, from /sys/devices/system/cpu/cpu*/topology), capped by its cgroup's CPU limit
+// (util/cpu_count.h, process_cpu_limit); usable_cpu_count() when the topology cannot be read.
+// At least 1.
 int physical_core_count();
 
 }  // namespace realizar::cpu
