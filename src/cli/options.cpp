@@ -12,13 +12,17 @@
 
 namespace realizar::cli {
 
+void add_threads_option(CLI::App& app, int& threads) {
+  app.add_option("-t,--threads", threads, "CPU threads (0: one per core)")
+      ->check(kNonNegative)
+      ->capture_default_str();
+}
+
 void add_device_options(CLI::App& app, DeviceArgs& args) {
   app.add_option("--device", args.device, "auto, cpu, cuda or reference")
       ->check(CLI::IsMember({"auto", "cpu", "cuda", "reference"}))
       ->capture_default_str();
-  app.add_option("-t,--threads", args.threads, "CPU threads (0: all cores)")
-      ->check(kNonNegative)
-      ->capture_default_str();
+  add_threads_option(app, args.threads);
   app.add_option("--tensor-parallel", args.tensor_parallel,
                  "GPUs to split the model over, tensor parallelism (also -tp N)")
       ->check(kPositive)

@@ -20,6 +20,9 @@ struct DeviceArgs {
   int tensor_parallel = 1;
 };
 
+// -t/--threads N (0: one per core: the CPU backend counts physical cores, other work usable CPUs).
+void add_threads_option(CLI::App& app, int& threads);
+
 // --device auto|cpu|cuda|reference, -t/--threads N, --tensor-parallel/-tp N (GPUs to split the
 // model over; checked against the model when the engine starts: docs/tensor-parallel.md).
 void add_device_options(CLI::App& app, DeviceArgs& args);

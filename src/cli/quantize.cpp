@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "cli/command.h"
+#include "cli/options.h"
 #include "realizar/convert.h"
 #include "util/thread_pool.h"
 
@@ -21,8 +22,7 @@ CommandRunner setup(CLI::App& app) {
   app.add_option("output", args->out, "GGUF file to write")->required();
   app.add_option("type", args->type, "f32, f16, bf16, q8_0, q4_0, q4_k_m, q5_k_m, q6_k")
       ->required();
-  app.add_option("-t,--threads", args->threads, "worker threads (0: all cores)")
-      ->check(kNonNegative);
+  add_threads_option(app, args->threads);
   return [args] {
     const QuantScheme scheme = quant_scheme_from_name(args->type);
     ThreadPool pool(args->threads);

@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "cli/command.h"
+#include "cli/options.h"
 #include "realizar/convert.h"
 #include "util/thread_pool.h"
 
@@ -25,13 +26,12 @@ CommandRunner setup(CLI::App& app) {
   for (const SynthPreset& p : synth_presets()) presets += (presets.empty() ? "" : ", ") + p.name;
   app.add_option("preset", args->preset, "model shape: " + presets)->required();
   app.add_option("-o,--output", args->out, "GGUF file to write")->required();
-  app.add_option("--type", args->type, "f32, f16, bf16, q8_0, q4_0, q4_k_m, q5_k_m, q6_k");
+  app.add_option("--type", args->type, "f32, f16, bf16, q8_0, q4_0, q4_k_m, q5_k_m, q6_k")->capture_default_str();
   app.add_option("--tokenizer", args->tokenizer,
-                 "Hugging Face tokenizer.json to embed (tokenizer_config.json beside it is read "
-                 "too); default: a 256-byte byte-level vocabulary");
-  app.add_option("--seed", args->seed, "random seed (the output depends only on it)");
-  app.add_option("-t,--threads", args->threads, "worker threads (0: all cores)")
-      ->check(kNonNegative);
+                 "Hugging Face tokenizer.json to embed, and tokenizer_config.json beside it "
+                 "(default: a 256-byte byte-level vocabulary)");
+  app.add_option("--seed", args->seed, "random seed (the output depends only on it)")->capture_default_str();
+  add_threads_option(app, args->threads);
   return [args] {
     const SynthPreset& preset = synth_preset(args->preset);
     SynthOptions options;
