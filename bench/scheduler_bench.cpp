@@ -69,8 +69,8 @@ void run_workload(benchmark::State& state, int64_t prompt_tokens, int max_tokens
     limits.context_length = prompt_tokens + max_tokens;
     limits.max_sequences = kRequests;
     limits.max_batch_tokens = max_batch_tokens;
-    Scheduler scheduler(std::make_unique<NullBackend>(static_cast<int64_t>(tokenizer.vocab_size()), kBlocks * kKvBlockSize),
-                        KvManager(kBlocks), tokenizer, limits);
+    auto backend = std::make_unique<NullBackend>(static_cast<int64_t>(tokenizer.vocab_size()), kBlocks * kKvBlockSize);
+    Scheduler scheduler(std::move(backend), KvManager(kBlocks), tokenizer, limits);
     const auto start = std::chrono::steady_clock::now();
     std::vector<std::shared_ptr<RequestChannel>> channels;
     for (uint64_t id = 1; id <= kRequests; ++id) {

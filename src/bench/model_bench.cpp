@@ -1,6 +1,5 @@
 #include "bench/model_bench.h"
 
-
 #include "bench/bandwidth.h"
 #include "bench/environment.h"
 #include "bench/report_json.h"

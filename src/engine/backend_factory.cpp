@@ -1,6 +1,5 @@
 #include "engine/backend_factory.h"
 
-
 #include "backend/cpu/cpu_backend.h"
 #include "backend/reference/reference_backend.h"
 #ifdef REALIZAR_HAVE_CUDA
@@ -61,8 +60,7 @@ double measure_copy_bandwidth(const Backend& backend, int threads) {
 #else
   (void)backend;
 #endif
-  return bench::measure_host_copy_bandwidth(
-      threads > 0 ? threads : usable_cpu_count());
+  return bench::measure_host_copy_bandwidth(threads > 0 ? threads : usable_cpu_count());
 }
 
 }  // namespace realizar

@@ -3,6 +3,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 #include <string>
@@ -142,19 +143,17 @@ Isa choose_isa(const CpuFeatures& features, std::optional<std::string_view> forc
 }
 
 int physical_core_count() {
-  const int fallback = usable_cpu_count();
-  const std::set<int> cpus = allowed_cpus();
   std::set<std::pair<int, int>> cores;  // (package, core) pairs
-  for (int cpu : cpus) {
+  for (int cpu : allowed_cpus()) {
     const std::string topology = "/sys/devices/system/cpu/cpu" + std::to_string(cpu) + "/topology/";
     const std::optional<int> package = read_int(topology + "physical_package_id");
     const std::optional<int> core = read_int(topology + "core_id");
-    if (!package || !core) return fallback;
+    if (!package || !core) return usable_cpu_count();
     cores.emplace(*package, *core);
   }
-  if (cores.empty()) return fallback;
-  const std::optional<int> limit = process_cpu_limit();
-  return std::max(1, std::min(static_cast<int>(cores.size()), limit.value_or(INT32_MAX)));
+  if (cores.empty()) return usable_cpu_count();
+  const int count = static_cast<int>(cores.size());
+  return std::min(count, process_cpu_limit().value_or(count));  // a limit is at least 1
 }
 
 }  // namespace realizar::cpu
